@@ -1,0 +1,119 @@
+"""The backend contract: build from the trained model for a target, run a batch, say why not.
+
+Modelled on Polygraphy's runners: a ``Backend`` knows whether it can serve a target and how
+to prepare a ``Session``; a ``Session`` only runs. Everything the timer needs to stay honest
+(placing inputs on the device outside the clock, synchronising, reading outputs back) is
+part of the session so that no caller has to know a runtime's quirks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from harness.model import LSTMPredictor
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how a backend should run."""
+
+    device: str  # "cpu" or "cuda"
+    dtype: str  # "fp32", "bf16" or "fp16"
+    workdir: Path  # where artifacts (ONNX, TorchScript files) are written
+    threads: int  # intra-op threads the backend's own runtime should use
+    ort_allow_spinning: bool = False
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return TORCH_DTYPES[self.dtype]
+
+
+class Session(ABC):
+    """A prepared backend. ``run`` is the only call inside the timed region."""
+
+    @abstractmethod
+    def to_native(self, x: np.ndarray) -> Any:
+        """Place a float32 batch where ``run`` wants it (device, dtype). Not timed."""
+
+    @abstractmethod
+    def run(self, x: Any) -> Any:
+        """One forward pass on a native input; returns the native output."""
+
+    @abstractmethod
+    def to_numpy(self, y: Any) -> np.ndarray:
+        """Read a native output back as a float64 array of shape (batch, output_size)."""
+
+    def synchronize(self) -> None:  # noqa: B027 - a no-op is the right default on CPU
+        """Block until all work this session queued has finished (no-op on CPU)."""
+
+    def diagnostics(self) -> dict:
+        """Backend-specific facts for the results: artifact size, graph counts, ..."""
+        return {}
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    def unavailable_reason(self, target: Target) -> str | None:
+        """None if this backend can serve ``target``, else a one-line reason."""
+        return None
+
+    @abstractmethod
+    def prepare(self, model: LSTMPredictor, target: Target) -> Session:
+        """Build a session from the trained model. Raises BackendError on failure."""
+
+
+def cuda_reason(target: Target) -> str | None:
+    if target.device == "cuda" and not torch.cuda.is_available():
+        return "CUDA is not available to torch on this machine"
+    return None
+
+
+class TorchSession(Session):
+    """A session around any torch callable taking and returning tensors on one device."""
+
+    def __init__(self, fn: Any, target: Target) -> None:
+        self._fn = fn
+        self._device = target.torch_device
+        self._dtype = target.torch_dtype
+
+    def to_native(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).to(self._device, self._dtype)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self._fn(x)
+
+    def to_numpy(self, y: torch.Tensor) -> np.ndarray:
+        return y.detach().to("cpu", torch.float64).numpy()
+
+    def synchronize(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+
+
+def copy_model(model: LSTMPredictor, target: Target) -> LSTMPredictor:
+    """An independent copy of the model on the target's device and dtype, in eval mode."""
+    clone = LSTMPredictor(model.config)
+    clone.load_state_dict(model.state_dict())
+    return clone.to(target.torch_device, target.torch_dtype).eval()
+
+
+def torch_reason(target: Target) -> str | None:
+    """Shared availability rule of the torch backends."""
+    if target.dtype not in TORCH_DTYPES:
+        return f"unknown dtype {target.dtype!r}"
+    return cuda_reason(target)

@@ -1,0 +1,71 @@
+"""torch.compile with inductor, proven to really capture the LSTM.
+
+Dynamo treats ``nn.LSTM`` as a graph break unless ``torch._dynamo.config.allow_rnn`` is set
+(``harness.settings`` sets it), in which case a plain ``torch.compile`` silently runs eager.
+This backend counts the graphs inductor compiles and the graph breaks dynamo records, and
+refuses to call itself compiled when nothing was captured.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch._dynamo
+from torch._dynamo.utils import counters
+
+from backends.base import Backend, Session, Target, TorchSession, copy_model, torch_reason
+from harness.errors import BackendError
+from harness.model import LSTMPredictor
+
+
+def _graph_breaks() -> int:
+    return int(sum(counters["graph_break"].values()))
+
+
+class CompiledSession(TorchSession):
+    def __init__(self, fn, target: Target, graphs: list[int], breaks_before: int) -> None:
+        super().__init__(fn, target)
+        self._graphs = graphs
+        self._breaks_before = breaks_before
+
+    def diagnostics(self) -> dict:
+        graphs = self._graphs[0]
+        return {"graphs": graphs, "graph_breaks": _graph_breaks() - self._breaks_before,
+                "recompiles": max(0, graphs - 1)}
+
+
+class CompileBackend(Backend):
+    name = "compile"
+    summary = "torch.compile (inductor) with the LSTM captured, graph breaks and recompiles counted"
+    mode: str | None = None
+
+    def unavailable_reason(self, target: Target) -> str | None:
+        return torch_reason(target)
+
+    def prepare(self, model: LSTMPredictor, target: Target) -> Session:
+        from torch._inductor.compile_fx import compile_fx
+
+        graphs = [0]
+
+        def counting_inductor(gm: torch.fx.GraphModule, example_inputs):
+            graphs[0] += 1
+            return compile_fx(gm, example_inputs)
+
+        breaks_before = _graph_breaks()
+        module = copy_model(model, target)
+        fn = torch.compile(module, backend=counting_inductor, dynamic=None)
+        session = CompiledSession(fn, target, graphs, breaks_before)
+        # Compile now, so preparation time holds the compile. Batch and seq_len are marked
+        # dynamic so later shapes reuse this graph instead of recompiling.
+        example = session.to_native(np.zeros((2, 8, model.config.input_size), np.float32))
+        torch._dynamo.mark_dynamic(example, 0)
+        torch._dynamo.mark_dynamic(example, 1)
+        session.run(example)
+        session.synchronize()
+        diag = session.diagnostics()
+        if diag["graphs"] == 0 or diag["graph_breaks"] > 0:
+            raise BackendError(
+                f"torch.compile did not capture the model ({diag['graphs']} graph(s), "
+                f"{diag['graph_breaks']} graph break(s)): it would silently run eager; "
+                f"is torch._dynamo.config.allow_rnn set?")
+        return session

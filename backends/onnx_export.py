@@ -1,0 +1,51 @@
+"""Export the LSTMPredictor to ONNX with dynamic batch and seq_len, in a process of its own.
+
+The dynamo exporter silently fixes seq_len when a ``torch.compile`` ran earlier in the same
+process, so the ONNX backend always exports through ``python -m backends.onnx_export`` in a
+fresh interpreter. Weights travel as safetensors, never as a pickle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from harness.model import LSTMPredictor, ModelConfig
+
+OPSET = 18
+
+
+def export(model: LSTMPredictor, path: Path) -> None:
+    example = torch.zeros(2, 8, model.config.input_size)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq_len")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (example,), str(path), dynamo=True, opset_version=OPSET,
+                          input_names=["x"], output_names=["y"],
+                          dynamic_shapes=({0: batch, 1: seq},), external_data=False,
+                          verbose=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--config-json", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    model = LSTMPredictor(ModelConfig(**json.loads(args.config_json)))
+    model.load_state_dict(load_file(str(args.weights)))
+    start = time.perf_counter()
+    export(model, args.out)
+    print(json.dumps({"export_s": time.perf_counter() - start}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

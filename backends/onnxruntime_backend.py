@@ -1,0 +1,155 @@
+"""ONNX Runtime on an exported .onnx file: CPUExecutionProvider, or CUDA with I/O binding.
+
+On CUDA the inputs and outputs stay in device memory (torch tensors bound through
+``io_binding``), so no host copy sits inside the timed call.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from backends.artifacts import Artifact
+from backends.base import Backend, Session, Target
+from harness.errors import BackendError
+from harness.model import LSTMPredictor
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def _import_ort():
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as exc:
+        return None, None, f"{exc.name} is not installed: pip install onnx onnxruntime"
+    return onnx, onnxruntime, None
+
+
+def export_in_subprocess(model: LSTMPredictor, path: Path) -> float:
+    """Export in a fresh interpreter; returns the export time measured there."""
+    weights = path.with_suffix(".weights.safetensors")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(weights))
+    cmd = [sys.executable, "-m", "backends.onnx_export", "--weights", str(weights),
+           "--config-json", json.dumps(model.config.to_dict()), "--out", str(path)]
+    project_root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=project_root, check=False)
+    weights.unlink(missing_ok=True)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BackendError(f"ONNX export failed (exit {done.returncode}): {tail}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["export_s"])
+
+
+def check_dynamic_axes(onnx_model: Any) -> None:
+    """Both batch and seq_len must be symbolic, or other shapes would be refused or wrong."""
+    dims = onnx_model.graph.input[0].type.tensor_type.shape.dim
+    fixed = [i for i in (0, 1) if not dims[i].dim_param]
+    if fixed:
+        shape = [d.dim_param or d.dim_value for d in dims]
+        raise BackendError(f"exported ONNX input has fixed axes {fixed} (shape {shape}); "
+                           f"batch and seq_len must both be dynamic")
+
+
+class OrtSession:
+    """Common part of the CPU and CUDA sessions."""
+
+    def __init__(self, session: Any, artifact: Artifact, export_s: float) -> None:
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self._output = session.get_outputs()[0].name
+        self._artifact = artifact
+        self._export_s = export_s
+
+    def diagnostics(self) -> dict:
+        return {"artifact_bytes": self._artifact.size_bytes, "artifact_sha256": self._artifact.sha256,
+                "export_s": self._export_s, "providers": self._session.get_providers()}
+
+
+class OrtCpuSession(OrtSession, Session):
+    def to_native(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output], {self._input: x})[0]
+
+    def to_numpy(self, y: np.ndarray) -> np.ndarray:
+        return np.asarray(y, dtype=np.float64)
+
+
+class OrtCudaSession(OrtSession, Session):
+    """I/O binding on device memory: the input and a preallocated output are torch CUDA tensors."""
+
+    def __init__(self, session: Any, artifact: Artifact, export_s: float, output_size: int) -> None:
+        super().__init__(session, artifact, export_s)
+        self._output_size = output_size
+        self._device = torch.device("cuda")
+
+    def to_native(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self._device)
+        y_dev = torch.empty((x.shape[0], self._output_size), dtype=torch.float32, device=self._device)
+        binding = self._session.io_binding()
+        index = self._device.index or 0
+        binding.bind_input(self._input, "cuda", index, np.float32, tuple(x_dev.shape), x_dev.data_ptr())
+        binding.bind_output(self._output, "cuda", index, np.float32, tuple(y_dev.shape), y_dev.data_ptr())
+        return x_dev, y_dev, binding
+
+    def run(self, x: tuple[torch.Tensor, torch.Tensor, Any]) -> torch.Tensor:
+        _, y_dev, binding = x
+        binding.synchronize_inputs()
+        self._session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return y_dev
+
+    def to_numpy(self, y: torch.Tensor) -> np.ndarray:
+        return y.detach().to("cpu", torch.float64).numpy()
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize()
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    summary = "torch.onnx.export (dynamo, dynamic batch & seq_len) run by ONNX Runtime"
+
+    def unavailable_reason(self, target: Target) -> str | None:
+        _, ort, reason = _import_ort()
+        if reason:
+            return reason
+        if target.dtype != "fp32":
+            return f"the ONNX backend exports fp32 only, not {target.dtype}"
+        provider = PROVIDERS.get(target.device)
+        if provider not in ort.get_available_providers():
+            hint = ": install onnxruntime-gpu" if target.device == "cuda" else ""
+            return f"onnxruntime has no {provider}{hint}"
+        if target.device == "cuda" and not torch.cuda.is_available():
+            return "CUDA is not available to torch, which allocates the bound device buffers"
+        return None
+
+    def prepare(self, model: LSTMPredictor, target: Target) -> Session:
+        onnx, ort, _ = _import_ort()
+        target.workdir.mkdir(parents=True, exist_ok=True)
+        path = target.workdir / "lstm.onnx"
+        export_s = export_in_subprocess(model, path)
+        artifact = Artifact.record(path)
+        onnx_model = onnx.load(str(artifact.verified_path()))
+        onnx.checker.check_model(onnx_model)
+        check_dynamic_axes(onnx_model)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = target.threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if target.ort_allow_spinning else "0")
+        session = ort.InferenceSession(str(artifact.verified_path()), sess_options=options,
+                                       providers=[PROVIDERS[target.device]])
+        if target.device == "cuda":
+            return OrtCudaSession(session, artifact, export_s, model.config.output_size)
+        return OrtCpuSession(session, artifact, export_s)

@@ -1,0 +1,101 @@
+"""The gold standard: a float64 NumPy forward pass written from the LSTM equations.
+
+It never calls torch. PyTorch's gate order is i, f, g, o:
+    i = sigma(W_ii x + b_ii + W_hi h + b_hi)      f = sigma(W_if x + b_if + W_hf h + b_hf)
+    g = tanh(W_ig x + b_ig + W_hg h + b_hg)       o = sigma(W_io x + b_io + W_ho h + b_ho)
+    c' = f * c + i * g                            h' = o * tanh(c')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends.base import Backend, Session, Target
+from harness.model import LSTMPredictor
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    w_ih: np.ndarray  # (4H, input)
+    w_hh: np.ndarray  # (4H, H)
+    bias: np.ndarray  # (4H,) = b_ih + b_hh
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    # Split by sign so exp never overflows.
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+class ReferenceModel:
+    """The LSTMPredictor's weights as float64 arrays, and its forward pass."""
+
+    def __init__(self, model: LSTMPredictor) -> None:
+        state = {k: v.detach().cpu().double().numpy() for k, v in model.state_dict().items()}
+        self.hidden_size = model.config.hidden_size
+        self.layers = [
+            LayerWeights(state[f"lstm.weight_ih_l{k}"], state[f"lstm.weight_hh_l{k}"],
+                         state[f"lstm.bias_ih_l{k}"] + state[f"lstm.bias_hh_l{k}"])
+            for k in range(model.config.num_layers)
+        ]
+        self.fc_w = state["fc.weight"]
+        self.fc_b = state["fc.bias"]
+
+    def step(self, layer: LayerWeights, x_t: np.ndarray, h: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        hs = self.hidden_size
+        z = x_t @ layer.w_ih.T + h @ layer.w_hh.T + layer.bias
+        i = _sigmoid(z[:, 0:hs])
+        f = _sigmoid(z[:, hs:2 * hs])
+        g = np.tanh(z[:, 2 * hs:3 * hs])
+        o = _sigmoid(z[:, 3 * hs:4 * hs])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        return h, c
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        batch, seq_len, _ = x.shape
+        seq = x
+        for layer in self.layers:
+            h = np.zeros((batch, self.hidden_size))
+            c = np.zeros((batch, self.hidden_size))
+            outputs = np.empty((batch, seq_len, self.hidden_size))
+            for t in range(seq_len):
+                h, c = self.step(layer, seq[:, t, :], h, c)
+                outputs[:, t, :] = h
+            seq = outputs
+        return seq[:, -1, :] @ self.fc_w.T + self.fc_b
+
+
+class ReferenceSession(Session):
+    def __init__(self, model: ReferenceModel) -> None:
+        self._model = model
+
+    def to_native(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x, dtype=np.float64)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._model.forward(x)
+
+    def to_numpy(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+    summary = "float64 NumPy LSTM written from the equations; the gold standard (CPU only)"
+
+    def unavailable_reason(self, target: Target) -> str | None:
+        if target.device != "cpu":
+            return "the float64 NumPy reference runs on the CPU only"
+        return None
+
+    def prepare(self, model: LSTMPredictor, target: Target) -> Session:
+        return ReferenceSession(ReferenceModel(model))

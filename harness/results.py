@@ -1,0 +1,103 @@
+"""Result records: one Row per backend x device x dtype x shape, and the run around them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Row:
+    backend: str
+    device: str
+    dtype: str
+    batch_size: int
+    seq_len: int
+    status: str = "ok"  # "ok", "unavailable" or "failed"
+    reason: str | None = None
+    scenario: str = "default"
+    mode: str = "forward"
+    # timing, in milliseconds per call
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    min_ms: float | None = None
+    mean_ms: float | None = None
+    stdev_ms: float | None = None
+    iqr_ms: float | None = None
+    ci95_low_ms: float | None = None
+    ci95_high_ms: float | None = None
+    noisy: bool | None = None
+    stop_reason: str | None = None
+    rounds: int | None = None
+    calls_per_round: int | None = None
+    throughput_seq_s: float | None = None
+    throughput_steps_s: float | None = None
+    speedup_vs_eager: float | None = None
+    speedup_ci95_low: float | None = None
+    speedup_ci95_high: float | None = None
+    # agreement with the float64 reference at this shape
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    agrees: bool | None = None
+    # cold start, memory, roofline
+    prepare_s: float | None = None
+    first_call_ms: float | None = None
+    artifact_bytes: int | None = None
+    peak_rss_mb: float | None = None
+    prepare_rss_mb: float | None = None
+    infer_rss_mb: float | None = None
+    cuda_max_mem_mb: float | None = None
+    gflops: float | None = None
+    pct_peak: float | None = None
+    graphs: int | None = None
+    graph_breaks: int | None = None
+    recompiles: int | None = None
+    samples_ms: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One agreement check of one backend on one input batch."""
+
+    backend: str
+    batch_size: int
+    seq_len: int
+    inputs: str  # "sine" or "random"
+    max_abs_err: float
+    max_rel_err: float
+    agrees: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    environment: dict
+    scenario: dict
+    model: dict
+    tolerance: dict
+    rows: tuple[Row, ...]
+    checks: tuple[Check, ...]
+
+    @property
+    def failed(self) -> bool:
+        """A disagreement or a failed backend makes the whole run fail."""
+        return any(r.status == "failed" or r.agrees is False for r in self.rows) or \
+            any(not c.agrees for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "environment": self.environment,
+            "scenario": self.scenario,
+            "model": self.model,
+            "tolerance": self.tolerance,
+            "rows": [r.to_dict() for r in self.rows],
+            "checks": [c.to_dict() for c in self.checks],
+        }

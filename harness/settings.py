@@ -1,0 +1,77 @@
+"""Process-wide settings, applied in exactly one place and recorded in every result.
+
+Thread pools and dynamo flags are global to the process, so they are set once at start-up
+(``apply``) and never touched elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+
+def physical_cores() -> int:
+    """Physical cores, from /proc/cpuinfo where available (SMT siblings excluded)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    physical = core = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "physical id":
+            physical = value
+        elif key == "core id":
+            core = value
+            cores.add((physical, core))
+    return len(cores) or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """Everything process-wide that can change a timing or a numerical result."""
+
+    intra_op_threads: int
+    inter_op_threads: int = 1
+    # Dynamo treats nn.LSTM as a graph break unless this is set, and a plain torch.compile
+    # then silently runs eager.
+    dynamo_allow_rnn: bool = True
+    # ORT's worker threads spin after each call; when backends are interleaved that spinning
+    # steals the cores from whichever backend runs next, so it is off by default.
+    ort_allow_spinning: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_settings(threads: int | None = None) -> ProcessSettings:
+    return ProcessSettings(intra_op_threads=threads or physical_cores())
+
+
+def apply(settings: ProcessSettings) -> ProcessSettings:
+    """Apply the settings to torch. Idempotent; call once per process, before any model runs."""
+    import torch
+    import torch._dynamo
+
+    torch.set_num_threads(settings.intra_op_threads)
+    if torch.get_num_interop_threads() != settings.inter_op_threads:
+        try:
+            torch.set_num_interop_threads(settings.inter_op_threads)
+        except RuntimeError:
+            # Already fixed by earlier parallel work in this process; record what is in force.
+            pass
+    torch._dynamo.config.allow_rnn = settings.dynamo_allow_rnn
+    return settings
+
+
+def effective_threads() -> dict:
+    """The thread counts actually in force, read back from the libraries."""
+    import torch
+
+    return {
+        "torch_intra_op": torch.get_num_threads(),
+        "torch_inter_op": torch.get_num_interop_threads(),
+    }

@@ -1,0 +1,132 @@
+"""The timing engine: a Timer takes rounds of calls, a Measurement holds what it saw.
+
+Kept apart from the runner, as torch.utils.benchmark keeps Timer, Measurement and Compare
+apart. Every round rotates through preallocated inputs, and synchronises the session before
+each clock read, so no asynchronous device work escapes the clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.stats import Summary, summarize
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    warmup_s: float = 0.2  # per backend and shape, before calibration
+    min_round_s: float = 2e-3  # a round lasts at least this long (and >= 1000 clock ticks)
+    min_rounds: int = 15
+    max_rounds: int = 2000
+    target_ci: float = 0.02  # stop once the median's 95% CI is within +-2% of it ...
+    budget_s: float = 2.0  # ... or once this much time per row is spent
+    n_inputs: int = 4  # preallocated batches rotated through
+    seed: int = 0
+
+
+def clock_resolution() -> float:
+    return time.get_clock_info("perf_counter").resolution
+
+
+@dataclass(frozen=True)
+class Measurement:
+    samples_s: tuple[float, ...]  # seconds per call, one value per round
+    calls_per_round: int
+    stop_reason: str  # "ci" (precise enough) or "budget" (time ran out) or "max_rounds"
+    summary: Summary
+
+
+class Timer:
+    """Times ``run`` over rotating inputs, ``sync`` bracketing every clock read."""
+
+    def __init__(self, run: Callable[[Any], Any], inputs: Sequence[Any],
+                 sync: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        if not inputs:
+            raise ValueError("Timer needs at least one input")
+        self._run = run
+        self._inputs = list(inputs)
+        self._sync = sync
+        self._clock = clock
+        self._next = 0
+        self.calls_per_round = 1
+
+    def time_calls(self, n: int) -> float:
+        """Seconds per call, averaged over ``n`` consecutive calls."""
+        inputs, k, run = self._inputs, len(self._inputs), self._run
+        i = self._next
+        self._sync()
+        start = self._clock()
+        for _ in range(n):
+            out = run(inputs[i])
+            i = (i + 1) % k
+        self._sync()
+        elapsed = self._clock() - start
+        del out  # held until after the clock so the last output was fully produced
+        self._next = i
+        return elapsed / n
+
+    def warm_up(self, seconds: float) -> None:
+        deadline = time.perf_counter() + seconds
+        calls = 0
+        while calls < 3 or time.perf_counter() < deadline:
+            self.time_calls(1)
+            calls += 1
+
+    def calibrate(self, min_round_s: float) -> int:
+        """Double the calls per round until one round is far above the clock's resolution."""
+        target = max(min_round_s, 1000 * clock_resolution())
+        n = 1
+        while n < 1 << 20 and self.time_calls(n) * n < target:
+            n *= 2
+        self.calls_per_round = n
+        return n
+
+    def round(self) -> float:
+        return self.time_calls(self.calls_per_round)
+
+
+def _converged(samples: list[float], config: TimingConfig) -> bool:
+    return len(samples) >= config.min_rounds and \
+        summarize(samples).ci_half_width_fraction <= config.target_ci
+
+
+def measure_interleaved(timers: Mapping[str, Timer], config: TimingConfig,
+                        on_round: Callable[[int], None] | None = None) -> dict[str, Measurement]:
+    """Measure all timers round-robin, in a seeded random order each round.
+
+    The machine drifts between minutes; interleaving makes the drift hit every backend alike,
+    and keeps round r of every backend paired for drift-cancelling ratios.
+    """
+    names = list(timers)
+    for name in names:
+        timers[name].warm_up(config.warmup_s)
+        timers[name].calibrate(config.min_round_s)
+    rng = np.random.default_rng(config.seed)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    budget = config.budget_s * len(names)
+    start = time.perf_counter()
+    reason = "max_rounds"
+    for r in range(config.max_rounds):
+        for idx in rng.permutation(len(names)):
+            samples[names[idx]].append(timers[names[idx]].round())
+        if on_round is not None:
+            on_round(r + 1)
+        if all(_converged(samples[n], config) for n in names):
+            reason = "ci"
+            break
+        if time.perf_counter() - start >= budget and r + 1 >= 3:
+            reason = "budget"
+            break
+    return {
+        name: Measurement(
+            samples_s=tuple(samples[name]), calls_per_round=timers[name].calls_per_round,
+            stop_reason="ci" if _converged(samples[name], config) else reason,
+            summary=summarize(samples[name]))
+        for name in names
+    }

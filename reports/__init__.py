@@ -1,0 +1,1 @@
+"""Rendering of results. Reports read result dicts; they never run a model."""

@@ -1,0 +1,116 @@
+"""Every registered backend against the float64 reference, on CPU."""
+
+import numpy as np
+import pytest
+import torch
+
+from backends.compiled import CompileBackend
+from backends.reference import ReferenceModel
+from backends.registry import load_registry
+from harness.agreement import DEFAULT_TOLERANCES, compare
+from harness.data import random_batch, sine_batch
+from harness.errors import BackendError, InputError
+
+REGISTRY = load_registry()
+TOL = DEFAULT_TOLERANCES["fp32"]
+
+
+def test_reference_matches_torch_in_float64(checkpoint):
+    """The hand-written equations equal aten::lstm when both compute in float64."""
+    x = random_batch(16, 30, 1, seed=5)
+    with torch.inference_mode():
+        expected = checkpoint.model.double()(torch.from_numpy(x).double()).numpy()
+    checkpoint.model.float()
+    np.testing.assert_allclose(ReferenceModel(checkpoint.model).forward(x), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def sessions(checkpoint, tmp_path_factory, process_settings):
+    from backends.base import Target
+
+    target = Target("cpu", "fp32", tmp_path_factory.mktemp("artifacts"),
+                    process_settings.intra_op_threads)
+    return {name: REGISTRY.create(name).prepare(checkpoint.model, target)
+            for name in REGISTRY.names()}
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+@pytest.mark.parametrize("batch, seq_len", [(1, 50), (64, 50), (3, 200), (1024, 17)])
+def test_backend_agrees_with_reference(sessions, checkpoint, name, batch, seq_len):
+    reference = ReferenceModel(checkpoint.model)
+    session = sessions[name]
+    for x in (sine_batch(batch, seq_len, seed=batch), random_batch(batch, seq_len, 1, seed=seq_len)):
+        y = session.to_numpy(session.run(session.to_native(x)))
+        assert y.shape == (batch, 1)
+        result = compare(y, reference.forward(x), TOL)
+        assert result.agrees, f"{name} at {batch}x{seq_len}: max abs err {result.max_abs_err:.2e}"
+
+
+def test_compile_really_captures_the_lstm(sessions):
+    diag = sessions["compile"].diagnostics()
+    assert diag["graphs"] >= 1 and diag["graph_breaks"] == 0
+
+
+def test_compile_refuses_to_pass_for_eager_when_the_lstm_is_not_captured(checkpoint, cpu_target):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.config.allow_rnn = False
+    try:
+        with pytest.raises(BackendError, match="silently run eager"):
+            CompileBackend().prepare(checkpoint.model, cpu_target)
+    finally:
+        torch._dynamo.config.allow_rnn = True
+        torch._dynamo.reset()
+
+
+def test_onnx_artifact_has_dynamic_batch_and_seq_len(sessions):
+    import onnx
+
+    diag = sessions["onnxruntime"].diagnostics()
+    model = onnx.load(sessions["onnxruntime"]._artifact.path)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and dims[1].dim_param
+    assert diag["artifact_bytes"] > 0 and diag["providers"] == ["CPUExecutionProvider"]
+
+
+def test_torchscript_round_trips_through_a_verified_file(sessions):
+    diag = sessions["torchscript"].diagnostics()
+    assert diag["artifact_bytes"] > 0 and len(diag["artifact_sha256"]) == 64
+
+
+def test_tampered_artifact_is_refused(sessions):
+    artifact = sessions["torchscript"]._artifact
+    original = artifact.path.read_bytes()
+    try:
+        artifact.path.write_bytes(original + b"\0")
+        with pytest.raises(BackendError, match="SHA-256"):
+            artifact.verified_path()
+    finally:
+        artifact.path.write_bytes(original)
+
+
+def test_unavailable_reasons_are_stated(tmp_path, process_settings):
+    from backends.base import Target
+
+    cuda = Target("cuda", "fp32", tmp_path, 1)
+    if not torch.cuda.is_available():
+        assert "CUDA" in REGISTRY.create("eager").unavailable_reason(cuda)
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            assert "install onnxruntime-gpu" in REGISTRY.create("onnxruntime").unavailable_reason(cuda)
+    assert "CPU only" in REGISTRY.create("reference").unavailable_reason(cuda)
+
+
+def test_unknown_backend_names_suggest_the_closest():
+    with pytest.raises(InputError, match="did you mean onnxruntime"):
+        REGISTRY.create("onnxrutime")
+
+
+def test_plugin_modules_add_backends():
+    registry = load_registry(["tests.plugins.wrong_backend"])
+    assert "wrong" in registry and "eager" in registry
+    with pytest.raises(InputError, match="cannot import plugin"):
+        load_registry(["tests.plugins.no_such_module"])

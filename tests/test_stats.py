@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from harness.stats import is_noisy, median_ci, paired_ratio, summarize, throughput
+
+
+def test_summary_of_a_known_sample():
+    s = summarize(list(range(1, 101)))  # 1..100
+    assert (s.n, s.min, s.median, s.mean) == (100, 1.0, 50.5, 50.5)
+    assert s.stdev == pytest.approx(29.011491975882016)
+    assert s.iqr == pytest.approx(49.5)
+    assert s.p90 == pytest.approx(90.1) and s.p99 == pytest.approx(99.01)
+
+
+def test_median_ci_uses_order_statistics():
+    # n=100, z=1.96: ranks 50 -+ 9.8 -> sorted indices 40 and 59 (values 41 and 60)
+    assert median_ci(np.arange(1, 101)) == (41.0, 60.0)
+    assert median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few for ranks: the full range
+
+
+def test_median_ci_covers_the_true_median_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    hits = sum(lo <= 0.0 <= hi for lo, hi in (median_ci(rng.standard_normal(60))
+                                             for _ in range(2000)))
+    assert 0.93 <= hits / 2000 <= 0.98
+
+
+def test_noisy_flag_follows_iqr_over_median():
+    assert not summarize([1.0, 1.01, 0.99, 1.02, 0.98]).noisy
+    assert summarize([1.0, 1.5, 0.7, 1.3, 0.8]).noisy
+    assert is_noisy(0.11, 1.0) and not is_noisy(0.1, 1.0)
+
+
+def test_throughput():
+    assert throughput(64, 50, 0.002) == (32000.0, 1600000.0)
+
+
+def test_paired_ratio_cancels_shared_drift():
+    drift = np.linspace(1.0, 1.5, 40)  # the machine slows down by half during the run
+    base, fast = 2.0 * drift, 1.0 * drift
+    r = paired_ratio(base, fast)
+    assert r.median == pytest.approx(2.0) and r.ci95_low == pytest.approx(2.0)
+    # ratio of medians is also 2 here; but with the fast one measured only late ...
+    assert np.median(base[:20]) / np.median(fast[20:]) < 1.7
+    with pytest.raises(ValueError):
+        paired_ratio(base, fast[:3])
