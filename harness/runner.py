@@ -11,7 +11,6 @@ A backend that is unavailable or fails becomes rows that say why; the others go 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,18 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backends.base import Session, Target
+from backends.base import Target
 from backends.reference import ReferenceModel
 from backends.registry import Registry
 from harness.agreement import Tolerance, compare
 from harness.data import random_batch, sine_batch
+from harness.handles import Handle, LocalHandle
 from harness.memory import PeakRss
 from harness.model import LSTMPredictor, validate_input
 from harness.results import Check, Row, RunResult
 from harness.roofline import lstm_forward_flops
 from harness.settings import ProcessSettings
 from harness.stats import paired_ratio, throughput
-from harness.timing import Measurement, Timer, TimingConfig, measure_interleaved
+from harness.timing import Measurement, TimingConfig, measure_interleaved
 
 BASELINE = "eager"
 REFERENCE = "reference"
@@ -69,10 +69,7 @@ Events = Callable[[str, str], None]  # (backend, phase message)
 class _Prepared:
     """A prepared backend and what was learnt about it before timing (runner-private)."""
 
-    session: Session
-    prepare_s: float
-    prepare_rss_mb: float
-    first_call_ms: float
+    handle: Handle
     infer_rss_mb: float = 0.0
     cuda_max_mem_mb: float | None = None
     failure: str | None = None
@@ -80,12 +77,6 @@ class _Prepared:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-
-
-def _run_once(session: Session, x: np.ndarray) -> np.ndarray:
-    y = session.run(session.to_native(x))
-    session.synchronize()
-    return session.to_numpy(y)
 
 
 class Runner:
@@ -119,23 +110,14 @@ class Runner:
         if reason:
             return f"unavailable: {reason}"
         self._event(name, "prepare")
+        batch, seq_len = self.config.timed_shapes[0]
         try:
-            with PeakRss() as rss:
-                start = time.perf_counter()
-                session = backend.prepare(self.model, self.target)
-                session.synchronize()
-                prepare_s = time.perf_counter() - start
-            batch, seq_len = self.config.timed_shapes[0]
-            x = session.to_native(sine_batch(batch, seq_len, self.config.seed))
-            session.synchronize()
-            start = time.perf_counter()
-            session.run(x)
-            session.synchronize()
-            first_call_ms = (time.perf_counter() - start) * 1e3
+            handle = LocalHandle.open(backend, self.model, self.target,
+                                      sine_batch(batch, seq_len, self.config.seed))
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a failed row
             self._event(name, f"failed: {_describe(exc)}")
             return f"failed: {_describe(exc)}"
-        return _Prepared(session, prepare_s, rss.growth_mb, first_call_ms)
+        return _Prepared(handle)
 
     def _check(self, name: str, prepared: _Prepared) -> list[Check]:
         self._event(name, "check")
@@ -148,12 +130,12 @@ class Runner:
                 for batch, seq_len in self.config.check_shapes:
                     for kind in ("sine", "random"):
                         x = self._fresh_inputs(kind, batch, seq_len)
-                        result = compare(_run_once(prepared.session, x), self.reference.forward(x),
+                        result = compare(prepared.handle.predict(x), self.reference.forward(x),
                                          self.config.tolerance)
                         checks.append(Check(name, batch, seq_len, kind, result.max_abs_err,
                                             result.max_rel_err, result.agrees))
         except Exception as exc:  # noqa: BLE001
-            prepared.failure = f"failed during agreement check: {_describe(exc)}"
+            prepared.failure = f"failed: during the agreement check, {_describe(exc)}"
             return checks
         prepared.infer_rss_mb = rss.growth_mb
         if on_cuda:
@@ -164,9 +146,9 @@ class Runner:
         batch, seq_len = shape
         timers = {}
         for name, p in prepared.items():
-            inputs = [p.session.to_native(sine_batch(batch, seq_len, self.config.seed + 1000 + i))
-                      for i in range(self.config.timing.n_inputs)]
-            timers[name] = Timer(p.session.run, inputs, sync=p.session.synchronize)
+            timers[name] = p.handle.timer(
+                [sine_batch(batch, seq_len, self.config.seed + 1000 + i)
+                 for i in range(self.config.timing.n_inputs)])
         for name in timers:
             self._event(name, f"time batch={batch} seq_len={seq_len}")
         # The float64 reference is the comparator, not a runtime anyone ships: it is timed
@@ -206,7 +188,9 @@ class Runner:
                     rows.append(replace(row, status=status, reason=reason))
                     continue
                 rows.append(self._row(row, prepared[name], measurements, checks, peak_gflops))
-        diagnostics = {n: p.session.diagnostics() for n, p in prepared.items()}
+        diagnostics = {n: p.handle.diagnostics() for n, p in prepared.items()}
+        for p in prepared.values():
+            p.handle.close()
         rows = [replace(r, **_diag_fields(diagnostics.get(r.backend, {}))) for r in rows]
         return RunResult(environment={}, scenario={}, model={},
                          tolerance={"dtype": cfg.dtype, "atol": cfg.tolerance.atol,
@@ -241,9 +225,10 @@ class Runner:
             max_abs_err=max(c.max_abs_err for c in shape_checks),
             max_rel_err=max(c.max_rel_err for c in shape_checks),
             agrees=all(c.agrees for c in shape_checks),
-            prepare_s=p.prepare_s, first_call_ms=p.first_call_ms,
-            prepare_rss_mb=p.prepare_rss_mb, infer_rss_mb=p.infer_rss_mb,
-            peak_rss_mb=max(p.prepare_rss_mb, p.infer_rss_mb), cuda_max_mem_mb=p.cuda_max_mem_mb,
+            prepare_s=p.handle.prepare_s, first_call_ms=p.handle.first_call_ms,
+            prepare_rss_mb=p.handle.prepare_rss_mb, infer_rss_mb=p.infer_rss_mb,
+            peak_rss_mb=max(p.handle.prepare_rss_mb, p.infer_rss_mb),
+            cuda_max_mem_mb=p.cuda_max_mem_mb,
             gflops=gflops, pct_peak=100.0 * gflops / peak_gflops if peak_gflops else None,
             samples_ms=[x * ms for x in m.samples_s],
         )
