@@ -30,6 +30,7 @@ class Target:
     workdir: Path  # where artifacts (ONNX, TorchScript files) are written
     threads: int  # intra-op threads the backend's own runtime should use
     ort_allow_spinning: bool = False
+    allow_tf32: bool = False
 
     @property
     def torch_device(self) -> torch.device:
@@ -61,6 +62,13 @@ class Session(ABC):
     def diagnostics(self) -> dict:
         """Backend-specific facts for the results: artifact size, graph counts, ..."""
         return {}
+
+    @property
+    def uses_current_cuda_stream(self) -> bool:
+        """True when all of ``run``'s device work goes to torch's current CUDA stream, so CUDA
+        events on that stream can time it. Runtimes with streams of their own say False and
+        are timed by the host clock after a full synchronise."""
+        return False
 
 
 class Backend(ABC):
@@ -103,6 +111,10 @@ class TorchSession(Session):
     def synchronize(self) -> None:
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)
+
+    @property
+    def uses_current_cuda_stream(self) -> bool:
+        return self._device.type == "cuda"
 
 
 def copy_model(model: LSTMPredictor, target: Target) -> LSTMPredictor:

@@ -23,10 +23,19 @@ def _graph_breaks() -> int:
 
 
 class CompiledSession(TorchSession):
-    def __init__(self, fn, target: Target, graphs: list[int], breaks_before: int) -> None:
+    def __init__(self, fn, target: Target, graphs: list[int], breaks_before: int,
+                 cudagraphs: bool = False) -> None:
         super().__init__(fn, target)
         self._graphs = graphs
         self._breaks_before = breaks_before
+        self._cudagraphs = cudagraphs
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        if self._cudagraphs:
+            # Each call is a new inference step: without this, CUDA-graph trees would keep
+            # the previous call's output buffers alive and refuse to replay over them.
+            torch.compiler.cudagraph_mark_step_begin()
+        return super().run(x)
 
     def diagnostics(self) -> dict:
         graphs = self._graphs[0]
@@ -37,7 +46,7 @@ class CompiledSession(TorchSession):
 class CompileBackend(Backend):
     name = "compile"
     summary = "torch.compile (inductor) with the LSTM captured, graph breaks and recompiles counted"
-    mode: str | None = None
+    cudagraphs = False
 
     def unavailable_reason(self, target: Target) -> str | None:
         return torch_reason(target)
@@ -49,12 +58,15 @@ class CompileBackend(Backend):
 
         def counting_inductor(gm: torch.fx.GraphModule, example_inputs):
             graphs[0] += 1
-            return compile_fx(gm, example_inputs)
+            # The same switch torch.compile(mode="reduce-overhead") flips, kept explicit here
+            # because a counting backend cannot take a mode.
+            patches = {"triton.cudagraphs": True} if self.cudagraphs else None
+            return compile_fx(gm, example_inputs, config_patches=patches)
 
         breaks_before = _graph_breaks()
         module = copy_model(model, target)
         fn = torch.compile(module, backend=counting_inductor, dynamic=None)
-        session = CompiledSession(fn, target, graphs, breaks_before)
+        session = CompiledSession(fn, target, graphs, breaks_before, self.cudagraphs)
         # Compile now, so preparation time holds the compile. Batch and seq_len are marked
         # dynamic so later shapes reuse this graph instead of recompiling.
         example = session.to_native(np.zeros((2, 8, model.config.input_size), np.float32))
@@ -69,3 +81,16 @@ class CompileBackend(Backend):
                 f"{diag['graph_breaks']} graph break(s)): it would silently run eager; "
                 f"is torch._dynamo.config.allow_rnn set?")
         return session
+
+
+class CudaGraphsCompileBackend(CompileBackend):
+    """torch.compile with CUDA graphs (mode="reduce-overhead"): shows what launch overhead costs."""
+
+    name = "compile-cudagraphs"
+    summary = "torch.compile (inductor) with CUDA graphs, i.e. mode=\"reduce-overhead\"; CUDA only"
+    cudagraphs = True
+
+    def unavailable_reason(self, target: Target) -> str | None:
+        if target.device != "cuda":
+            return "CUDA graphs need --device cuda"
+        return super().unavailable_reason(target)

@@ -49,6 +49,11 @@ def export_in_subprocess(model: LSTMPredictor, path: Path) -> float:
     return float(json.loads(done.stdout.strip().splitlines()[-1])["export_s"])
 
 
+def cuda_provider(target: Target) -> tuple[str, dict]:
+    # ORT's CUDA EP enables TF32 by default; fp32 rows must be fp32 (see harness.settings).
+    return ("CUDAExecutionProvider", {"use_tf32": int(target.allow_tf32)})
+
+
 def check_dynamic_axes(onnx_model: Any) -> None:
     """Both batch and seq_len must be symbolic, or other shapes would be refused or wrong."""
     dims = onnx_model.graph.input[0].type.tensor_type.shape.dim
@@ -126,13 +131,22 @@ class OnnxRuntimeBackend(Backend):
             return reason
         if target.dtype != "fp32":
             return f"the ONNX backend exports fp32 only, not {target.dtype}"
-        provider = PROVIDERS.get(target.device)
+        provider = self.provider(target)
         if provider not in ort.get_available_providers():
             hint = ": install onnxruntime-gpu" if target.device == "cuda" else ""
             return f"onnxruntime has no {provider}{hint}"
         if target.device == "cuda" and not torch.cuda.is_available():
             return "CUDA is not available to torch, which allocates the bound device buffers"
         return None
+
+    def provider(self, target: Target) -> str:
+        return PROVIDERS.get(target.device, f"provider for device {target.device!r}")
+
+    def providers(self, target: Target) -> list:
+        """What the session is created with, most preferred first."""
+        if target.device == "cuda":
+            return [cuda_provider(target)]
+        return [self.provider(target)]
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
         onnx, ort, _ = _import_ort()
@@ -149,7 +163,31 @@ class OnnxRuntimeBackend(Backend):
         options.add_session_config_entry("session.intra_op.allow_spinning",
                                          "1" if target.ort_allow_spinning else "0")
         session = ort.InferenceSession(str(artifact.verified_path()), sess_options=options,
-                                       providers=[PROVIDERS[target.device]])
+                                       providers=self.providers(target))
         if target.device == "cuda":
             return OrtCudaSession(session, artifact, export_s, model.config.output_size)
         return OrtCpuSession(session, artifact, export_s)
+
+
+class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):
+    """ONNX Runtime's TensorRT execution provider, when the installed build has it."""
+
+    name = "onnxruntime-trt"
+    summary = "ONNX Runtime with TensorrtExecutionProvider (engine cache in the work directory)"
+
+    def unavailable_reason(self, target: Target) -> str | None:
+        if target.device != "cuda":
+            return "TensorRT runs on --device cuda only"
+        return super().unavailable_reason(target)
+
+    def provider(self, target: Target) -> str:
+        return "TensorrtExecutionProvider"
+
+    def providers(self, target: Target) -> list:
+        cache = target.workdir / "trt-engine-cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        # Building an engine takes seconds to minutes; the cache makes later runs cheap, and
+        # CUDA takes any node TensorRT refuses.
+        return [("TensorrtExecutionProvider", {"trt_engine_cache_enable": True,
+                                               "trt_engine_cache_path": str(cache)}),
+                cuda_provider(target)]

@@ -9,15 +9,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 
 from backends.base import Backend
-from backends.compiled import CompileBackend
+from backends.compiled import CompileBackend, CudaGraphsCompileBackend
 from backends.eager import EagerBackend
-from backends.onnxruntime_backend import OnnxRuntimeBackend
+from backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend
 from backends.reference import ReferenceBackend
 from backends.torchscript import TorchScriptBackend
 from harness.errors import InputError
 
 BUILTIN: tuple[type[Backend], ...] = (
     ReferenceBackend, EagerBackend, TorchScriptBackend, CompileBackend, OnnxRuntimeBackend,
+    CudaGraphsCompileBackend, OnnxRuntimeTensorRTBackend,
 )
 ENTRY_POINT_GROUP = "harness.backends"
 

@@ -18,6 +18,10 @@ from rich.console import Console
 from harness.errors import CheckpointError, DeviceUnavailableError, HarnessError, InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# On CUDA the CPU-only reference is left out of the table (it still judges agreement), and
+# the CUDA-only variants join.
+CUDA_BACKENDS = ("eager", "torchscript", "compile", "compile-cudagraphs", "onnxruntime",
+                 "onnxruntime-trt")
 
 
 def _positive_ints(flag: str):
@@ -96,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                      help="import MODULE and register the backends in its BACKENDS list")
     run.add_argument("--seed", type=int, default=0)
+
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="which backends, devices, dtypes and providers are usable here")
+    doctor.add_argument("--plugin", action="append", default=[], metavar="MODULE")
 
     train = sub.add_parser("train", parents=[common], help="train and cache the checkpoint")
     train.add_argument("--epochs", type=_positive_ints("--epochs"), default=None)
@@ -179,8 +187,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                          f"{', '.join(DEFAULT_TOLERANCES)}")
     registry = load_registry(args.plugin)
     scenario = DEFAULT
-    backends = args.backends or tuple(b for b in scenario.backends
-                                      if not (device != "cpu" and b == "reference"))
+    backends = args.backends or (scenario.backends if device == "cpu" else CUDA_BACKENDS)
     for name in backends:
         registry.create(name)  # refuses unknown names before any work
     default_tol = DEFAULT_TOLERANCES[args.dtype]
@@ -233,7 +240,29 @@ def _check_writable(path: Path) -> None:
         raise InputError(f"expected a writable file path for --out, got {path}")
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train}
+def cmd_doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from backends.registry import load_registry
+    from harness.doctor import availability, machine_summary
+
+    settings = _settings(args)
+    summary = machine_summary()
+    for key, value in summary.items():
+        out.print(f"{key}: {value}", highlight=False)
+    table = Table(title="Backends on this machine", title_justify="left")
+    for header in ("backend", "device", "dtype", "status"):
+        table.add_column(header, no_wrap=header != "status")
+    for entry in availability(load_registry(args.plugin), settings.intra_op_threads):
+        status = Text("usable", style="green") if entry["available"] else \
+            Text(f"unavailable: {entry['reason']}", style="yellow")
+        table.add_row(entry["backend"], entry["device"], entry["dtype"], status)
+    out.print(table)
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "doctor": cmd_doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -62,6 +62,11 @@ def cuda_info() -> dict:
         "gpu_compute_capability": f"{props.major}.{props.minor}",
         "gpu_memory_gb": round(props.total_memory / 2**30, 1),
         "gpu_driver": _nvidia_driver(),
+        "cudnn": {"enabled": torch.backends.cudnn.enabled,
+                  "benchmark": torch.backends.cudnn.benchmark,
+                  "deterministic": torch.backends.cudnn.deterministic,
+                  "allow_tf32": torch.backends.cudnn.allow_tf32},
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
     }
 
 

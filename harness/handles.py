@@ -69,7 +69,8 @@ class LocalHandle:
 
     def timer(self, batches: list[np.ndarray]) -> Timer:
         inputs = [self.session.to_native(b) for b in batches]
-        return Timer(self.session.run, inputs, sync=self.session.synchronize)
+        return Timer(self.session.run, inputs, sync=self.session.synchronize,
+                     cuda_events=self.session.uses_current_cuda_stream)
 
     def diagnostics(self) -> dict:
         return self.session.diagnostics()

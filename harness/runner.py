@@ -90,7 +90,8 @@ class Runner:
         self.reference = ReferenceModel(model)
         self.target = Target(device=config.device, dtype=config.dtype, workdir=config.workdir,
                              threads=settings.intra_op_threads,
-                             ort_allow_spinning=settings.ort_allow_spinning)
+                             ort_allow_spinning=settings.ort_allow_spinning,
+                             allow_tf32=settings.cuda_allow_tf32)
         self._check_seed = config.seed
 
     # -- inputs -------------------------------------------------------------------------

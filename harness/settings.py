@@ -42,6 +42,9 @@ class ProcessSettings:
     # ORT's worker threads spin after each call; when backends are interleaved that spinning
     # steals the cores from whichever backend runs next, so it is off by default.
     ort_allow_spinning: bool = False
+    # TF32 rounds fp32 matmul inputs to 10 mantissa bits on Ampere and later GPUs, errors of
+    # about 1e-3: an fp32 row must mean fp32, so it is off unless asked for.
+    cuda_allow_tf32: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +67,8 @@ def apply(settings: ProcessSettings) -> ProcessSettings:
             # Already fixed by earlier parallel work in this process; record what is in force.
             pass
     torch._dynamo.config.allow_rnn = settings.dynamo_allow_rnn
+    torch.backends.cuda.matmul.allow_tf32 = settings.cuda_allow_tf32
+    torch.backends.cudnn.allow_tf32 = settings.cuda_allow_tf32
     return settings
 
 

@@ -32,10 +32,21 @@ def sessions(checkpoint, tmp_path_factory, process_settings):
     target = Target("cpu", "fp32", tmp_path_factory.mktemp("artifacts"),
                     process_settings.intra_op_threads)
     return {name: REGISTRY.create(name).prepare(checkpoint.model, target)
-            for name in REGISTRY.names()}
+            for name in CPU_BACKENDS}
 
 
-@pytest.mark.parametrize("name", REGISTRY.names())
+CPU_BACKENDS = ["reference", "eager", "torchscript", "compile", "onnxruntime"]
+
+
+def test_cuda_only_backends_say_so_on_cpu(cpu_target):
+    assert "CUDA graphs need --device cuda" in \
+        REGISTRY.create("compile-cudagraphs").unavailable_reason(cpu_target)
+    assert "cuda only" in REGISTRY.create("onnxruntime-trt").unavailable_reason(cpu_target)
+    for name in CPU_BACKENDS:
+        assert REGISTRY.create(name).unavailable_reason(cpu_target) is None
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
 @pytest.mark.parametrize("batch, seq_len", [(1, 50), (64, 50), (3, 200), (1024, 17)])
 def test_backend_agrees_with_reference(sessions, checkpoint, name, batch, seq_len):
     reference = ReferenceModel(checkpoint.model)
