@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness import report_commands
 from harness.errors import CheckpointError, DeviceUnavailableError, HarnessError, InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                      help="import MODULE and register the backends in its BACKENDS list")
     run.add_argument("--seed", type=int, default=0)
+    report_commands.add_db_flags(run, recording=True)
 
     doctor = sub.add_parser("doctor", parents=[common],
                             help="which backends, devices, dtypes and providers are usable here")
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", parents=[common], help="train and cache the checkpoint")
     train.add_argument("--epochs", type=_positive_ints("--epochs"), default=None)
+    report_commands.add_parsers(sub)
     return parser
 
 
@@ -177,6 +180,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.runner import RunConfig, benchmark
     from harness.timing import TimingConfig
     from reports.jsonio import write_json
+    from reports.progress import run_progress
     from reports.table import checks_table, results_table
     from scenarios import DEFAULT
 
@@ -203,7 +207,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     err.print(f"measuring machine peak (fp32 GEMM on {device})…")
     peak = measure_peak_gflops(device)
-    with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp, run_progress(err) as on_event:
         config = RunConfig(backends=backends, device=device, dtype=args.dtype,
                            batch_sizes=scenario.batch_sizes, seq_lens=scenario.seq_lens,
                            tolerance=tolerance, timing=TimingConfig(budget_s=scenario.budget_s,
@@ -215,13 +219,14 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                                "val_mse": checkpoint.metadata["val_mse"],
                                "config": checkpoint.config.model.to_dict()},
             config, registry, settings, environment.collect(device, settings),
-            {**scenario.to_dict(), "device": device}, on_event=lambda b, m: err.print(f"  {b}: {m}"),
+            {**scenario.to_dict(), "device": device}, on_event=on_event,
             peak_gflops=peak)
     data = result.to_dict()
     out.print(results_table(data))
     out.print(checks_table(data))
     if args.out is not None:
         err.print(f"results written to {write_json(args.out, data)}")
+    report_commands.record_run(args, data, err)
     if result.failed:
         err.print("[bold red]FAILED:[/] at least one backend disagreed with the reference or failed")
         return EXIT_FAILED
@@ -262,7 +267,7 @@ def cmd_doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "doctor": cmd_doctor}
+COMMANDS = {"run": cmd_run, "train": cmd_train, "doctor": cmd_doctor, **report_commands.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,107 @@
+"""One self-contained HTML page: CSS inline, figures embedded as base64 PNG, no network."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from reports import plots
+from reports.columns import (
+    CHECK_HEADERS,
+    COLUMNS,
+    HEAD,
+    by_scenario,
+    check_summary,
+    shape_breaks,
+    status_text,
+    title,
+    tolerance_caption,
+)
+
+_CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0 2em; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; white-space: nowrap; }
+th { background: #f4f4f4; }
+tr.shape td { border-top: 2px solid #999; }
+td.right { text-align: right; } td.center { text-align: center; }
+.ok { color: #17803d; } .bad { color: #c0262d; font-weight: bold; } .warn { color: #a86b00; }
+figure { margin: 1em 0; } img { max-width: 100%; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
+dt { font-weight: bold; }
+"""
+
+
+def _cls(column_header: str, row: dict) -> str:
+    if column_header.startswith("agrees") and row.get("agrees") is not None:
+        return "ok" if row["agrees"] else "bad"
+    return "warn" if column_header == "noisy" else ""
+
+
+def _row_html(row: dict, new_shape: bool) -> str:
+    cells = [f'<td class="{c.justify}">{escape(c.cell(row))}</td>' for c in HEAD]
+    status = status_text(row)
+    if status is not None:
+        cls = "warn" if row["status"] == "unavailable" else "bad"
+        cells.append(f'<td colspan="{len(COLUMNS) - len(HEAD)}" class="{cls}">{escape(status)}</td>')
+    else:
+        cells += [f'<td class="{c.justify} {_cls(c.header, row)}">{escape(c.cell(row))}</td>'
+                  for c in COLUMNS[len(HEAD):]]
+    attrs = ' class="shape"' if new_shape else ""
+    return f"<tr{attrs} data-backend=\"{escape(row['backend'])}\">{''.join(cells)}</tr>"
+
+
+def _results_tables(result: dict) -> list[str]:
+    parts = []
+    for scenario, rows in by_scenario(result):
+        header = "".join(f"<th>{escape(c.header)}</th>" for c in COLUMNS)
+        body = "".join(_row_html(r, b) for r, b in zip(rows, shape_breaks(rows), strict=True))
+        parts.append(f"<h2>{escape(title(result, scenario))}</h2>\n"
+                     f'<table class="results"><thead><tr>{header}</tr></thead>'
+                     f"<tbody>{body}</tbody></table>")
+    return parts
+
+
+def _checks_table(result: dict) -> str:
+    lines = check_summary(result)
+    if not lines:
+        return ""
+    header = "".join(f"<th>{escape(h)}</th>" for h in CHECK_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in line) + "</tr>" for line in lines)
+    caption = tolerance_caption(result)
+    caption_html = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return (f"<h2>Agreement with the float64 reference</h2>\n<table class=\"checks\">{caption_html}"
+            f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _environment(result: dict) -> str:
+    env = result.get("environment", {})
+    versions = env.get("versions") or {}
+    items = {"device": env.get("device_name"), "git commit": env.get("git_commit"),
+             "date": env.get("timestamp"), "command": env.get("command"),
+             "versions": ", ".join(f"{k} {v}" for k, v in versions.items() if v)}
+    return "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>"
+                            for k, v in items.items() if v) + "</dl>"
+
+
+def _figures(result: dict) -> list[str]:
+    rows = result.get("rows", [])
+    atol = (result.get("tolerance") or {}).get("atol")
+    figures = [("latency", "Median latency vs batch size (log-log)", plots.latency_vs_batch(rows)),
+               ("throughput", "Throughput with the 95% CI of the median", plots.throughput_bars(rows)),
+               ("agreement", "Largest error against the float64 reference",
+                plots.agreement_errors(rows, atol)),
+               ("rollout", "Rollout error vs horizon", plots.rollout_error(rows))]
+    return [f'<figure id="fig-{name}"><img alt="{escape(caption)}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+            f"<figcaption>{escape(caption)}</figcaption></figure>"
+            for name, caption, png in figures if png is not None]
+
+
+def render_html(result: dict) -> str:
+    scenario = result.get("scenario", {}).get("name", "")
+    page_title = escape(f"lstm-harness report · {scenario}")
+    body = "\n".join([f"<h1>{page_title}</h1>", _environment(result), *_results_tables(result),
+                      _checks_table(result), *_figures(result)])
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{page_title}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")

@@ -1,0 +1,129 @@
+"""Figures for the HTML report, drawn with matplotlib's Agg backend and returned as PNG bytes.
+
+Each function returns None when the results hold nothing it could draw, so the report can
+leave the figure out rather than show an empty frame.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display, no GUI toolkit: the report is built headless
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+
+
+def _measured(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("status", "ok") == "ok" and r.get("median_ms") is not None]
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _label(row: dict) -> str:
+    return f"{row['backend']} · {row['device']} · {row['dtype']}"
+
+
+def latency_vs_batch(rows: list[dict]) -> bytes | None:
+    """Median latency against batch size, one line per backend and seq_len, log-log."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in _measured(rows):
+        series.setdefault(f"{_label(r)} · seq {r['seq_len']}", []).append((r["batch_size"],
+                                                                              r["median_ms"]))
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, points in sorted(series.items()):
+        batch, ms = zip(*sorted(points), strict=True)
+        ax.plot(batch, ms, marker="o", label=label)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)",
+           title="Latency vs batch size")
+    # Plain numbers read better than 2×10⁰; the ticks sit on the batch sizes measured.
+    ax.set_xticks(sorted({b for points in series.values() for b, _ in points}))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
+def _grouped_bars(ax, rows: list[dict], value, errors=None) -> None:
+    """Bars grouped by shape, one colour per backend."""
+    shapes = sorted({(r["batch_size"], r["seq_len"]) for r in rows})
+    labels = sorted({_label(r) for r in rows})
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        xs, ys, err = [], [], []
+        for j, shape in enumerate(shapes):
+            for r in rows:
+                if _label(r) == label and (r["batch_size"], r["seq_len"]) == shape:
+                    xs.append(j + i * width)
+                    ys.append(value(r))
+                    if errors:
+                        err.append(errors(r))
+        ax.bar(xs, ys, width, label=label,
+               yerr=np.array(err).T if errors and err else None, capsize=3)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))],
+                  [f"batch {b}\nseq {s}" for b, s in shapes])
+    ax.legend(fontsize="small")
+
+
+def throughput_bars(rows: list[dict]) -> bytes | None:
+    """Sequences per second, with error bars from the CI of the median latency."""
+    measured = [r for r in _measured(rows) if r.get("throughput_seq_s")]
+    if not measured:
+        return None
+
+    def error(r: dict) -> tuple[float, float]:
+        lo_ms, hi_ms = r.get("ci95_low_ms"), r.get("ci95_high_ms")
+        if not lo_ms or not hi_ms:
+            return 0.0, 0.0
+        # Throughput falls as latency rises: the slow end of the latency CI is the low end.
+        return (r["throughput_seq_s"] - r["batch_size"] / (hi_ms / 1e3),
+                r["batch_size"] / (lo_ms / 1e3) - r["throughput_seq_s"])
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    _grouped_bars(ax, measured, lambda r: r["throughput_seq_s"], error)
+    ax.set(yscale="log", ylabel="sequences / s", title="Throughput (95% CI of the median)")
+    return _png(fig)
+
+
+def agreement_errors(rows: list[dict], atol: float | None) -> bytes | None:
+    """Largest absolute error against the float64 reference, per backend and shape."""
+    with_err = [r for r in rows if r.get("max_abs_err") is not None]
+    if not with_err:
+        return None
+    # An exact match (the reference against itself) has no place on a log axis: floor it.
+    floor = 1e-12
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    _grouped_bars(ax, with_err, lambda r: max(r["max_abs_err"], floor))
+    if atol:
+        ax.axhline(atol, color="red", linestyle="--", label=f"atol {atol:g}")
+        ax.legend(fontsize="small")
+    ax.set(yscale="log", ylabel="max |error|", title=f"Agreement error (exact = {floor:g})")
+    return _png(fig)
+
+
+def rollout_error(rows: list[dict]) -> bytes | None:
+    """Error against the horizon for rollout rows that carry a per-step error list."""
+    curves = [r for r in rows if r.get("mode") == "rollout" and r.get("rollout_err")]
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in curves:
+        err = np.asarray(r["rollout_err"], dtype=float)
+        ax.plot(np.arange(1, err.size + 1), err, label=f"{_label(r)} · batch {r['batch_size']}")
+    ax.set(xlabel="horizon (steps)", ylabel="error", yscale="log", title="Rollout error vs horizon")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig)

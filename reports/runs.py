@@ -1,0 +1,68 @@
+"""Tables about runs rather than about one run: the history list and a comparison."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from harness.compare import Comparison, RowChange
+from harness.history import RunInfo
+from reports.columns import fmt
+
+
+def history_table(runs: list[RunInfo], db: str) -> Table:
+    table = Table(title=f"lstm-harness history · {db}", title_justify="left")
+    for header in ("id", "date", "git commit", "device", "summary"):
+        table.add_column(header, justify="right" if header == "id" else "left", no_wrap=header != "summary")
+    for run in runs:
+        table.add_row(str(run.id), run.created_at, (run.git_commit or "—")[:10], run.device or "—",
+                      Text(run.summary, style="bold red" if run.failed else ""))
+    return table
+
+
+def _shape(row: dict) -> str:
+    mode = row.get("mode", "forward")
+    return f"{row['batch_size']}×{row['seq_len']}" + ("" if mode == "forward" else f" {mode}")
+
+
+_VERDICT_STYLE = {"agreement lost": "bold red", "slower": "bold red", "faster": "green",
+                  "slower, within threshold": "yellow"}
+
+
+def _change_row(change: RowChange, threshold: float) -> list:
+    b, n = change.base, change.new
+    test = change.test
+    delta = "—" if test is None else f"{(test.ratio - 1) * 100:+.1f}%"
+    p = "—" if test is None or test.p_value is None else f"{test.p_value:.2g}"
+    verdict = change.verdict(threshold)
+    agree = f"{_agrees(b)} → {_agrees(n)}"
+    return [b["backend"], b["device"], b["dtype"], _shape(b), fmt(b.get("median_ms"), ".3f"),
+            fmt(n.get("median_ms"), ".3f"), delta, p, agree,
+            Text(verdict, style=_VERDICT_STYLE.get(verdict, ""))]
+
+
+def _agrees(row: dict) -> str:
+    if row.get("status", "ok") != "ok":
+        return row["status"]
+    return {True: "✓", False: "✗", None: "—"}[row.get("agrees")]
+
+
+def comparison_table(comparison: Comparison, base_label: str, new_label: str,
+                     threshold: float | None) -> Table:
+    gate = 0.0 if threshold is None else threshold
+    table = Table(title=f"compare · base {base_label} → new {new_label}", title_justify="left")
+    for header in ("backend", "device", "dtype", "shape", "base ms", "new ms", "Δ median", "p",
+                   "agrees", "verdict"):
+        table.add_column(header, justify="right" if header.endswith(("ms", "median", "p")) else "left",
+                         no_wrap=True)
+    for change in comparison.changes:
+        table.add_row(*_change_row(change, gate))
+    for side, rows in (("only in base", comparison.only_base), ("only in new", comparison.only_new)):
+        for row in rows:
+            table.add_row(row["backend"], row["device"], row["dtype"], _shape(row),
+                          *["—"] * 5, Text(side, style="yellow"))
+    gate_text = "no gate" if threshold is None else f"gate: slower by > {threshold:.0%} and significant"
+    table.caption = (f"Mann-Whitney U on the raw samples, two-sided, significant at "
+                     f"{comparison.confidence:.0%} confidence (p < {1 - comparison.confidence:.2g}); "
+                     f"{gate_text}")
+    return table
