@@ -61,13 +61,13 @@ MEASURED = [
     Column("prep s", "right", lambda r: fmt(r.get("prepare_s"), ".2f")),
     Column("1st call ms", "right", lambda r: fmt(r.get("first_call_ms"), ".1f")),
     Column("rss MB", "right", memory),
-    Column("noisy", "center", lambda r: "noisy" if r.get("noisy") else ""),
+    Column("notes", "left", lambda r: status_text(r) or ("noisy" if r.get("noisy") else "")),
 ]
 COLUMNS = HEAD + MEASURED
 
 
 def status_text(row: dict) -> str | None:
-    """For a row that was not measured, what to show in place of its figures."""
+    """Why a row was not measured; it goes last, so a long reason does not widen the figures."""
     if row.get("status", "ok") == "ok":
         return None
     return f"{row['status']}: {row.get('reason') or ''}"

@@ -9,11 +9,9 @@ from reports import plots
 from reports.columns import (
     CHECK_HEADERS,
     COLUMNS,
-    HEAD,
     by_scenario,
     check_summary,
     shape_breaks,
-    status_text,
     title,
     tolerance_caption,
 )
@@ -35,18 +33,14 @@ dt { font-weight: bold; }
 def _cls(column_header: str, row: dict) -> str:
     if column_header.startswith("agrees") and row.get("agrees") is not None:
         return "ok" if row["agrees"] else "bad"
-    return "warn" if column_header == "noisy" else ""
+    if column_header == "notes":
+        return "bad" if row.get("status") == "failed" else "warn"
+    return ""
 
 
 def _row_html(row: dict, new_shape: bool) -> str:
-    cells = [f'<td class="{c.justify}">{escape(c.cell(row))}</td>' for c in HEAD]
-    status = status_text(row)
-    if status is not None:
-        cls = "warn" if row["status"] == "unavailable" else "bad"
-        cells.append(f'<td colspan="{len(COLUMNS) - len(HEAD)}" class="{cls}">{escape(status)}</td>')
-    else:
-        cells += [f'<td class="{c.justify} {_cls(c.header, row)}">{escape(c.cell(row))}</td>'
-                  for c in COLUMNS[len(HEAD):]]
+    cells = [f'<td class="{c.justify} {_cls(c.header, row)}">{escape(c.cell(row))}</td>'
+             for c in COLUMNS]
     attrs = ' class="shape"' if new_shape else ""
     return f"<tr{attrs} data-backend=\"{escape(row['backend'])}\">{''.join(cells)}</tr>"
 

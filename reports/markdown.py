@@ -5,10 +5,8 @@ from __future__ import annotations
 from reports.columns import (
     CHECK_HEADERS,
     COLUMNS,
-    HEAD,
     by_scenario,
     check_summary,
-    status_text,
     title,
     tolerance_caption,
 )
@@ -24,21 +22,13 @@ def _line(cells: list[str]) -> str:
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
-def _row_cells(row: dict) -> list[str]:
-    status = status_text(row)
-    if status is None:
-        return [c.cell(row) for c in COLUMNS]
-    # Markdown has no colspan: the reason takes the first figure's cell, the rest stay empty.
-    return [c.cell(row) for c in HEAD] + [f"**{status}**"] + [""] * (len(COLUMNS) - len(HEAD) - 1)
-
-
 def render_markdown(result: dict) -> str:
     parts = []
     for scenario, rows in by_scenario(result):
         parts += [f"### {title(result, scenario)}", "",
                   _line([c.header for c in COLUMNS]),
                   "| " + " | ".join(_ALIGN[c.justify] for c in COLUMNS) + " |",
-                  *(_line(_row_cells(r)) for r in rows), ""]
+                  *(_line([c.cell(r) for c in COLUMNS]) for r in rows), ""]
     summary = check_summary(result)
     if summary:
         parts += ["### Agreement with the float64 reference", "", _line(list(CHECK_HEADERS)),

@@ -9,11 +9,9 @@ from rich.text import Text
 from reports.columns import (
     CHECK_HEADERS,
     COLUMNS,
-    HEAD,
     by_scenario,
     check_summary,
     shape_breaks,
-    status_text,
     title,
     tolerance_caption,
 )
@@ -22,8 +20,8 @@ from reports.columns import (
 def _styled(header: str, text: str, row: dict) -> Text | str:
     if header.startswith("agrees") and row.get("agrees") is not None:
         return Text(text, style="green" if row["agrees"] else "bold red")
-    if header == "noisy" and text:
-        return Text(text, style="yellow")
+    if header == "notes" and text:
+        return Text(text, style="bold red" if row.get("status") == "failed" else "yellow")
     return text
 
 
@@ -34,13 +32,7 @@ def scenario_table(result: dict, scenario: str, rows: list[dict]) -> Table:
     for row, new_shape in zip(rows, shape_breaks(rows), strict=True):
         if new_shape:
             table.add_section()
-        head = [c.cell(row) for c in HEAD]
-        status = status_text(row)
-        if status is not None:
-            style = "yellow" if row["status"] == "unavailable" else "bold red"
-            table.add_row(*head, Text(status, style=style))
-            continue
-        table.add_row(*head, *(_styled(c.header, c.cell(row), row) for c in COLUMNS[len(HEAD):]))
+        table.add_row(*(_styled(c.header, c.cell(row), row) for c in COLUMNS))
     return table
 
 

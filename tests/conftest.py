@@ -34,3 +34,11 @@ def checkpoint(cache_dir: Path) -> Checkpoint:
 def cpu_target(tmp_path: Path, process_settings: settings.ProcessSettings) -> Target:
     return Target(device="cpu", dtype="fp32", workdir=tmp_path,
                   threads=process_settings.intra_op_threads)
+
+
+@pytest.fixture(autouse=True)
+def history_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test records runs into its own database, never the user's real history."""
+    db = tmp_path / "history.sqlite"
+    monkeypatch.setenv("LSTM_HARNESS_DB", str(db))
+    return db

@@ -1,0 +1,71 @@
+"""A small, realistic results dict, built the way the runner builds one (Row -> RunResult)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.results import Check, Row, RunResult
+from harness.stats import paired_ratio, summarize, throughput
+
+# Median ms per call, per backend and batch size, roughly as measured on the 2-core VM.
+MEDIANS = {"eager": {1: 0.23, 64: 1.5}, "onnxruntime": {1: 0.07, 64: 1.53},
+           "torchscript": {1: 0.20, 64: 1.44}}
+
+
+def samples(median_ms: float, n: int, noise: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return median_ms * np.exp(rng.normal(0.0, noise, n))
+
+
+def measured_row(backend: str, batch: int, samples_ms: np.ndarray, eager_ms: np.ndarray,
+                 scenario: str = "default", mode: str = "forward", **extra) -> Row:
+    s = summarize(samples_ms)
+    ratio = paired_ratio(eager_ms, samples_ms)
+    seqs, steps = throughput(batch, 50, s.median / 1e3)
+    return Row(backend=backend, device="cpu", dtype="fp32", batch_size=batch, seq_len=50,
+               scenario=scenario, mode=mode, median_ms=s.median, p90_ms=s.p90, p99_ms=s.p99,
+               min_ms=s.min, mean_ms=s.mean, stdev_ms=s.stdev, iqr_ms=s.iqr,
+               ci95_low_ms=s.ci95_low, ci95_high_ms=s.ci95_high, noisy=s.noisy,
+               stop_reason="converged", rounds=s.n, calls_per_round=4, throughput_seq_s=seqs,
+               throughput_steps_s=steps, speedup_vs_eager=ratio.median,
+               speedup_ci95_low=ratio.ci95_low, speedup_ci95_high=ratio.ci95_high,
+               max_abs_err=2e-7 * (1 + batch / 64), max_rel_err=1e-4, agrees=True,
+               prepare_s=0.1, first_call_ms=2.0, peak_rss_mb=100.0, gflops=1.0, pct_peak=5.0,
+               samples_ms=[float(x) for x in samples_ms], **extra)
+
+
+def make_results(scale: float = 1.0, noise: float = 0.02, n: int = 30, seed: int = 0,
+                 rollout: bool = False) -> dict:
+    """Three backends at batch 1 and 64, an unavailable and a failed backend, and optionally
+    a second scenario of rollout rows with per-step errors. `scale` multiplies every latency."""
+    rows, checks = [], []
+    for batch in (1, 64):
+        eager = samples(MEDIANS["eager"][batch] * scale, n, noise, seed + batch)
+        for i, backend in enumerate(MEDIANS):
+            ms = eager if backend == "eager" else samples(MEDIANS[backend][batch] * scale, n, noise,
+                                                          seed + 100 * (i + 1) + batch)
+            rows.append(measured_row(backend, batch, ms, eager))
+            checks.append(Check(backend, batch, 50, "sine", 1e-7, 1e-4, True))
+        rows.append(Row("compile", "cpu", "fp32", batch, 50, status="unavailable",
+                        reason="torch.compile needs a C++ compiler"))
+        rows.append(Row("broken", "cpu", "fp32", batch, 50, status="failed",
+                        reason="RuntimeError: boom | twice"))
+    if rollout:
+        eager = samples(5.0 * scale, n, noise, seed + 7)
+        for backend in ("eager", "onnxruntime"):
+            rows.append(measured_row(backend, 64, eager if backend == "eager" else eager * 0.8,
+                                     eager, scenario="rollout", mode="rollout"))
+    result = RunResult(
+        environment={"device": "cpu", "device_name": "Fixture CPU", "git_commit": "abc123",
+                     "timestamp": "2026-11-24T12:00:00+00:00", "command": "harness run",
+                     "versions": {"python": "3.11", "torch": "2.13.0"}, "peak_gflops": 20.0},
+        scenario={"name": "default", "mode": "forward"}, model={"weights_sha256": "0" * 64},
+        tolerance={"dtype": "fp32", "atol": 1e-5, "rtol": 1e-4}, rows=tuple(rows),
+        checks=tuple(checks))
+    data = result.to_dict()
+    if rollout:
+        # rollout_err is not a Row field (yet): rows of mode "rollout" may carry it as JSON.
+        for row in data["rows"]:
+            if row["mode"] == "rollout":
+                row["rollout_err"] = [1e-6 * 1.5 ** k for k in range(20)]
+    return data

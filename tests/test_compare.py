@@ -1,0 +1,73 @@
+"""Compare on synthetic samples: a real shift is caught, a shift inside noise is not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.compare import compare_results, compare_samples, row_key
+from tests.results_fixture import make_results, samples
+
+
+def test_a_10_percent_shift_with_low_noise_is_significant():
+    base, new = samples(1.0, 30, 0.01, seed=1), samples(1.1, 30, 0.01, seed=2)
+    result = compare_samples(base, new)
+    assert result.ratio == pytest.approx(1.1, rel=0.01)
+    assert result.significant and result.p_value < 1e-6
+
+
+def test_a_10_percent_shift_inside_noise_is_not():
+    base, new = samples(1.0, 15, 0.5, seed=3), samples(1.1, 15, 0.5, seed=4)
+    result = compare_samples(base, new)
+    assert not result.significant and result.p_value > 0.05
+
+
+def test_too_few_samples_are_never_called_significant():
+    result = compare_samples([1.0, 1.0], [2.0, 2.0])
+    assert result.ratio == 2.0 and result.p_value is None and not result.significant
+
+
+def test_the_gate_fails_a_real_slowdown_and_passes_one_inside_noise():
+    base = make_results(scale=1.0, noise=0.01, seed=0)
+    assert compare_results(base, make_results(scale=1.1, noise=0.01, seed=50)).failures(0.05)
+    noisy_base = make_results(scale=1.0, noise=0.5, n=15, seed=0)
+    noisy_new = make_results(scale=1.1, noise=0.5, n=15, seed=50)
+    assert compare_results(noisy_base, noisy_new).failures(0.05) == []
+    # 10% slower and significant, but under a 20% gate
+    assert compare_results(base, make_results(scale=1.1, noise=0.01, seed=50)).failures(0.20) == []
+    # without a gate a slowdown alone never fails
+    assert compare_results(base, make_results(scale=1.1, noise=0.01, seed=50)).failures(None) == []
+
+
+def test_a_faster_run_never_fails_the_gate():
+    base = make_results(scale=1.0, noise=0.01)
+    comparison = compare_results(base, make_results(scale=0.8, noise=0.01, seed=9))
+    assert comparison.failures(0.05) == []
+    assert {c.verdict(0.05) for c in comparison.changes if c.test} == {"faster"}
+
+
+def test_lost_agreement_always_fails_even_without_a_gate():
+    base, new = make_results(), make_results()
+    new["rows"][0]["agrees"] = False
+    comparison = compare_results(base, new)
+    failures = comparison.failures(None)
+    assert [row_key(c.base) for c in failures] == [row_key(base["rows"][0])]
+    assert failures[0].verdict(0.05) == "agreement lost"
+
+
+def test_rows_on_one_side_only_are_listed():
+    base, new = make_results(), make_results()
+    gone = base["rows"][0]
+    new["rows"] = new["rows"][1:] + [{**new["rows"][1], "batch_size": 4096}]
+    comparison = compare_results(base, new)
+    assert [row_key(r) for r in comparison.only_base] == [row_key(gone)]
+    assert [r["batch_size"] for r in comparison.only_new] == [4096]
+    assert len(comparison.changes) == len(base["rows"]) - 1
+
+
+def test_unmeasured_rows_are_compared_without_a_test():
+    comparison = compare_results(make_results(), make_results())
+    unmeasured = [c for c in comparison.changes if c.base["status"] != "ok"]
+    assert unmeasured and all(c.test is None for c in unmeasured)
+    assert {c.verdict(0.05) for c in unmeasured} == {"not measured"}
+    assert np.isfinite([c.test.ratio for c in comparison.changes if c.test]).all()

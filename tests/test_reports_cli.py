@@ -1,0 +1,114 @@
+"""report, history and compare end to end, on real runs recorded into a temporary database."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from harness.cli import main
+from reports.jsonio import write_json
+from reports.progress import parse_event, run_progress
+from tests.results_fixture import make_results
+
+RUN = ["run", "--backends", "reference,eager", "--batch-sizes", "1,4", "--budget", "0.05"]
+
+
+@pytest.fixture()
+def cached(checkpoint, cache_dir, monkeypatch):
+    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
+    return cache_dir
+
+
+def test_two_runs_then_history_compare_and_every_report_format(cached, history_db, tmp_path, capsys):
+    results = tmp_path / "first.json"
+    assert main([*RUN, "--out", str(results)]) == 0
+    first = capsys.readouterr()
+    # stderr is not a terminal under pytest: progress falls back to one line per event
+    assert "reference: prepare" in first.err and "eager: time batch=4 seq_len=50" in first.err
+    assert f"recorded as run 1 in {history_db}" in first.err
+    assert main(RUN) == 0
+    assert "recorded as run 2" in capsys.readouterr().err
+
+    assert main(["history"]) == 0
+    listing = capsys.readouterr().out
+    assert "│  2 │" in listing and "│  1 │" in listing
+    assert "default · reference,eager · batch 1,4 · seq 50 · all agree" in listing
+
+    assert main(["compare", "1", "2"]) == 0  # no gate: timing changes alone never fail
+    table = capsys.readouterr().out
+    assert table.count("│ eager ") == 2 and "Mann-Whitney U" in table
+    assert main(["compare", str(results), "2", "--fail-on-regression", "1000%"]) == 0
+
+    capsys.readouterr()
+    for fmt, marker in (("table", "│ reference"), ("md", "| reference |"), ("html", "<img alt=")):
+        out = tmp_path / f"report.{fmt}"
+        assert main(["report", str(results), "--format", fmt, "--output", str(out)]) == 0
+        assert marker in out.read_text(encoding="utf-8")
+    assert main(["report", str(results), "--format", "md"]) == 0
+    assert capsys.readouterr().out.startswith("### lstm-harness · default")
+
+
+def test_no_history_records_nothing(cached, history_db, capsys):
+    assert main([*RUN[:4], "1", "--budget", "0.05", "--no-history"]) == 0
+    assert not history_db.exists() and "recorded" not in capsys.readouterr().err
+
+
+def test_compare_gate_on_files_fails_a_significant_slowdown(tmp_path, capsys):
+    base = write_json(tmp_path / "base.json", make_results(noise=0.01))
+    slower = write_json(tmp_path / "new.json", make_results(scale=1.1, noise=0.01, seed=50))
+    assert main(["compare", str(base), str(slower)]) == 0
+    assert main(["compare", str(base), str(slower), "--fail-on-regression", "5%"]) == 1
+    captured = capsys.readouterr()
+    assert "slower" in captured.out and "FAILED: 6 row(s) regressed" in captured.err
+    lost = make_results(noise=0.01)
+    lost["rows"][0]["agrees"] = False
+    lost_path = write_json(tmp_path / "lost.json", lost)
+    assert main(["compare", str(base), str(lost_path)]) == 1
+    assert "agreement lost" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["report", "missing.json"], "results file not found: missing.json"),
+    (["report", "x.json", "--format", "pdf"], "invalid choice: 'pdf'"),
+    (["compare", "1", "2"], "no such run"),
+    (["compare", "a.json", "b.json", "--fail-on-regression", "lots"], "percentage such as 5%"),
+])
+def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, capsys):
+    from harness import history
+
+    history.record(history_db, make_results())  # run 1 exists, run 2 does not
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_history_without_a_database_says_so(history_db, capsys):
+    assert main(["history"]) == 0
+    assert "no history yet" in capsys.readouterr().err and not history_db.exists()
+
+
+def test_report_refuses_a_pytest_benchmark_file_until_the_converter_exists(tmp_path, capsys,
+                                                                          monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "reports.pytest_benchmark", None)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"machine_info": {}, "benchmarks": []}))
+    assert main(["report", str(bench)]) == 2
+    assert "pytest-benchmark files are not supported yet" in capsys.readouterr().err
+
+
+def test_live_progress_on_a_terminal_shows_backend_shape_phase_and_time():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+    with run_progress(console) as on_event:
+        on_event("eager", "prepare")
+        on_event("eager", "check")
+        on_event("onnxruntime", "failed: RuntimeError: no")
+        on_event("eager", "time batch=64 seq_len=50")
+    text = console.file.getvalue()
+    assert "eager batch=64 seq_len=50" in text and "failed RuntimeError: no" in text
+    assert "done" in text and "0:00:00" in text
+    assert parse_event("time batch=1 seq_len=50") == ("time", "batch=1 seq_len=50")
