@@ -23,33 +23,39 @@ def parse_event(message: str) -> tuple[str, str]:
 
 
 class _LiveProgress:
-    """A task per backend for prepare/check, then one per backend × shape for timing."""
+    """A task per backend and phase; timing gets a task per backend and shape."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.current: dict[str, TaskID] = {}  # backend -> its task in progress
+        self.current: dict[str, tuple[TaskID, str]] = {}  # backend -> (task, phase) in progress
 
     def __call__(self, backend: str, message: str) -> None:
         phase, detail = parse_event(message)
-        task = self.current.get(backend)
-        if phase == "time" or task is None:
-            if task is not None:
-                self._finish(task)
-            label = f"{backend} {detail}".strip() if phase == "time" else backend
-            task = self.current[backend] = self.progress.add_task(label, total=None, phase=phase)
-        style = "bold red" if phase == "failed" else "cyan"
-        self.progress.update(task, phase=f"[{style}]{phase}[/] {detail if phase == 'failed' else ''}")
+        task, _ = self.current.pop(backend, (None, ""))
         if phase == "failed":
-            self._finish(task, phase=None)
-            del self.current[backend]
+            task = task if task is not None else self.progress.add_task(backend, total=None, phase="")
+            self.progress.update(task, phase=f"[bold red]failed[/] {detail}")
+            self._finish(task)
+            return
+        if task is not None:
+            self._finish(task)
+        if phase != "time":
+            # Prepare and check visit one backend at a time, so another backend's is over;
+            # timing is interleaved, so those tasks stay open together.
+            for other, (other_task, other_phase) in list(self.current.items()):
+                if other_phase != "time":
+                    self._finish(other_task)
+                    del self.current[other]
+        label = f"{backend} {detail}" if phase == "time" else backend
+        self.current[backend] = (self.progress.add_task(label, total=None, phase=f"[cyan]{phase}[/]"),
+                                 phase)
 
-    def _finish(self, task: TaskID, phase: str | None = "[green]done[/]") -> None:
-        """Stop the task's clock; keep a failure's label, mark anything else done."""
-        self.progress.update(task, total=1, completed=1, **({"phase": phase} if phase else {}))
+    def _finish(self, task: TaskID) -> None:
+        self.progress.update(task, total=1, completed=1)
         self.progress.stop_task(task)
 
     def close(self) -> None:
-        for task in self.current.values():
+        for task, _ in self.current.values():
             self._finish(task)
 
 
@@ -65,7 +71,7 @@ def run_progress(console: Console) -> Iterator[Events]:
 
         yield log
         return
-    progress = Progress(SpinnerColumn(finished_text="·"), TextColumn("{task.description}"),
+    progress = Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description}"),
                         TextColumn("{task.fields[phase]}"), TimeElapsedColumn(),
                         console=console, transient=False)
     live = _LiveProgress(progress)

@@ -101,14 +101,22 @@ def test_report_refuses_a_pytest_benchmark_file_until_the_converter_exists(tmp_p
     assert "pytest-benchmark files are not supported yet" in capsys.readouterr().err
 
 
-def test_live_progress_on_a_terminal_shows_backend_shape_phase_and_time():
+def test_live_progress_has_a_task_per_backend_phase_and_shape():
     console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
     with run_progress(console) as on_event:
         on_event("eager", "prepare")
-        on_event("eager", "check")
+        on_event("onnxruntime", "prepare")
         on_event("onnxruntime", "failed: RuntimeError: no")
+        on_event("eager", "check")
         on_event("eager", "time batch=64 seq_len=50")
-    text = console.file.getvalue()
-    assert "eager batch=64 seq_len=50" in text and "failed RuntimeError: no" in text
-    assert "done" in text and "0:00:00" in text
+        on_event("reference", "time batch=64 seq_len=50")
+        tasks = on_event.progress.tasks
+        assert [(t.description, t.fields["phase"], t.finished) for t in tasks] == [
+            ("eager", "[cyan]prepare[/]", True),
+            ("onnxruntime", "[bold red]failed[/] RuntimeError: no", True),
+            ("eager", "[cyan]check[/]", True),
+            ("eager batch=64 seq_len=50", "[cyan]time[/]", False),  # interleaved: both open
+            ("reference batch=64 seq_len=50", "[cyan]time[/]", False)]
+    assert all(t.finished and t.elapsed is not None for t in tasks)
+    assert "eager batch=64 seq_len=50" in console.file.getvalue()
     assert parse_event("time batch=1 seq_len=50") == ("time", "batch=1 seq_len=50")
