@@ -5,16 +5,8 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from reports import columns as cols
 from reports import plots
-from reports.columns import (
-    CHECK_HEADERS,
-    COLUMNS,
-    by_scenario,
-    check_summary,
-    shape_breaks,
-    title,
-    tolerance_caption,
-)
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -40,29 +32,29 @@ def _cls(column_header: str, row: dict) -> str:
 
 def _row_html(row: dict, new_shape: bool) -> str:
     cells = [f'<td class="{c.justify} {_cls(c.header, row)}">{escape(c.cell(row))}</td>'
-             for c in COLUMNS]
+             for c in cols.COLUMNS]
     attrs = ' class="shape"' if new_shape else ""
     return f"<tr{attrs} data-backend=\"{escape(row['backend'])}\">{''.join(cells)}</tr>"
 
 
 def _results_tables(result: dict) -> list[str]:
     parts = []
-    for scenario, rows in by_scenario(result):
-        header = "".join(f"<th>{escape(c.header)}</th>" for c in COLUMNS)
-        body = "".join(_row_html(r, b) for r, b in zip(rows, shape_breaks(rows), strict=True))
-        parts.append(f"<h2>{escape(title(result, scenario))}</h2>\n"
+    for scenario, rows in cols.by_scenario(result):
+        header = "".join(f"<th>{escape(c.header)}</th>" for c in cols.COLUMNS)
+        body = "".join(_row_html(r, b) for r, b in zip(rows, cols.shape_breaks(rows), strict=True))
+        parts.append(f"<h2>{escape(cols.title(result, scenario))}</h2>\n"
                      f'<table class="results"><thead><tr>{header}</tr></thead>'
                      f"<tbody>{body}</tbody></table>")
     return parts
 
 
 def _checks_table(result: dict) -> str:
-    lines = check_summary(result)
+    lines = cols.check_summary(result)
     if not lines:
         return ""
-    header = "".join(f"<th>{escape(h)}</th>" for h in CHECK_HEADERS)
+    header = "".join(f"<th>{escape(h)}</th>" for h in cols.CHECK_HEADERS)
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in line) + "</tr>" for line in lines)
-    caption = tolerance_caption(result)
+    caption = cols.tolerance_caption(result)
     caption_html = f"<caption>{escape(caption)}</caption>" if caption else ""
     return (f"<h2>Agreement with the float64 reference</h2>\n<table class=\"checks\">{caption_html}"
             f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
