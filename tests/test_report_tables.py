@@ -99,3 +99,15 @@ def test_pytest_benchmark_files_are_detected_and_converted_or_refused(monkeypatc
     monkeypatch.setitem(sys.modules, "reports.pytest_benchmark", None)  # as if not installed
     with pytest.raises(InputError, match="pytest-benchmark files are not supported yet"):
         as_results(bench, "bench.json")
+
+
+def test_every_row_and_check_field_is_documented_in_the_schema():
+    from dataclasses import fields
+    from pathlib import Path
+
+    from harness.results import Check, Row
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "results-schema.md").read_text()
+    assert f"(`schema_version` {SCHEMA_VERSION})" in doc
+    missing = [f.name for f in (*fields(Row), *fields(Check)) if f"`{f.name}`" not in doc]
+    assert missing == []
