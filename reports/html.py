@@ -16,6 +16,7 @@ th { background: #f4f4f4; }
 tr.shape td { border-top: 2px solid #999; }
 td.right { text-align: right; } td.center { text-align: center; }
 .ok { color: #17803d; } .bad { color: #c0262d; font-weight: bold; } .warn { color: #a86b00; }
+.scroll { overflow-x: auto; }
 figure { margin: 1em 0; } img { max-width: 100%; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
 dt { font-weight: bold; }
@@ -43,8 +44,8 @@ def _results_tables(result: dict) -> list[str]:
         header = "".join(f"<th>{escape(c.header)}</th>" for c in cols.COLUMNS)
         body = "".join(_row_html(r, b) for r, b in zip(rows, cols.shape_breaks(rows), strict=True))
         parts.append(f"<h2>{escape(cols.title(result, scenario))}</h2>\n"
-                     f'<table class="results"><thead><tr>{header}</tr></thead>'
-                     f"<tbody>{body}</tbody></table>")
+                     f'<div class="scroll"><table class="results"><thead><tr>{header}</tr></thead>'
+                     f"<tbody>{body}</tbody></table></div>")
     return parts
 
 
