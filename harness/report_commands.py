@@ -77,7 +77,11 @@ def record_run(args: argparse.Namespace, data: dict, err: Console) -> None:
     from harness.history import record
 
     db = _db(args)
-    err.print(f"recorded as run {record(db, data)} in {db}", highlight=False)
+    try:
+        err.print(f"recorded as run {record(db, data)} in {db}", highlight=False)
+    except InputError as exc:
+        # The run itself is done and printed; losing its history entry must not change its verdict.
+        err.print(f"[bold yellow]warning:[/] run not recorded: {exc}", highlight=False, soft_wrap=True)
 
 
 def _render(data: dict, fmt: str, width: int | None) -> str:
@@ -143,7 +147,11 @@ def _side(text: str, args: argparse.Namespace) -> tuple[dict, str]:
     if text.isdigit() and not path.exists():
         from harness.history import load
 
-        return load(_db(args), int(text)), f"run {text}"
+        db = _db(args)
+        if not db.exists():
+            raise InputError(f"expected a results file or a run id from `harness history`, got {text!r}: "
+                             f"there is no such file and no history database at {db}")
+        return load(db, int(text)), f"run {text}"
     return load_results(path), path.name
 
 

@@ -88,6 +88,20 @@ def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, c
 def test_history_without_a_database_says_so(history_db, capsys):
     assert main(["history"]) == 0
     assert "no history yet" in capsys.readouterr().err and not history_db.exists()
+    assert main(["compare", "1", "2"]) == 2
+    assert "no history database at" in capsys.readouterr().err and not history_db.exists()
+
+
+def test_a_history_that_cannot_be_written_warns_but_keeps_the_run_verdict(tmp_path, capsys):
+    from argparse import Namespace
+
+    from harness.report_commands import record_run
+
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database " * 100)
+    err = Console(file=io.StringIO(), width=200)
+    record_run(Namespace(no_history=False, db=junk), make_results(), err)
+    assert "warning: run not recorded: expected an lstm-harness history database" in err.file.getvalue()
 
 
 def test_report_refuses_a_pytest_benchmark_file_until_the_converter_exists(tmp_path, capsys,
