@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterator
-from dataclasses import astuple, dataclass, fields, replace
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,11 @@ from backends.base import Target
 from backends.reference import ReferenceModel
 from backends.registry import Registry, load_registry
 from harness import environment, settings
-from harness.checkpoint import Checkpoint
+from harness.checkpoint import Checkpoint, load_or_train
 from harness.data import random_batch, sine_batch
 from harness.handles import LocalHandle
 from harness.runner import REFERENCE
+from harness.training import TrainConfig
 from scenarios import DEFAULT
 
 DEVICES = ("cpu", "cuda")
@@ -116,10 +117,14 @@ def process_settings(request: pytest.FixtureRequest) -> settings.ProcessSettings
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CLI's checkpoint cache when $LSTM_HARNESS_CACHE names one, else a fresh one."""
+def checkpoint(cache_dir: Path) -> Checkpoint:
+    """The CLI's cached checkpoint when $LSTM_HARNESS_CACHE names a cache, else the tests' one.
+
+    Overrides tests/conftest.py's without redirecting its ``cache_dir``, on which other tests
+    rely; without the variable both train into (and then share) that same cache.
+    """
     explicit = os.environ.get("LSTM_HARNESS_CACHE")
-    return Path(explicit) if explicit else tmp_path_factory.mktemp("cache")
+    return load_or_train(TrainConfig(), Path(explicit) if explicit else cache_dir)[0]
 
 
 @pytest.fixture(scope="session")
@@ -134,14 +139,15 @@ class Handles:
                  process: settings.ProcessSettings, workdir: Path) -> None:
         self._checkpoint = checkpoint
         self._registry = registry
-        self._target = Target(device="cpu", dtype="fp32", workdir=workdir,
-                              threads=process.intra_op_threads,
-                              ort_allow_spinning=process.ort_allow_spinning)
+        self._process = process
+        self._workdir = workdir
         self._open: dict[tuple[str, str, str], LocalHandle | Exception] = {}
 
     def get(self, case: Case) -> LocalHandle:
         """The prepared handle; skips with the backend's own reason where it cannot run."""
-        target = replace(self._target, device=case.device, dtype=case.dtype)
+        target = Target(device=case.device, dtype=case.dtype, workdir=self._workdir,
+                        threads=self._process.intra_op_threads,
+                        ort_allow_spinning=self._process.ort_allow_spinning)
         backend = self._registry.create(case.backend)
         reason = backend.unavailable_reason(target)
         if reason:
@@ -152,11 +158,13 @@ class Handles:
             first = sine_batch(DEFAULT.batch_sizes[0], DEFAULT.seq_lens[0], 0)
             try:
                 self._open[key] = LocalHandle.open(backend, self._checkpoint.model, target, first)
-            except Exception as exc:  # noqa: BLE001 - kept, and raised by every benchmark of it
-                self._open[key] = exc
+            except Exception as exc:
+                self._open[key] = exc  # remembered, so its other benchmarks fail without retrying
+                raise
         opened = self._open[key]
         if isinstance(opened, Exception):
-            raise opened
+            pytest.fail(f"{case.backend} on {case.device} failed to prepare earlier in this "
+                        f"session: {type(opened).__name__}: {opened}", pytrace=False)
         return opened
 
     def close(self) -> None:
