@@ -159,19 +159,20 @@ def test_harness_and_pytest_benchmark_medians_agree(run, checkpoint, cache_dir, 
                                                     process_settings):
     """Same backend, shape, inputs and threads: the medians within 15%.
 
-    This shared 2-core VM drifts by tens of percent between minutes, and other jobs load it:
-    both sides run one thread (a two-thread LSTM stalls at every time step when a core is
-    taken away), the harness measures just before and just after pytest-benchmark, so the
-    drift is bracketed, and one retry is allowed; a real disagreement fails twice.
+    This shared 2-core VM drifts by tens of percent between minutes, and other jobs load it.
+    So both sides run one thread (a two-thread LSTM stalls at every time step when a core is
+    taken away); the harness measures just before and just after pytest-benchmark, and
+    pytest-benchmark's median must lie within 15% of that bracket (when the machine is
+    steady the bracket is a point); one retry is allowed. A real disagreement fails twice.
     """
     def within(r: BenchRun) -> bool:
-        theirs = r.median_s(EAGER_64)
-        return min(abs(r.harness_before_s / theirs - 1), abs(r.harness_after_s / theirs - 1)) <= 0.15
+        lo, hi = sorted((r.harness_before_s, r.harness_after_s))
+        return 0.85 * lo <= r.median_s(EAGER_64) <= 1.15 * hi
 
     if not within(run):
         run = bench_run(checkpoint, cache_dir, tmp_path, process_settings, "-k", EAGER_64)
-    print(f"eager batch={SHAPE[0]} seq_len={SHAPE[1]} threads={THREADS}: harness median "
-          f"{run.harness_before_s * 1e3:.3f} ms before, {run.harness_after_s * 1e3:.3f} ms after; "
-          f"pytest-benchmark median {run.median_s(EAGER_64) * 1e3:.3f} ms")
-    assert within(run), f"harness {run.harness_before_s * 1e3:.3f} / {run.harness_after_s * 1e3:.3f} " \
-        f"ms vs pytest-benchmark {run.median_s(EAGER_64) * 1e3:.3f} ms"
+    summary = (f"eager batch={SHAPE[0]} seq_len={SHAPE[1]} threads={THREADS}: harness median "
+               f"{run.harness_before_s * 1e3:.3f} ms before and {run.harness_after_s * 1e3:.3f} ms "
+               f"after pytest-benchmark's {run.median_s(EAGER_64) * 1e3:.3f} ms")
+    print(summary)
+    assert within(run), summary
