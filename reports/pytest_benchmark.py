@@ -12,13 +12,9 @@ from __future__ import annotations
 from harness.errors import InputError
 from harness.results import SCHEMA_VERSION, Check, Row
 from harness.stats import is_noisy, summarize, throughput
+from reports.sources import is_pytest_benchmark
 
 REQUIRED = ("backend", "device", "dtype", "batch_size", "seq_len")
-
-
-def is_pytest_benchmark(data: dict) -> bool:
-    """pytest-benchmark files have top-level ``benchmarks`` and ``machine_info``."""
-    return isinstance(data, dict) and "benchmarks" in data and "machine_info" in data
 
 
 def _row(bench: dict) -> Row:
@@ -91,7 +87,7 @@ def from_pytest_benchmark(data: dict) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "environment": environment,
-        "scenario": {"name": f"{first.get('scenario', 'default')} (pytest-benchmark)"},
+        "scenario": {"name": first.get("scenario", "default"), "source": "pytest-benchmark"},
         "model": first.get("model", {}),
         "tolerance": first.get("tolerance", {}),
         "rows": [r.to_dict() for r in rows],

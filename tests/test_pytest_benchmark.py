@@ -20,11 +20,13 @@ from backends.base import Target
 from backends.eager import EagerBackend
 from harness import settings
 from harness.checkpoint import Checkpoint
+from harness.cli import main
 from harness.data import sine_batch
 from harness.errors import InputError
 from harness.handles import LocalHandle
 from harness.timing import TimingConfig, measure_interleaved
-from reports.pytest_benchmark import from_pytest_benchmark, is_pytest_benchmark
+from reports.pytest_benchmark import from_pytest_benchmark
+from reports.sources import is_pytest_benchmark
 from reports.table import checks_table, results_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,8 +144,18 @@ def test_converter_renders_a_real_run_as_the_harness_table(run):
     console.print(results_table(result))
     console.print(checks_table(result))
     text = console.export_text()
-    assert "(pytest-benchmark)" in text and "✓" in text
+    assert "lstm-harness · default" in text and "✓" in text
     assert f"{rows[SHAPE]['median_ms']:.3f}" in text
+    assert result["environment"]["source"] == "pytest-benchmark"
+
+
+def test_report_command_renders_a_pytest_benchmark_file(run, tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(run.data))
+    assert main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    median = next(b["stats"]["median"] for b in run.data["benchmarks"] if EAGER_64 in b["name"])
+    assert "eager" in out and f"{median * 1e3:.3f}" in out
 
 
 def test_converter_refuses_what_it_cannot_read():
