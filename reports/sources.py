@@ -17,11 +17,9 @@ def is_pytest_benchmark(data: dict) -> bool:
 def as_results(data: object, origin: str) -> dict:
     """A harness results dict from parsed JSON, converting pytest-benchmark files."""
     if is_pytest_benchmark(data):
-        try:
-            from reports.pytest_benchmark import from_pytest_benchmark
-        except ImportError:
-            raise InputError(f"{origin} is a pytest-benchmark file; pytest-benchmark files are "
-                             "not supported yet") from None
+        # Imported here: the converter itself uses is_pytest_benchmark from this module.
+        from reports.pytest_benchmark import from_pytest_benchmark
+
         data = from_pytest_benchmark(data)
     if not isinstance(data, dict) or "rows" not in data or "schema_version" not in data:
         raise InputError(f"expected a harness results file (keys schema_version and rows) or a "

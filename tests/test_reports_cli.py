@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 from rich.console import Console
@@ -102,17 +101,6 @@ def test_a_history_that_cannot_be_written_warns_but_keeps_the_run_verdict(tmp_pa
     err = Console(file=io.StringIO(), width=200)
     record_run(Namespace(no_history=False, db=junk), make_results(), err)
     assert "warning: run not recorded: expected an lstm-harness history database" in err.file.getvalue()
-
-
-def test_report_refuses_a_pytest_benchmark_file_until_the_converter_exists(tmp_path, capsys,
-                                                                          monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "reports.pytest_benchmark", None)
-    bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"machine_info": {}, "benchmarks": []}))
-    assert main(["report", str(bench)]) == 2
-    assert "pytest-benchmark files are not supported yet" in capsys.readouterr().err
 
 
 def test_live_progress_has_a_task_per_backend_phase_and_shape():
