@@ -9,6 +9,7 @@ part of the session so that no caller has to know a runtime's quirks.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from harness.errors import BackendUnavailableError
 from harness.model import LSTMPredictor
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -70,6 +72,30 @@ class Session(ABC):
         are timed by the host clock after a full synchronise."""
         return False
 
+    def rollout(self, window: np.ndarray, horizon: int) -> np.ndarray:
+        """Forecast ``horizon`` steps from ``window`` (batch, seq_len, input), feeding each
+        prediction back as the newest sample; returns float64 (batch, horizon, output).
+
+        This default goes through the host every step; sessions that can keep the window on
+        their device override it.
+        """
+        return feedback_rollout(lambda w: self.to_numpy(self.run(self.to_native(w))), window, horizon)
+
+
+def feedback_rollout(predict: Callable[[np.ndarray], np.ndarray], window: np.ndarray,
+                     horizon: int) -> np.ndarray:
+    """Autoregressive rollout of any ``predict(window) -> (batch, output)`` on the host.
+
+    The window is kept in float64 so that a float64 predictor (the reference) loses nothing.
+    """
+    window = np.asarray(window, dtype=np.float64)
+    outputs = []
+    for _ in range(horizon):
+        y = np.asarray(predict(window), dtype=np.float64)
+        outputs.append(y)
+        window = np.concatenate((window[:, 1:], y[:, np.newaxis, :]), axis=1)
+    return np.stack(outputs, axis=1)
+
 
 class Backend(ABC):
     name: ClassVar[str]
@@ -82,6 +108,12 @@ class Backend(ABC):
     @abstractmethod
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
         """Build a session from the trained model. Raises BackendError on failure."""
+
+    def prepare_step(self, model: LSTMPredictor, target: Target) -> Session:
+        """Optional: a streaming step session. Its native input is a tuple (x_t, h, c) with
+        x_t (batch, input) and states (num_layers, batch, hidden); ``run`` returns (y_t, h', c');
+        ``to_native`` and ``to_numpy`` convert such tuples element by element."""
+        raise BackendUnavailableError("no streaming step model")
 
 
 def cuda_reason(target: Target) -> str | None:
@@ -115,6 +147,35 @@ class TorchSession(Session):
     @property
     def uses_current_cuda_stream(self) -> bool:
         return self._device.type == "cuda"
+
+    def rollout(self, window: np.ndarray, horizon: int) -> np.ndarray:
+        """The window stays a device tensor: each prediction is concatenated and the oldest
+        sample sliced off on the device, with one host copy for the whole forecast."""
+        x = self.to_native(window)
+        forecast = None
+        with torch.inference_mode():
+            for t in range(horizon):
+                y = self.run(x)
+                if forecast is None:
+                    forecast = y.new_empty((y.shape[0], horizon, *y.shape[1:]))
+                # Copied out at once: a CUDA-graph replay may reuse y's memory on the next call.
+                forecast[:, t] = y
+                x = torch.cat((x[:, 1:], y.unsqueeze(1).to(x.dtype)), dim=1)
+            return self.to_numpy(forecast)
+
+
+class TorchStepSession(TorchSession):
+    """A streaming step session around a torch callable ``fn(x_t, h, c) -> (y_t, h', c')``."""
+
+    def to_native(self, xs: tuple[np.ndarray, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(super(TorchStepSession, self).to_native(x) for x in xs)
+
+    def run(self, x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        with torch.inference_mode():
+            return tuple(self._fn(*x))
+
+    def to_numpy(self, ys: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, ...]:
+        return tuple(super(TorchStepSession, self).to_numpy(y) for y in ys)
 
 
 def copy_model(model: LSTMPredictor, target: Target) -> LSTMPredictor:

@@ -13,9 +13,17 @@ import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
-from backends.base import Backend, Session, Target, TorchSession, copy_model, torch_reason
-from harness.errors import BackendError
-from harness.model import LSTMPredictor
+from backends.base import (
+    Backend,
+    Session,
+    Target,
+    TorchSession,
+    TorchStepSession,
+    copy_model,
+    torch_reason,
+)
+from harness.errors import BackendError, BackendUnavailableError
+from harness.model import LSTMPredictor, LSTMStep
 
 
 def _graph_breaks() -> int:
@@ -43,6 +51,47 @@ class CompiledSession(TorchSession):
                 "recompiles": max(0, graphs - 1)}
 
 
+class CompiledStepSession(TorchStepSession, CompiledSession):
+    """The streaming step model under torch.compile, graphs counted the same way."""
+
+
+def compile_session(session_cls: type[CompiledSession], module: torch.nn.Module, target: Target,
+                    example: tuple[np.ndarray, ...], dynamic: tuple[tuple[int, int], ...],
+                    cudagraphs: bool = False) -> CompiledSession:
+    """Compile ``module`` now on ``example`` (so preparation time holds the compile), with the
+    (argument, axis) pairs in ``dynamic`` marked dynamic so later shapes reuse the graph, and
+    refuse a compile that captured nothing."""
+    from torch._inductor.compile_fx import compile_fx
+
+    graphs = [0]
+
+    def counting_inductor(gm: torch.fx.GraphModule, example_inputs):
+        graphs[0] += 1
+        # The same switch torch.compile(mode="reduce-overhead") flips, kept explicit here
+        # because a counting backend cannot take a mode.
+        patches = {"triton.cudagraphs": True} if cudagraphs else None
+        return compile_fx(gm, example_inputs, config_patches=patches)
+
+    breaks_before = _graph_breaks()
+    fn = torch.compile(module, backend=counting_inductor, dynamic=None)
+    session = session_cls(fn, target, graphs, breaks_before, cudagraphs)
+    native = [TorchSession.to_native(session, x) for x in example]
+    for arg, axis in dynamic:
+        torch._dynamo.mark_dynamic(native[arg], axis)
+    if cudagraphs:
+        torch.compiler.cudagraph_mark_step_begin()
+    with torch.inference_mode():
+        fn(*native)
+    session.synchronize()
+    diag = session.diagnostics()
+    if diag["graphs"] == 0 or diag["graph_breaks"] > 0:
+        raise BackendError(
+            f"torch.compile did not capture the model ({diag['graphs']} graph(s), "
+            f"{diag['graph_breaks']} graph break(s)): it would silently run eager; "
+            f"is torch._dynamo.config.allow_rnn set?")
+    return session
+
+
 class CompileBackend(Backend):
     name = "compile"
     summary = "torch.compile (inductor) with the LSTM captured, graph breaks and recompiles counted"
@@ -52,35 +101,16 @@ class CompileBackend(Backend):
         return torch_reason(target)
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
-        from torch._inductor.compile_fx import compile_fx
+        example = np.zeros((2, 8, model.config.input_size), np.float32)
+        return compile_session(CompiledSession, copy_model(model, target), target, (example,),
+                               dynamic=((0, 0), (0, 1)), cudagraphs=self.cudagraphs)
 
-        graphs = [0]
-
-        def counting_inductor(gm: torch.fx.GraphModule, example_inputs):
-            graphs[0] += 1
-            # The same switch torch.compile(mode="reduce-overhead") flips, kept explicit here
-            # because a counting backend cannot take a mode.
-            patches = {"triton.cudagraphs": True} if self.cudagraphs else None
-            return compile_fx(gm, example_inputs, config_patches=patches)
-
-        breaks_before = _graph_breaks()
-        module = copy_model(model, target)
-        fn = torch.compile(module, backend=counting_inductor, dynamic=None)
-        session = CompiledSession(fn, target, graphs, breaks_before, self.cudagraphs)
-        # Compile now, so preparation time holds the compile. Batch and seq_len are marked
-        # dynamic so later shapes reuse this graph instead of recompiling.
-        example = session.to_native(np.zeros((2, 8, model.config.input_size), np.float32))
-        torch._dynamo.mark_dynamic(example, 0)
-        torch._dynamo.mark_dynamic(example, 1)
-        session.run(example)
-        session.synchronize()
-        diag = session.diagnostics()
-        if diag["graphs"] == 0 or diag["graph_breaks"] > 0:
-            raise BackendError(
-                f"torch.compile did not capture the model ({diag['graphs']} graph(s), "
-                f"{diag['graph_breaks']} graph break(s)): it would silently run eager; "
-                f"is torch._dynamo.config.allow_rnn set?")
-        return session
+    def prepare_step(self, model: LSTMPredictor, target: Target) -> Session:
+        cfg = model.config
+        state = np.zeros((cfg.num_layers, 2, cfg.hidden_size), np.float32)
+        example = (np.zeros((2, cfg.input_size), np.float32), state, state)
+        return compile_session(CompiledStepSession, LSTMStep(copy_model(model, target)), target,
+                               example, dynamic=((0, 0), (1, 1), (2, 1)))
 
 
 class CudaGraphsCompileBackend(CompileBackend):
@@ -94,3 +124,7 @@ class CudaGraphsCompileBackend(CompileBackend):
         if target.device != "cuda":
             return "CUDA graphs need --device cuda"
         return super().unavailable_reason(target)
+
+    def prepare_step(self, model: LSTMPredictor, target: Target) -> Session:
+        raise BackendUnavailableError("no streaming step model: the step model is not built with "
+                                      "CUDA graphs")

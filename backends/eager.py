@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from backends.base import Backend, Session, Target, TorchSession, copy_model, torch_reason
-from harness.model import LSTMPredictor
+from backends.base import Backend, Session, Target, TorchSession, TorchStepSession, copy_model, torch_reason
+from harness.model import LSTMPredictor, LSTMStep
 
 
 class EagerBackend(Backend):
@@ -15,3 +15,6 @@ class EagerBackend(Backend):
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
         return TorchSession(copy_model(model, target), target)
+
+    def prepare_step(self, model: LSTMPredictor, target: Target) -> Session:
+        return TorchStepSession(LSTMStep(copy_model(model, target)), target)

@@ -1,5 +1,8 @@
 """Export the LSTMPredictor to ONNX with dynamic batch and seq_len, in a process of its own.
 
+With ``--step``, the streaming step model is exported instead: inputs x (batch, input), h and
+c (num_layers, batch, hidden); outputs y, h_out, c_out; batch dynamic.
+
 The dynamo exporter silently fixes seq_len when a ``torch.compile`` ran earlier in the same
 process, so the ONNX backend always exports through ``python -m backends.onnx_export`` in a
 fresh interpreter. Weights travel as safetensors, never as a pickle.
@@ -17,9 +20,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from harness.model import LSTMPredictor, ModelConfig
+from harness.model import LSTMPredictor, LSTMStep, ModelConfig
 
 OPSET = 18
+STEP_INPUTS = ("x", "h", "c")
+STEP_OUTPUTS = ("y", "h_out", "c_out")
 
 
 def export(model: LSTMPredictor, path: Path) -> None:
@@ -33,16 +38,31 @@ def export(model: LSTMPredictor, path: Path) -> None:
                           verbose=False)
 
 
+def export_step(model: LSTMPredictor, path: Path) -> None:
+    cfg = model.config
+    state = torch.zeros(cfg.num_layers, 2, cfg.hidden_size)
+    example = (torch.zeros(2, cfg.input_size), state, state.clone())
+    batch = torch.export.Dim("batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(LSTMStep(model.eval()).eval(), example, str(path), dynamo=True,
+                          opset_version=OPSET, input_names=list(STEP_INPUTS),
+                          output_names=list(STEP_OUTPUTS),
+                          dynamic_shapes=({0: batch}, {1: batch}, {1: batch}), external_data=False,
+                          verbose=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--config-json", required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--step", action="store_true", help="export the streaming step model")
     args = parser.parse_args(argv)
     model = LSTMPredictor(ModelConfig(**json.loads(args.config_json)))
     model.load_state_dict(load_file(str(args.weights)))
     start = time.perf_counter()
-    export(model, args.out)
+    (export_step if args.step else export)(model, args.out)
     print(json.dumps({"export_s": time.perf_counter() - start}))
     return 0
 

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from backends.artifacts import Artifact
 from backends.base import Backend, Session, Target
+from backends.onnx_export import STEP_INPUTS, STEP_OUTPUTS
 from harness.errors import BackendError
 from harness.model import LSTMPredictor
 
@@ -33,13 +34,15 @@ def _import_ort():
     return onnx, onnxruntime, None
 
 
-def export_in_subprocess(model: LSTMPredictor, path: Path) -> float:
-    """Export in a fresh interpreter; returns the export time measured there."""
+def export_in_subprocess(model: LSTMPredictor, path: Path, step: bool = False) -> float:
+    """Export in a fresh interpreter (the step model with ``step``); returns the export time
+    measured there."""
     weights = path.with_suffix(".weights.safetensors")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               str(weights))
     cmd = [sys.executable, "-m", "backends.onnx_export", "--weights", str(weights),
-           "--config-json", json.dumps(model.config.to_dict()), "--out", str(path)]
+           "--config-json", json.dumps(model.config.to_dict()), "--out", str(path),
+           *(["--step"] if step else [])]
     project_root = Path(__file__).resolve().parent.parent
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=project_root, check=False)
     weights.unlink(missing_ok=True)
@@ -54,14 +57,22 @@ def cuda_provider(target: Target) -> tuple[str, dict]:
     return ("CUDAExecutionProvider", {"use_tf32": int(target.allow_tf32)})
 
 
-def check_dynamic_axes(onnx_model: Any) -> None:
-    """Both batch and seq_len must be symbolic, or other shapes would be refused or wrong."""
+def check_dynamic_axes(onnx_model: Any, axes: tuple[int, ...] = (0, 1)) -> None:
+    """Both batch and seq_len (the step model: batch) must be symbolic, or other shapes would
+    be refused or wrong."""
     dims = onnx_model.graph.input[0].type.tensor_type.shape.dim
-    fixed = [i for i in (0, 1) if not dims[i].dim_param]
+    fixed = [i for i in axes if not dims[i].dim_param]
     if fixed:
         shape = [d.dim_param or d.dim_value for d in dims]
         raise BackendError(f"exported ONNX input has fixed axes {fixed} (shape {shape}); "
-                           f"batch and seq_len must both be dynamic")
+                           f"axes {list(axes)} must be dynamic")
+
+
+def bind_cuda(binding: Any, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
+    """Bind float32 CUDA tensors as ONNX Runtime inputs and outputs, without copies."""
+    for bind, tensors in ((binding.bind_input, inputs), (binding.bind_output, outputs)):
+        for name, t in tensors.items():
+            bind(name, "cuda", t.device.index or 0, np.float32, tuple(t.shape), t.data_ptr())
 
 
 class OrtSession:
@@ -102,9 +113,7 @@ class OrtCudaSession(OrtSession, Session):
         x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self._device)
         y_dev = torch.empty((x.shape[0], self._output_size), dtype=torch.float32, device=self._device)
         binding = self._session.io_binding()
-        index = self._device.index or 0
-        binding.bind_input(self._input, "cuda", index, np.float32, tuple(x_dev.shape), x_dev.data_ptr())
-        binding.bind_output(self._output, "cuda", index, np.float32, tuple(y_dev.shape), y_dev.data_ptr())
+        bind_cuda(binding, {self._input: x_dev}, {self._output: y_dev})
         return x_dev, y_dev, binding
 
     def run(self, x: tuple[torch.Tensor, torch.Tensor, Any]) -> torch.Tensor:
@@ -119,6 +128,42 @@ class OrtCudaSession(OrtSession, Session):
 
     def synchronize(self) -> None:
         torch.cuda.synchronize()
+
+
+class OrtCpuStepSession(OrtSession, Session):
+    """The streaming step model: native input and output are (x_t, h, c) tuples of arrays."""
+
+    def to_native(self, xs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        return tuple(np.ascontiguousarray(x, dtype=np.float32) for x in xs)
+
+    def run(self, x: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        return tuple(self._session.run(list(STEP_OUTPUTS), dict(zip(STEP_INPUTS, x, strict=True))))
+
+    def to_numpy(self, ys: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        return tuple(np.asarray(y, dtype=np.float64) for y in ys)
+
+
+class OrtCudaStepSession(OrtCudaSession):
+    """The step model on CUDA: each call binds the state tensors in place and fresh outputs, so
+    the state never leaves the device."""
+
+    def to_native(self, xs: tuple[np.ndarray, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to("cuda") for x in xs)
+
+    def run(self, x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        x_t, h, c = x
+        outputs = (torch.empty((x_t.shape[0], self._output_size), dtype=torch.float32, device=x_t.device),
+                   torch.empty_like(h), torch.empty_like(c))
+        binding = self._session.io_binding()
+        bind_cuda(binding, dict(zip(STEP_INPUTS, x, strict=True)),
+                  dict(zip(STEP_OUTPUTS, outputs, strict=True)))
+        binding.synchronize_inputs()
+        self._session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return outputs
+
+    def to_numpy(self, ys: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, ...]:
+        return tuple(super(OrtCudaStepSession, self).to_numpy(y) for y in ys)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -148,15 +193,16 @@ class OnnxRuntimeBackend(Backend):
             return [cuda_provider(target)]
         return [self.provider(target)]
 
-    def prepare(self, model: LSTMPredictor, target: Target) -> Session:
+    def _load(self, model: LSTMPredictor, target: Target, step: bool) -> tuple[Any, Artifact, float]:
+        """Export (in a subprocess), verify and check the file, open an ORT session on it."""
         onnx, ort, _ = _import_ort()
         target.workdir.mkdir(parents=True, exist_ok=True)
-        path = target.workdir / "lstm.onnx"
-        export_s = export_in_subprocess(model, path)
+        path = target.workdir / ("lstm-step.onnx" if step else "lstm.onnx")
+        export_s = export_in_subprocess(model, path, step=step)
         artifact = Artifact.record(path)
         onnx_model = onnx.load(str(artifact.verified_path()))
         onnx.checker.check_model(onnx_model)
-        check_dynamic_axes(onnx_model)
+        check_dynamic_axes(onnx_model, (0,) if step else (0, 1))
         options = ort.SessionOptions()
         options.intra_op_num_threads = target.threads
         options.inter_op_num_threads = 1
@@ -164,9 +210,19 @@ class OnnxRuntimeBackend(Backend):
                                          "1" if target.ort_allow_spinning else "0")
         session = ort.InferenceSession(str(artifact.verified_path()), sess_options=options,
                                        providers=self.providers(target))
+        return session, artifact, export_s
+
+    def prepare(self, model: LSTMPredictor, target: Target) -> Session:
+        loaded = self._load(model, target, step=False)
         if target.device == "cuda":
-            return OrtCudaSession(session, artifact, export_s, model.config.output_size)
-        return OrtCpuSession(session, artifact, export_s)
+            return OrtCudaSession(*loaded, model.config.output_size)
+        return OrtCpuSession(*loaded)
+
+    def prepare_step(self, model: LSTMPredictor, target: Target) -> Session:
+        loaded = self._load(model, target, step=True)
+        if target.device == "cuda":
+            return OrtCudaStepSession(*loaded, model.config.output_size)
+        return OrtCpuStepSession(*loaded)
 
 
 class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):

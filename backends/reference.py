@@ -59,19 +59,36 @@ class ReferenceModel:
         h = o * np.tanh(c)
         return h, c
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _layers(self, x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The top layer's hidden state at every step (batch, seq_len, hidden), and the final
+        h and c of every layer (num_layers, batch, hidden); states start at zero by default."""
         x = np.asarray(x, dtype=np.float64)
         batch, seq_len, _ = x.shape
-        seq = x
-        for layer in self.layers:
-            h = np.zeros((batch, self.hidden_size))
-            c = np.zeros((batch, self.hidden_size))
+        zeros = np.zeros((len(self.layers), batch, self.hidden_size))
+        h0 = zeros if h0 is None else np.asarray(h0, dtype=np.float64)
+        c0 = zeros if c0 is None else np.asarray(c0, dtype=np.float64)
+        seq, hs, cs = x, [], []
+        for k, layer in enumerate(self.layers):
+            h, c = h0[k], c0[k]
             outputs = np.empty((batch, seq_len, self.hidden_size))
             for t in range(seq_len):
                 h, c = self.step(layer, seq[:, t, :], h, c)
                 outputs[:, t, :] = h
             seq = outputs
-        return seq[:, -1, :] @ self.fc_w.T + self.fc_b
+            hs.append(h)
+            cs.append(c)
+        return seq, np.stack(hs), np.stack(cs)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._layers(x, None, None)[0][:, -1, :] @ self.fc_w.T + self.fc_b
+
+    def stream(self, x: np.ndarray, h0: np.ndarray | None = None, c0: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Outputs at every step (batch, seq_len, output) and the final (h, c), in float64:
+        what a streaming step model must reproduce sample by sample."""
+        top, h, c = self._layers(x, h0, c0)
+        return top @ self.fc_w.T + self.fc_b, h, c
 
 
 class ReferenceSession(Session):
@@ -88,6 +105,24 @@ class ReferenceSession(Session):
         return y
 
 
+class ReferenceStepSession(Session):
+    """The float64 step: native input and output are (x_t, h, c) tuples."""
+
+    def __init__(self, model: ReferenceModel) -> None:
+        self._model = model
+
+    def to_native(self, xs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        return tuple(np.ascontiguousarray(x, dtype=np.float64) for x in xs)
+
+    def run(self, x: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        x_t, h, c = x
+        y, h, c = self._model.stream(x_t[:, np.newaxis, :], h, c)
+        return y[:, 0, :], h, c
+
+    def to_numpy(self, ys: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        return ys
+
+
 class ReferenceBackend(Backend):
     name = "reference"
     summary = "float64 NumPy LSTM written from the equations; the gold standard (CPU only)"
@@ -99,3 +134,6 @@ class ReferenceBackend(Backend):
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
         return ReferenceSession(ReferenceModel(model))
+
+    def prepare_step(self, model: LSTMPredictor, target: Target) -> Session:
+        return ReferenceStepSession(ReferenceModel(model))

@@ -7,8 +7,8 @@ import warnings
 import torch
 
 from backends.artifacts import Artifact
-from backends.base import Backend, Session, Target, TorchSession, copy_model, torch_reason
-from harness.model import LSTMPredictor
+from backends.base import Backend, Session, Target, TorchSession, TorchStepSession, copy_model, torch_reason
+from harness.model import LSTMPredictor, LSTMStep
 
 
 class TorchScriptSession(TorchSession):
@@ -20,6 +20,26 @@ class TorchScriptSession(TorchSession):
         return {"artifact_bytes": self._artifact.size_bytes, "artifact_sha256": self._artifact.sha256}
 
 
+class TorchScriptStepSession(TorchStepSession, TorchScriptSession):
+    """The streaming step model, scripted and round-tripped the same way."""
+
+
+def script_round_trip(module: torch.nn.Module, target: Target, kind: str
+                      ) -> tuple[torch.jit.ScriptModule, Artifact]:
+    """Script, freeze, optimise, save, verify and load back ``module``."""
+    path = target.workdir / f"lstm-{kind}-{target.device}-{target.dtype}.torchscript.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # torch.jit is deprecated upstream; TorchScript is still a backend users ship.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(module)
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(scripted.eval()))
+        torch.jit.save(frozen, str(path))
+        artifact = Artifact.record(path)
+        loaded = torch.jit.load(str(artifact.verified_path()), map_location=target.device)
+    return loaded.eval(), artifact
+
+
 class TorchScriptBackend(Backend):
     name = "torchscript"
     summary = "torch.jit.script + freeze + optimize_for_inference, round-tripped through a file"
@@ -28,14 +48,9 @@ class TorchScriptBackend(Backend):
         return torch_reason(target)
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
-        path = target.workdir / f"lstm-{target.device}-{target.dtype}.torchscript.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            # torch.jit is deprecated upstream; TorchScript is still a backend users ship.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            scripted = torch.jit.script(copy_model(model, target))
-            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(scripted.eval()))
-            torch.jit.save(frozen, str(path))
-            artifact = Artifact.record(path)
-            loaded = torch.jit.load(str(artifact.verified_path()), map_location=target.device)
-        return TorchScriptSession(loaded.eval(), target, artifact)
+        fn, artifact = script_round_trip(copy_model(model, target), target, "window")
+        return TorchScriptSession(fn, target, artifact)
+
+    def prepare_step(self, model: LSTMPredictor, target: Target) -> Session:
+        fn, artifact = script_round_trip(LSTMStep(copy_model(model, target)), target, "step")
+        return TorchScriptStepSession(fn, target, artifact)

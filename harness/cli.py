@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness run|train``.
+"""Command line: ``python -m harness run|train|scenarios``.
 
 Errors inside the code are typed exceptions; this module alone turns them into one-line
 messages and exit codes: 0 success, 1 a backend disagreed or failed, 2 bad input.
@@ -84,13 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks on errors")
 
     run = sub.add_parser("run", parents=[common], help="check agreement and time every backend")
-    run.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    run.add_argument("--scenario", default=None, metavar="NAME|FILE",
+                     help="a preset (see `harness scenarios`) or a scenario TOML file; the flags "
+                     "below override its fields (default: the `default` preset)")
+    run.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                     help="cpu (the default scenario's), cuda or auto")
     run.add_argument("--backends", type=_names, default=None,
                      help="comma-separated backend names (default: all)")
     run.add_argument("--batch-sizes", type=_positive_ints("--batch-sizes"), default=None)
     run.add_argument("--seq-len", type=_positive_ints("--seq-len"), default=None,
                      help="one or more comma-separated sequence lengths (default: 50)")
-    run.add_argument("--dtype", default="fp32", help="fp32 (default), bf16 or fp16")
+    run.add_argument("--dtype", type=_names, default=None,
+                     help="comma-separated: fp32 (default), bf16, fp16")
+    run.add_argument("--horizon", type=_positive_ints("--horizon"), default=None,
+                     help="rollout mode: steps to forecast (default 200)")
     run.add_argument("--atol", type=float, default=None, help="absolute tolerance (default per dtype)")
     run.add_argument("--rtol", type=float, default=None, help="relative tolerance (default per dtype)")
     run.add_argument("--budget", type=_positive_float("--budget"), default=None,
@@ -109,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", parents=[common], help="train and cache the checkpoint")
     train.add_argument("--epochs", type=_positive_ints("--epochs"), default=None)
+    sub.add_parser("scenarios", help="list the scenario presets, one line each")
     report_commands.add_parsers(sub)
     return parser
 
@@ -172,58 +180,115 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def cmd_scenarios(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from scenarios import EXAMPLES_DIR, PRESETS
+
+    width = max(len(name) for name in PRESETS)
+    for name, scenario in PRESETS.items():
+        out.print(f"{name:<{width}}  {scenario.mode:<9}  {scenario.description}", highlight=False)
+    out.print(f"TOML examples: {EXAMPLES_DIR}", highlight=False)
+    return EXIT_OK
+
+
+def _effective_scenario(args: argparse.Namespace):
+    """The named scenario (or the default) with every flag given on the command line applied."""
+    from harness.agreement import DEFAULT_TOLERANCES
+    from scenarios import DEFAULT, resolve
+
+    for dtype in args.dtype or ():
+        if dtype not in DEFAULT_TOLERANCES:
+            raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(DEFAULT_TOLERANCES)}")
+    scenario = resolve(args.scenario) if args.scenario else DEFAULT
+    flags = {"batch_sizes": args.batch_sizes, "seq_lens": args.seq_len, "backends": args.backends,
+             "dtypes": args.dtype, "devices": (args.device,) if args.device else None,
+             "budget_s": args.budget, "horizon": args.horizon[0] if args.horizon else None}
+    return replace(scenario, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _devices(scenario, strict: bool) -> list[str]:
+    """Resolve ``auto``. A CUDA device asked for on the command line must exist (bad input
+    otherwise); one listed by a scenario becomes rows that say it is unavailable."""
+    resolved = []
+    for device in scenario.devices:
+        if strict or device == "auto":
+            device = _resolve_device(device)
+        if device not in resolved:
+            resolved.append(device)
+    return resolved
+
+
+def _backends_on(scenario, device: str) -> tuple[str, ...]:
+    """A scenario's backends on a device: the CPU-only reference is left out off the CPU (it
+    still judges agreement), and a scenario that keeps every backend gets the CUDA variants."""
+    from scenarios import ALL_BACKENDS
+
+    if device == "cpu":
+        return scenario.backends
+    if scenario.backends == ALL_BACKENDS:
+        return CUDA_BACKENDS
+    return tuple(b for b in scenario.backends if b != "reference")
+
+
+def _tolerance(scenario, dtype: str, args: argparse.Namespace):
+    from harness.agreement import DEFAULT_TOLERANCES, Tolerance
+
+    atol, rtol = scenario.tolerance_overrides().get(
+        dtype, (DEFAULT_TOLERANCES[dtype].atol, DEFAULT_TOLERANCES[dtype].rtol))
+    return Tolerance(args.atol if args.atol is not None else atol,
+                     args.rtol if args.rtol is not None else rtol)
+
+
 def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from backends.registry import load_registry
     from harness import environment
-    from harness.agreement import DEFAULT_TOLERANCES, Tolerance
+    from harness.results import merge_results
     from harness.roofline import measure_peak_gflops
     from harness.runner import RunConfig, benchmark
     from harness.timing import TimingConfig
     from reports.jsonio import write_json
     from reports.progress import run_progress
-    from reports.table import checks_table, results_table
-    from scenarios import DEFAULT
+    from reports.table import tables_for
 
     settings = _settings(args)
-    device = _resolve_device(args.device)
-    if args.dtype not in DEFAULT_TOLERANCES:
-        raise InputError(f"unknown dtype {args.dtype!r}; expected one of "
-                         f"{', '.join(DEFAULT_TOLERANCES)}")
+    scenario = _effective_scenario(args)
+    devices = _devices(scenario, strict=args.device is not None)
     registry = load_registry(args.plugin)
-    scenario = DEFAULT
-    backends = args.backends or (scenario.backends if device == "cpu" else CUDA_BACKENDS)
-    for name in backends:
+    for name in scenario.backends:
         registry.create(name)  # refuses unknown names before any work
-    default_tol = DEFAULT_TOLERANCES[args.dtype]
-    tolerance = Tolerance(args.atol if args.atol is not None else default_tol.atol,
-                          args.rtol if args.rtol is not None else default_tol.rtol)
-    scenario = replace(scenario, backends=backends, dtypes=(args.dtype,),
-                       batch_sizes=args.batch_sizes or scenario.batch_sizes,
-                       seq_lens=args.seq_len or scenario.seq_lens,
-                       budget_s=args.budget or scenario.budget_s)
     if args.out is not None:
         _check_writable(args.out)
     checkpoint = _load_model(args, err)
-
-    err.print(f"measuring machine peak (fp32 GEMM on {device})…")
-    peak = measure_peak_gflops(device)
+    model_info = {"weights_sha256": checkpoint.sha256, "val_mse": checkpoint.metadata["val_mse"],
+                  "config": checkpoint.config.model.to_dict()}
+    record = {**scenario.to_dict(), "device": devices[0], "devices": devices}
+    # One-window checks on the whole grid prove the forward pass; the streaming and rollout
+    # modes check their own work at their own shapes on top of the one-window check there.
+    grid = {} if scenario.mode == "forward" else {"check_batch_sizes": scenario.batch_sizes,
+                                                  "check_seq_lens": scenario.seq_lens}
+    results = []
+    several = len(devices) * len(scenario.dtypes) > 1
     with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp, run_progress(err) as on_event:
-        config = RunConfig(backends=backends, device=device, dtype=args.dtype,
-                           batch_sizes=scenario.batch_sizes, seq_lens=scenario.seq_lens,
-                           tolerance=tolerance, timing=TimingConfig(budget_s=scenario.budget_s,
-                                                                    seed=args.seed),
-                           workdir=args.workdir or Path(tmp), scenario=scenario.name,
-                           seed=args.seed)
-        result = benchmark(
-            checkpoint.model, {"weights_sha256": checkpoint.sha256,
-                               "val_mse": checkpoint.metadata["val_mse"],
-                               "config": checkpoint.config.model.to_dict()},
-            config, registry, settings, environment.collect(device, settings),
-            {**scenario.to_dict(), "device": device}, on_event=on_event,
-            peak_gflops=peak)
+        for device in devices:
+            err.print(f"measuring machine peak (fp32 GEMM on {device})…")
+            peak = measure_peak_gflops(device) if device == "cpu" or _cuda_ok() else None
+            backends = args.backends or _backends_on(scenario, device)
+            for dtype in scenario.dtypes:
+                config = RunConfig(
+                    backends=backends, device=device, dtype=dtype, batch_sizes=scenario.batch_sizes,
+                    seq_lens=scenario.seq_lens, tolerance=_tolerance(scenario, dtype, args),
+                    timing=TimingConfig(budget_s=scenario.budget_s, seed=args.seed),
+                    workdir=(args.workdir or Path(tmp)) / f"{device}-{dtype}", scenario=scenario.name,
+                    seed=args.seed, mode=scenario.mode, horizon=scenario.horizon, **grid)
+                results.append(benchmark(
+                    checkpoint.model, model_info, config, registry, settings,
+                    environment.collect(device, settings), record,
+                    on_event=(lambda b, m, tag=f"{device}/{dtype}": on_event(f"{b} [{tag}]", m))
+                    if several else on_event,
+                    peak_gflops=peak))
+    result = merge_results(results)
     data = result.to_dict()
-    out.print(results_table(data))
-    out.print(checks_table(data))
+    for table in tables_for(data):
+        out.print(table)
     if args.out is not None:
         err.print(f"results written to {write_json(args.out, data)}")
     report_commands.record_run(args, data, err)
@@ -231,6 +296,12 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print("[bold red]FAILED:[/] at least one backend disagreed with the reference or failed")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _cuda_ok() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _check_writable(path: Path) -> None:
@@ -267,7 +338,8 @@ def cmd_doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "doctor": cmd_doctor, **report_commands.COMMANDS}
+COMMANDS = {"run": cmd_run, "train": cmd_train, "doctor": cmd_doctor, "scenarios": cmd_scenarios,
+            **report_commands.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -79,3 +79,13 @@ def random_batch(batch: int, seq_len: int, input_size: int, seed: int) -> np.nda
     """Standard-normal float32 inputs: off the training distribution, which exercises every gate."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((batch, seq_len, input_size), dtype=np.float32)
+
+
+def sine_forecast_batch(batch: int, seq_len: int, horizon: int, seed: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``batch`` real sine windows (float32, batch x seq_len x 1) and the true continuation of
+    each, ``horizon`` samples (float64, batch x horizon x 1), seeded random phase."""
+    phase = float(np.random.default_rng(seed).uniform(0.0, 2.0 * np.pi))
+    series = sine_series(SineConfig(length=batch + seq_len + horizon - 1, phase=phase))
+    spans = sliding_window_view(series, seq_len + horizon)[:batch, :, np.newaxis]
+    return spans[:, :seq_len].astype(np.float32), spans[:, seq_len:].copy()

@@ -47,6 +47,24 @@ class LSTMPredictor(nn.Module):
         return self.fc(out[:, -1, :])
 
 
+class LSTMStep(nn.Module):
+    """One time step of an LSTMPredictor, sharing its weights: (x_t, h, c) -> (y_t, h', c').
+
+    ``x_t`` is (batch, input_size); ``h`` and ``c`` are (num_layers, batch, hidden_size).
+    Streaming N samples through it from zero states equals the windowed forward pass.
+    """
+
+    def __init__(self, predictor: LSTMPredictor) -> None:
+        super().__init__()
+        self.lstm = predictor.lstm
+        self.fc = predictor.fc
+
+    def forward(self, x_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out, (h_next, c_next) = self.lstm(x_t.unsqueeze(1), (h, c))
+        return self.fc(out[:, 0, :]), h_next, c_next
+
+
 def validate_input(x: object, input_size: int) -> np.ndarray:
     """Refuse anything that is not a finite float array of shape (batch>=1, seq_len>=1, input_size).
 

@@ -54,6 +54,16 @@ class Row:
     graphs: int | None = None
     graph_breaks: int | None = None
     recompiles: int | None = None
+    # streaming mode: one sample into a live stream (the timing above) vs the whole window
+    step_ms: float | None = None
+    window_ms: float | None = None
+    step_vs_window: float | None = None  # step_ms / window_ms
+    # rollout mode: the timing above is per full rollout of ``horizon`` steps
+    horizon: int | None = None
+    drift_horizon: int | None = None  # first step out of tolerance; None if it never left
+    max_abs_err_rollout: float | None = None
+    mse_vs_truth: float | None = None
+    rollout_err: list[float] | None = None  # largest abs error vs the reference at each step
     samples_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -71,6 +81,8 @@ class Check:
     max_abs_err: float
     max_rel_err: float
     agrees: bool
+    mode: str = "forward"  # "forward" (one window), "streaming" (outputs, h, c) or "rollout"
+    dtype: str = "fp32"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,3 +113,15 @@ class RunResult:
             "rows": [r.to_dict() for r in self.rows],
             "checks": [c.to_dict() for c in self.checks],
         }
+
+
+def merge_results(results: list[RunResult]) -> RunResult:
+    """One result from the runs of a scenario's devices x dtypes: rows and checks side by
+    side (each carries its device and dtype), the first run's context, every tolerance."""
+    first = results[0]
+    tolerance = dict(first.tolerance)
+    if len({r.tolerance["dtype"] for r in results}) > 1:
+        tolerance["by_dtype"] = {r.tolerance["dtype"]: r.tolerance for r in results}
+    return RunResult(environment=first.environment, scenario=first.scenario, model=first.model,
+                     tolerance=tolerance, rows=tuple(row for r in results for row in r.rows),
+                     checks=tuple(c for r in results for c in r.checks))

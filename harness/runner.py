@@ -7,6 +7,12 @@ Order of work, per run:
   3. for each timed shape, measure all backends round-robin (``harness.timing``) and
      compute their speedups against eager pair by pair.
 A backend that is unavailable or fails becomes rows that say why; the others go on.
+
+The mode says what is checked and timed in 2 and 3 besides the one-window check:
+``forward`` one window per call; ``streaming`` one sample into a live (h, c) stream, checked
+step by step (outputs, h and c) against the reference and timed against re-running the window;
+``rollout`` a forecast of ``horizon`` steps feeding predictions back, checked step by step
+against the float64 forecast and against the true sine, timed per full rollout.
 """
 
 from __future__ import annotations
@@ -18,22 +24,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backends.base import Target
+from backends.base import Target, feedback_rollout
 from backends.reference import ReferenceModel
 from backends.registry import Registry
-from harness.agreement import Tolerance, compare
-from harness.data import random_batch, sine_batch
-from harness.handles import Handle, LocalHandle
+from harness.agreement import RolloutAgreement, Tolerance, compare, compare_rollout, rollout_tolerance
+from harness.data import random_batch, sine_batch, sine_forecast_batch
+from harness.errors import BackendUnavailableError, InputError
+from harness.handles import Handle, LocalHandle, TimerLike
 from harness.memory import PeakRss
 from harness.model import LSTMPredictor, validate_input
 from harness.results import Check, Row, RunResult
 from harness.roofline import lstm_forward_flops
 from harness.settings import ProcessSettings
-from harness.stats import paired_ratio, throughput
+from harness.stats import Ratio, paired_ratio, throughput
 from harness.timing import Measurement, TimingConfig, measure_interleaved
 
 BASELINE = "eager"
 REFERENCE = "reference"
+WINDOW = ":window"  # suffix of the streaming mode's whole-window timers
+MODES = ("forward", "streaming", "rollout")
 Shape = tuple[int, int]  # (batch_size, seq_len)
 
 
@@ -51,6 +60,8 @@ class RunConfig:
     workdir: Path = Path("artifacts")
     scenario: str = "default"
     seed: int = 0
+    mode: str = "forward"
+    horizon: int = 200  # rollout mode: steps forecast
 
     @property
     def timed_shapes(self) -> list[Shape]:
@@ -73,6 +84,13 @@ class _Prepared:
     infer_rss_mb: float = 0.0
     cuda_max_mem_mb: float | None = None
     failure: str | None = None
+    rollouts: dict[Shape, _Rollout] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Rollout:
+    agreement: RolloutAgreement
+    mse_vs_truth: float
 
 
 def _describe(exc: BaseException) -> str:
@@ -93,6 +111,17 @@ class Runner:
                              ort_allow_spinning=settings.ort_allow_spinning,
                              allow_tf32=settings.cuda_allow_tf32)
         self._check_seed = config.seed
+        self._forecasts: dict[Shape, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if config.mode not in MODES:
+            raise InputError(f"unknown mode {config.mode!r}; expected one of {', '.join(MODES)}")
+        if config.mode == "rollout" and model.config.output_size != model.config.input_size:
+            raise InputError(f"a rollout feeds predictions back as inputs, so output_size "
+                             f"({model.config.output_size}) must equal input_size "
+                             f"({model.config.input_size})")
+
+    def _dtype(self, name: str) -> str:
+        """The dtype a backend computes in: the reference is float64 whatever the run's dtype."""
+        return "fp64" if name == REFERENCE else self.config.dtype
 
     # -- inputs -------------------------------------------------------------------------
     def _fresh_inputs(self, kind: str, batch: int, seq_len: int) -> np.ndarray:
@@ -114,7 +143,10 @@ class Runner:
         batch, seq_len = self.config.timed_shapes[0]
         try:
             handle = LocalHandle.open(backend, self.model, self.target,
-                                      sine_batch(batch, seq_len, self.config.seed))
+                                      sine_batch(batch, seq_len, self.config.seed),
+                                      with_step=self.config.mode == "streaming")
+        except BackendUnavailableError as exc:
+            return f"unavailable: {exc}"
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a failed row
             self._event(name, f"failed: {_describe(exc)}")
             return f"failed: {_describe(exc)}"
@@ -134,7 +166,12 @@ class Runner:
                         result = compare(prepared.handle.predict(x), self.reference.forward(x),
                                          self.config.tolerance)
                         checks.append(Check(name, batch, seq_len, kind, result.max_abs_err,
-                                            result.max_rel_err, result.agrees))
+                                            result.max_rel_err, result.agrees,
+                                            dtype=self._dtype(name)))
+                if self.config.mode == "streaming":
+                    checks += self._check_stream(name, prepared)
+                elif self.config.mode == "rollout":
+                    checks += self._check_rollout(name, prepared)
         except Exception as exc:  # noqa: BLE001
             prepared.failure = f"failed: during the agreement check, {_describe(exc)}"
             return checks
@@ -143,18 +180,73 @@ class Runner:
             prepared.cuda_max_mem_mb = torch.cuda.max_memory_allocated() / 2**20
         return checks
 
+    def _check_stream(self, name: str, prepared: _Prepared) -> list[Check]:
+        """Streaming the window sample by sample must reproduce the windowed pass: the output
+        at every step, and the final h and c, against the float64 reference."""
+        checks = []
+        for batch, seq_len in self.config.timed_shapes:
+            for kind in ("sine", "random"):
+                x = self._fresh_inputs(kind, batch, seq_len)
+                results = [compare(a, e, self.config.tolerance) for a, e in
+                           zip(prepared.handle.stream(x), self.reference.stream(x), strict=True)]
+                checks.append(Check(name, batch, seq_len, kind,
+                                    max(r.max_abs_err for r in results),
+                                    max(r.max_rel_err for r in results),
+                                    all(r.agrees for r in results), mode="streaming",
+                                    dtype=self._dtype(name)))
+        return checks
+
+    def _forecast_inputs(self, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sine windows, their true continuation and the float64 reference forecast; the same
+        for every backend at a shape (computed once: the reference forecast is slow)."""
+        if shape not in self._forecasts:
+            windows, truth = sine_forecast_batch(*shape, self.config.horizon, self.config.seed + 7)
+            self._forecasts[shape] = (windows, truth,
+                                      feedback_rollout(self.reference.forward, windows,
+                                                       self.config.horizon))
+        return self._forecasts[shape]
+
+    def _check_rollout(self, name: str, prepared: _Prepared) -> list[Check]:
+        checks = []
+        tolerance = rollout_tolerance(self.config.tolerance)
+        for shape in self.config.timed_shapes:
+            windows, truth, expected = self._forecast_inputs(shape)
+            forecast = prepared.handle.rollout(windows, self.config.horizon)
+            agreement = compare_rollout(forecast, expected, tolerance)
+            prepared.rollouts[shape] = _Rollout(agreement, float(np.mean((forecast - truth) ** 2)))
+            rel = agreement.max_abs_err / max(float(np.abs(expected).max()), np.finfo(float).tiny)
+            checks.append(Check(name, *shape, "sine", agreement.max_abs_err, rel, agreement.agrees,
+                                mode="rollout", dtype=self._dtype(name)))
+        return checks
+
+    def _timers(self, shape: Shape, prepared: dict[str, _Prepared]) -> dict[str, TimerLike]:
+        """The mode's timers per backend; streaming adds a whole-window timer per backend."""
+        batch, seq_len = shape
+        cfg = self.config
+        windows = [sine_batch(batch, seq_len, cfg.seed + 1000 + i) for i in range(cfg.timing.n_inputs)]
+        timers: dict[str, TimerLike] = {}
+        for name, p in prepared.items():
+            if cfg.mode == "forward":
+                timers[name] = p.handle.timer(windows)
+            elif cfg.mode == "rollout":
+                timers[name] = p.handle.rollout_timer(windows, cfg.horizon)
+            else:
+                # The next samples of the first window's series, one per call.
+                series = sine_batch(batch, seq_len + cfg.timing.n_inputs, cfg.seed + 1000)
+                samples = [series[:, seq_len + i] for i in range(cfg.timing.n_inputs)]
+                timers[name] = p.handle.step_timer(series[:, :seq_len], samples)
+                timers[name + WINDOW] = p.handle.timer(windows)
+        return timers
+
     def _measure(self, shape: Shape, prepared: dict[str, _Prepared]) -> dict[str, Measurement]:
         batch, seq_len = shape
-        timers = {}
-        for name, p in prepared.items():
-            timers[name] = p.handle.timer(
-                [sine_batch(batch, seq_len, self.config.seed + 1000 + i)
-                 for i in range(self.config.timing.n_inputs)])
-        for name in timers:
-            self._event(name, f"time batch={batch} seq_len={seq_len}")
+        timers = self._timers(shape, prepared)
+        for name in prepared:
+            mode = "" if self.config.mode == "forward" else f" ({self.config.mode})"
+            self._event(name, f"time batch={batch} seq_len={seq_len}{mode}")
         # The float64 reference is the comparator, not a runtime anyone ships: it is timed
         # on its own, after the others, so its slow BLAS rounds do not disturb their pairing.
-        solo = {n: timers.pop(n) for n in list(timers) if n == REFERENCE}
+        solo = {n: timers.pop(n) for n in list(timers) if n.removesuffix(WINDOW) == REFERENCE}
         measurements = measure_interleaved(timers, self.config.timing) if timers else {}
         if solo:
             measurements.update(measure_interleaved(solo, self.config.timing))
@@ -163,7 +255,7 @@ class Runner:
     # -- the run ------------------------------------------------------------------------
     def run(self, peak_gflops: float | None = None) -> RunResult:
         cfg = self.config
-        base = {"device": cfg.device, "dtype": cfg.dtype, "scenario": cfg.scenario}
+        base = {"device": cfg.device, "dtype": cfg.dtype, "scenario": cfg.scenario, "mode": cfg.mode}
         rows: list[Row] = []
         checks: list[Check] = []
         prepared: dict[str, _Prepared] = {}
@@ -183,7 +275,7 @@ class Runner:
             measurements = self._measure(shape, prepared) if prepared else {}
             for name in cfg.backends:
                 row = Row(backend=name, batch_size=shape[0], seq_len=shape[1],
-                          **{**base, "dtype": "fp64" if name == REFERENCE else cfg.dtype})
+                          **{**base, "dtype": self._dtype(name)})
                 if name in refused:
                     status, _, reason = refused[name].partition(": ")
                     rows.append(replace(row, status=status, reason=reason))
@@ -194,45 +286,75 @@ class Runner:
             p.handle.close()
         rows = [replace(r, **_diag_fields(diagnostics.get(r.backend, {}))) for r in rows]
         return RunResult(environment={}, scenario={}, model={},
-                         tolerance={"dtype": cfg.dtype, "atol": cfg.tolerance.atol,
-                                    "rtol": cfg.tolerance.rtol},
+                         tolerance=self._tolerance_record(),
                          rows=tuple(rows), checks=tuple(checks))
 
+
+    def _tolerance_record(self) -> dict:
+        tol = self.config.tolerance
+        record = {"dtype": self.config.dtype, "atol": tol.atol, "rtol": tol.rtol}
+        if self.config.mode == "rollout":
+            band = rollout_tolerance(tol)
+            record["rollout"] = {"atol": band.atol, "rtol": band.rtol}
+        return record
 
     def _row(self, row: Row, p: _Prepared, measurements: dict[str, Measurement],
              checks: list[Check], peak_gflops: float | None) -> Row:
         m = measurements[row.backend]
-        s = m.summary
+        shape = (row.batch_size, row.seq_len)
         shape_checks = [c for c in checks if c.backend == row.backend
-                        and (c.batch_size, c.seq_len) == (row.batch_size, row.seq_len)]
-        seqs_s, steps_s = throughput(row.batch_size, row.seq_len, s.median)
-        flops = lstm_forward_flops(self.model.config, row.seq_len) * row.batch_size
-        gflops = flops / s.median / 1e9
+                        and (c.batch_size, c.seq_len) == shape]
+        one_step = [c for c in shape_checks if c.mode == "forward"]
         speedup = None
         if BASELINE in measurements and row.backend != REFERENCE:
             speedup = paired_ratio(np.array(measurements[BASELINE].samples_s),
                                    np.array(m.samples_s))
-        ms = 1e3
-        return replace(
-            row,
-            median_ms=s.median * ms, p90_ms=s.p90 * ms, p99_ms=s.p99 * ms, min_ms=s.min * ms,
-            mean_ms=s.mean * ms, stdev_ms=s.stdev * ms, iqr_ms=s.iqr * ms,
-            ci95_low_ms=s.ci95_low * ms, ci95_high_ms=s.ci95_high * ms, noisy=s.noisy,
-            stop_reason=m.stop_reason, rounds=s.n, calls_per_round=m.calls_per_round,
-            throughput_seq_s=seqs_s, throughput_steps_s=steps_s,
-            speedup_vs_eager=speedup.median if speedup else None,
-            speedup_ci95_low=speedup.ci95_low if speedup else None,
-            speedup_ci95_high=speedup.ci95_high if speedup else None,
-            max_abs_err=max(c.max_abs_err for c in shape_checks),
-            max_rel_err=max(c.max_rel_err for c in shape_checks),
+        row = replace(
+            row, **_timing_fields(m), **_speedup_fields(speedup),
+            max_abs_err=max(c.max_abs_err for c in one_step),
+            max_rel_err=max(c.max_rel_err for c in one_step),
             agrees=all(c.agrees for c in shape_checks),
             prepare_s=p.handle.prepare_s, first_call_ms=p.handle.first_call_ms,
             prepare_rss_mb=p.handle.prepare_rss_mb, infer_rss_mb=p.infer_rss_mb,
             peak_rss_mb=max(p.handle.prepare_rss_mb, p.infer_rss_mb),
             cuda_max_mem_mb=p.cuda_max_mem_mb,
-            gflops=gflops, pct_peak=100.0 * gflops / peak_gflops if peak_gflops else None,
-            samples_ms=[x * ms for x in m.samples_s],
         )
+        median_s = m.summary.median
+        if self.config.mode == "streaming":
+            window_s = measurements[row.backend + WINDOW].summary.median
+            stream = [c for c in shape_checks if c.mode == "streaming"]
+            return replace(row, step_ms=median_s * 1e3, window_ms=window_s * 1e3,
+                           step_vs_window=median_s / window_s,
+                           throughput_steps_s=row.batch_size / median_s,
+                           max_abs_err=max(c.max_abs_err for c in stream),
+                           max_rel_err=max(c.max_rel_err for c in stream))
+        if self.config.mode == "rollout":
+            rollout = p.rollouts[shape]
+            return replace(row, horizon=self.config.horizon,
+                           drift_horizon=rollout.agreement.drift_horizon,
+                           max_abs_err_rollout=rollout.agreement.max_abs_err,
+                           mse_vs_truth=rollout.mse_vs_truth,
+                           rollout_err=list(rollout.agreement.step_err),
+                           throughput_steps_s=row.batch_size * self.config.horizon / median_s)
+        seqs_s, steps_s = throughput(row.batch_size, row.seq_len, median_s)
+        gflops = lstm_forward_flops(self.model.config, row.seq_len) * row.batch_size / median_s / 1e9
+        return replace(row, throughput_seq_s=seqs_s, throughput_steps_s=steps_s, gflops=gflops,
+                       pct_peak=100.0 * gflops / peak_gflops if peak_gflops else None)
+
+
+def _timing_fields(m: Measurement) -> dict:
+    s, ms = m.summary, 1e3
+    return dict(median_ms=s.median * ms, p90_ms=s.p90 * ms, p99_ms=s.p99 * ms, min_ms=s.min * ms,
+                mean_ms=s.mean * ms, stdev_ms=s.stdev * ms, iqr_ms=s.iqr * ms,
+                ci95_low_ms=s.ci95_low * ms, ci95_high_ms=s.ci95_high * ms, noisy=s.noisy,
+                stop_reason=m.stop_reason, rounds=s.n, calls_per_round=m.calls_per_round,
+                samples_ms=[x * ms for x in m.samples_s])
+
+
+def _speedup_fields(speedup: Ratio | None) -> dict:
+    return dict(speedup_vs_eager=speedup.median if speedup else None,
+                speedup_ci95_low=speedup.ci95_low if speedup else None,
+                speedup_ci95_high=speedup.ci95_high if speedup else None)
 
 
 def _diag_fields(diagnostics: dict) -> dict:

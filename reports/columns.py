@@ -61,9 +61,56 @@ MEASURED = [
     Column("prep s", "right", lambda r: fmt(r.get("prepare_s"), ".2f")),
     Column("1st call ms", "right", lambda r: fmt(r.get("first_call_ms"), ".1f")),
     Column("rss MB", "right", memory),
-    Column("notes", "left", lambda r: status_text(r) or ("noisy" if r.get("noisy") else "")),
 ]
-COLUMNS = HEAD + MEASURED
+NOTES = Column("notes", "left", lambda r: status_text(r) or ("noisy" if r.get("noisy") else ""))
+COLUMNS = HEAD + MEASURED + [NOTES]
+
+# Streaming rows time one sample into a live stream (median_ms is per step) against
+# re-running the whole window; their agreement covers the outputs, h and c at every step.
+STREAMING = [
+    Column("step ms", "right", lambda r: fmt(r.get("step_ms"), ".3f")),
+    Column("p99 step ms", "right", lambda r: fmt(r.get("p99_ms"), ".3f")),
+    Column("window ms", "right", lambda r: fmt(r.get("window_ms"), ".3f")),
+    Column("step / window", "right", lambda r: fmt(r.get("step_vs_window"), ".3f", "×")),
+    Column("samples/s", "right", lambda r: fmt(r.get("throughput_steps_s"), ",.0f")),
+    Column("vs eager [95% CI]", "right", speedup),
+    Column("agrees y,h,c (max err)", "left", agreement),
+    Column("prep s", "right", lambda r: fmt(r.get("prepare_s"), ".2f")),
+]
+
+
+def drift(row: dict) -> str:
+    if row.get("horizon") is None:
+        return "—"
+    return "never" if row.get("drift_horizon") is None else f"step {row['drift_horizon']}"
+
+
+# Rollout rows time a whole forecast of `horizon` steps; a row agrees only if the one-step
+# check and the forecast (within the rollout band at every step) both do.
+ROLLOUT = [
+    Column("horizon", "right", lambda r: fmt(r.get("horizon"), "d")),
+    Column("ms/rollout", "right", lambda r: fmt(r.get("median_ms"), ".2f")),
+    Column("p99 ms", "right", lambda r: fmt(r.get("p99_ms"), ".2f")),
+    Column("vs eager [95% CI]", "right", speedup),
+    Column("1-step err", "right", lambda r: fmt(r.get("max_abs_err"), ".1e")),
+    Column("rollout max err", "right", lambda r: fmt(r.get("max_abs_err_rollout"), ".1e")),
+    Column("drifts at", "left", drift),
+    Column("MSE vs truth", "right", lambda r: fmt(r.get("mse_vs_truth"), ".2e")),
+    Column("agrees", "left", lambda r: "—" if r.get("agrees") is None else "✓" if r["agrees"] else "✗"),
+]
+
+
+def columns_for(rows: list[dict], focus: str = "median") -> list[Column]:
+    """The columns of one table: by the rows' mode, and for the forward mode the scenario's
+    focus, where "tail" leads with p90 and p99."""
+    mode = rows[0].get("mode", "forward") if rows else "forward"
+    if mode == "streaming":
+        return HEAD + STREAMING + [NOTES]
+    if mode == "rollout":
+        return HEAD + ROLLOUT + [NOTES]
+    if focus == "tail":
+        return HEAD + MEASURED[1:3] + MEASURED[:1] + MEASURED[3:] + [NOTES]
+    return COLUMNS
 
 
 def status_text(row: dict) -> str | None:
@@ -73,14 +120,24 @@ def status_text(row: dict) -> str | None:
     return f"{row['status']}: {row.get('reason') or ''}"
 
 
-def sort_rows(rows: list[dict]) -> list[dict]:
-    """Group by shape; within a shape the fastest first, then unavailable and failed rows."""
-    return sorted(rows, key=lambda r: (r["seq_len"], r["batch_size"],
-                                       r.get("median_ms") is None, r.get("median_ms") or 0.0))
+SORT_KEYS = {"median": "median_ms", "tail": "p99_ms", "throughput": "throughput_seq_s"}
+
+
+def sort_rows(rows: list[dict], key: str = "median_ms") -> list[dict]:
+    """Group by shape; within a shape the best first (lowest ``key``, highest for a throughput),
+    then unavailable and failed rows."""
+    sign = -1.0 if key.startswith("throughput") else 1.0
+    return sorted(rows, key=lambda r: (r["seq_len"], r["batch_size"], r.get(key) is None,
+                                       sign * (r.get(key) or 0.0)))
+
+
+def focus(result: dict) -> str:
+    return result.get("scenario", {}).get("focus", "median")
 
 
 def by_scenario(result: dict) -> list[tuple[str, list[dict]]]:
-    """Rows grouped into one table per scenario (and mode), each sorted fastest first."""
+    """Rows grouped into one table per scenario (and mode), each sorted best first by the
+    scenario's focus (fastest median by default)."""
     default = result.get("scenario", {}).get("name", "")
     groups: dict[str, list[dict]] = {}
     for row in result.get("rows", []):
@@ -88,7 +145,8 @@ def by_scenario(result: dict) -> list[tuple[str, list[dict]]]:
         if row.get("mode", "forward") != "forward":
             name = f"{name} ({row['mode']})"
         groups.setdefault(name, []).append(row)
-    return [(name, sort_rows(rows)) for name, rows in groups.items()]
+    key = SORT_KEYS.get(focus(result), "median_ms")
+    return [(name, sort_rows(rows, key)) for name, rows in groups.items()]
 
 
 def shape_breaks(rows: list[dict]) -> list[bool]:
@@ -97,11 +155,23 @@ def shape_breaks(rows: list[dict]) -> list[bool]:
     return [i > 0 and shapes[i] != shapes[i - 1] for i in range(len(shapes))]
 
 
+CHECK_NAMES = {"streaming": "stream y,h,c", "rollout": "rollout"}
+
+
 def check_summary(result: dict) -> list[list[str]]:
-    """Per backend: checks passed, worst absolute and relative error, shapes checked."""
+    """Per backend (and dtype, where several ran, and kind of check beyond the one-window
+    one): checks passed, worst absolute and relative error, shapes checked."""
+    all_checks = result.get("checks", [])
+    several_dtypes = len({c.get("dtype", "fp32") for c in all_checks}
+                         - {"fp64"}) > 1  # the reference is always fp64
     by_backend: dict[str, list[dict]] = {}
-    for check in result.get("checks", []):
-        by_backend.setdefault(check["backend"], []).append(check)
+    for check in all_checks:
+        label = check["backend"]
+        if several_dtypes:
+            label += f" {check.get('dtype', 'fp32')}"
+        if check.get("mode", "forward") in CHECK_NAMES:
+            label += f" ({CHECK_NAMES[check['mode']]})"
+        by_backend.setdefault(label, []).append(check)
     lines = []
     for backend, checks in by_backend.items():
         passed = sum(bool(c["agrees"]) for c in checks)
@@ -122,7 +192,29 @@ def tolerance_caption(result: dict) -> str | None:
     tol = result.get("tolerance") or {}
     if not tol:
         return None
-    return f"tolerance ({tol.get('dtype')}): atol {tol.get('atol')}, rtol {tol.get('rtol')}"
+    lines = [f"tolerance ({t.get('dtype')}): atol {t.get('atol')}, rtol {t.get('rtol')}"
+             for t in tol.get("by_dtype", {tol.get("dtype"): tol}).values()]
+    if "rollout" in tol:
+        lines.append(f"rollout band: |forecast - float64 forecast| <= {tol['rollout']['atol']} "
+                     f"at every step; 'drifts at' is the first step outside it")
+    return "; ".join(lines)
+
+
+def best_throughput(result: dict) -> list[list[str]]:
+    """Per backend, device and dtype: the best sequences/s over the forward rows, and where."""
+    best: dict[tuple, dict] = {}
+    for row in result.get("rows", []):
+        key = (row["backend"], row["device"], row["dtype"])
+        seqs = row.get("throughput_seq_s")
+        if row.get("mode", "forward") == "forward" and seqs and \
+                (key not in best or seqs > best[key]["throughput_seq_s"]):
+            best[key] = row
+    ranked = sorted(best.items(), key=lambda kv: -kv[1]["throughput_seq_s"])
+    return [[*key, f"{row['throughput_seq_s']:,.0f}", f"{row['batch_size']}×{row['seq_len']}"]
+            for key, row in ranked]
+
+
+BEST_HEADERS = ("backend", "device", "dtype", "best seq/s", "at batch×seq")
 
 
 def title(result: dict, scenario: str) -> str:

@@ -24,6 +24,8 @@ dt { font-weight: bold; }
 
 
 def _cls(column_header: str, row: dict) -> str:
+    if column_header == "drifts at" and row.get("drift_horizon") is not None:
+        return "bad"
     if column_header.startswith("agrees") and row.get("agrees") is not None:
         return "ok" if row["agrees"] else "bad"
     if column_header == "notes":
@@ -31,9 +33,9 @@ def _cls(column_header: str, row: dict) -> str:
     return ""
 
 
-def _row_html(row: dict, new_shape: bool) -> str:
+def _row_html(row: dict, new_shape: bool, columns: list[cols.Column]) -> str:
     cells = [f'<td class="{c.justify} {_cls(c.header, row)}">{escape(c.cell(row))}</td>'
-             for c in cols.COLUMNS]
+             for c in columns]
     attrs = ' class="shape"' if new_shape else ""
     return f"<tr{attrs} data-backend=\"{escape(row['backend'])}\">{''.join(cells)}</tr>"
 
@@ -41,8 +43,10 @@ def _row_html(row: dict, new_shape: bool) -> str:
 def _results_tables(result: dict) -> list[str]:
     parts = []
     for scenario, rows in cols.by_scenario(result):
-        header = "".join(f"<th>{escape(c.header)}</th>" for c in cols.COLUMNS)
-        body = "".join(_row_html(r, b) for r, b in zip(rows, cols.shape_breaks(rows), strict=True))
+        columns = cols.columns_for(rows, cols.focus(result))
+        header = "".join(f"<th>{escape(c.header)}</th>" for c in columns)
+        body = "".join(_row_html(r, b, columns)
+                       for r, b in zip(rows, cols.shape_breaks(rows), strict=True))
         parts.append(f"<h2>{escape(cols.title(result, scenario))}</h2>\n"
                      f'<div class="scroll"><table class="results"><thead><tr>{header}</tr></thead>'
                      f"<tbody>{body}</tbody></table></div>")

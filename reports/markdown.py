@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from reports.columns import (
     CHECK_HEADERS,
-    COLUMNS,
     by_scenario,
     check_summary,
+    columns_for,
+    focus,
     title,
     tolerance_caption,
 )
@@ -25,10 +26,11 @@ def _line(cells: list[str]) -> str:
 def render_markdown(result: dict) -> str:
     parts = []
     for scenario, rows in by_scenario(result):
+        columns = columns_for(rows, focus(result))
         parts += [f"### {title(result, scenario)}", "",
-                  _line([c.header for c in COLUMNS]),
-                  "| " + " | ".join(_ALIGN[c.justify] for c in COLUMNS) + " |",
-                  *(_line([c.cell(r) for c in COLUMNS]) for r in rows), ""]
+                  _line([c.header for c in columns]),
+                  "| " + " | ".join(_ALIGN[c.justify] for c in columns) + " |",
+                  *(_line([c.cell(r) for c in columns]) for r in rows), ""]
     summary = check_summary(result)
     if summary:
         parts += ["### Agreement with the float64 reference", "", _line(list(CHECK_HEADERS)),
