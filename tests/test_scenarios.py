@@ -1,0 +1,86 @@
+"""Scenario presets, TOML scenario files and their errors, `harness scenarios`."""
+
+import pytest
+
+from harness.cli import main
+from harness.errors import InputError
+from scenarios import EXAMPLES_DIR, PRESETS, resolve
+from scenarios.toml_file import load
+
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.toml"))
+
+
+def test_the_presets_the_issue_names_exist_and_default_is_unchanged():
+    assert {"smoke", "latency", "throughput", "sweep", "streaming", "rollout", "default"} <= set(PRESETS)
+    default = PRESETS["default"]
+    assert (default.batch_sizes, default.seq_lens, default.mode) == ((1, 64, 1024), (50,), "forward")
+    assert set(default.backends) == {"reference", "eager", "torchscript", "compile", "onnxruntime"}
+    assert max(PRESETS["throughput"].batch_sizes) == 4096 and PRESETS["latency"].batch_sizes == (1,)
+    assert len(PRESETS["sweep"].batch_sizes) > 1 and len(PRESETS["sweep"].seq_lens) > 1
+    assert PRESETS["streaming"].mode == "streaming" and PRESETS["rollout"].mode == "rollout"
+
+
+def test_scenarios_command_lists_each_preset_on_one_line(capsys):
+    assert main(["scenarios"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name, scenario in PRESETS.items():
+        [line] = [x for x in lines if x.split()[0] == name]
+        assert scenario.mode in line
+
+
+def test_example_files_parse():
+    assert len(EXAMPLES) >= 2
+    scenarios = {path.stem: load(path) for path in EXAMPLES}
+    assert scenarios["long-forecast"].mode == "rollout" and scenarios["long-forecast"].horizon == 400
+    # `extends` starts from a preset: edge-latency keeps latency's focus on the tail.
+    assert scenarios["edge-latency"].focus == "tail"
+    assert scenarios["edge-latency"].tolerance_overrides() == {"fp32": (1e-5, 1e-4)}
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("batch_size = [1]", ["unknown key 'batch_size'", "batch_sizes"]),
+    ("batch_sizes = 4", ["'batch_sizes'", "non-empty list of integers >= 1", "got 4"]),
+    ("batch_sizes = [1, 0]", ["'batch_sizes'", "got [1, 0]"]),
+    ("mode = 'stream'", ["'mode'", "'forward', 'streaming', 'rollout'", "got 'stream'"]),
+    ("dtypes = ['fp8']", ["'dtypes'", "'fp32', 'bf16', 'fp16'", "got ['fp8']"]),
+    ("devices = ['tpu']", ["'devices'", "'cpu', 'cuda', 'auto'"]),
+    ("budget_s = 'fast'", ["'budget_s'", "a number > 0"]),
+    ("horizon = true", ["'horizon'", "an integer >= 1", "got True"]),
+    ("extends = 'nope'", ["'extends'", "'smoke'"]),
+    ("[tolerances.fp8]\natol = 1\nrtol = 1", ["'tolerances.fp8'", "keyed by a dtype"]),
+    ("[tolerances.fp32]\natol = 1e-5", ["'tolerances.fp32'", "exactly the keys 'atol' and 'rtol'"]),
+    ("[tolerances.fp32]\natol = -1\nrtol = 0", ["'tolerances.fp32.atol'", "a number >= 0"]),
+    ("mode = ", ["not valid TOML"]),
+])
+def test_a_wrong_key_type_or_value_names_the_file_key_and_allowed_values(tmp_path, text, fragments):
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(InputError) as info:
+        resolve(str(path))
+    message = str(info.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_unknown_scenario_name_lists_the_presets():
+    with pytest.raises(InputError, match="unknown scenario 'fast'.*smoke"):
+        resolve("fast")
+
+
+def test_bad_scenario_file_on_the_command_line_exits_2_with_one_line(tmp_path, capsys):
+    path = tmp_path / "typo.toml"
+    path.write_text("batch_sizes = [1]\nseq_len = [50]\n")
+    assert main(["run", "--scenario", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'seq_len'" in " ".join(err.split()) and "Traceback" not in err
+    assert main(["run", "--scenario", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_file_without_a_name_is_named_after_the_file_and_keeps_other_defaults(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("batch_sizes = [2]\n")
+    scenario = resolve(str(path))
+    assert scenario.name == "mine" and scenario.batch_sizes == (2,)
+    assert scenario.seq_lens == PRESETS["default"].seq_lens and scenario.mode == "forward"
