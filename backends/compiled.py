@@ -98,6 +98,10 @@ class CompileBackend(Backend):
     cudagraphs = False
 
     def unavailable_reason(self, target: Target) -> str | None:
+        if target.device == "cpu" and target.dtype == "fp16":
+            # Seen with torch 2.13: dynamo specialises seq_len of the fp16 LSTM on CPU and then
+            # fails its own dynamic-shape guard (ConstraintViolationError).
+            return "torch.compile cannot keep seq_len dynamic for an fp16 LSTM on CPU; fp16 is for CUDA"
         return torch_reason(target)
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:

@@ -27,8 +27,12 @@ STEP_INPUTS = ("x", "h", "c")
 STEP_OUTPUTS = ("y", "h_out", "c_out")
 
 
-def export(model: LSTMPredictor, path: Path) -> None:
-    example = torch.zeros(2, 8, model.config.input_size)
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def export(model: LSTMPredictor, path: Path, dtype: torch.dtype = torch.float32) -> None:
+    model = model.to(dtype)
+    example = torch.zeros(2, 8, model.config.input_size, dtype=dtype)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq_len")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,10 +42,11 @@ def export(model: LSTMPredictor, path: Path) -> None:
                           verbose=False)
 
 
-def export_step(model: LSTMPredictor, path: Path) -> None:
+def export_step(model: LSTMPredictor, path: Path, dtype: torch.dtype = torch.float32) -> None:
     cfg = model.config
-    state = torch.zeros(cfg.num_layers, 2, cfg.hidden_size)
-    example = (torch.zeros(2, cfg.input_size), state, state.clone())
+    model = model.to(dtype)
+    state = torch.zeros(cfg.num_layers, 2, cfg.hidden_size, dtype=dtype)
+    example = (torch.zeros(2, cfg.input_size, dtype=dtype), state, state.clone())
     batch = torch.export.Dim("batch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -58,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--step", action="store_true", help="export the streaming step model")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32",
+                        help="weights, inputs and outputs in this dtype")
     args = parser.parse_args(argv)
     model = LSTMPredictor(ModelConfig(**json.loads(args.config_json)))
     model.load_state_dict(load_file(str(args.weights)))
     start = time.perf_counter()
-    (export_step if args.step else export)(model, args.out)
+    (export_step if args.step else export)(model, args.out, DTYPES[args.dtype])
     print(json.dumps({"export_s": time.perf_counter() - start}))
     return 0
 

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from backends.artifacts import Artifact
 from backends.base import Backend, Session, Target
-from backends.onnx_export import STEP_INPUTS, STEP_OUTPUTS
+from backends.onnx_export import DTYPES, STEP_INPUTS, STEP_OUTPUTS
 from harness.errors import BackendError
 from harness.model import LSTMPredictor
 
@@ -34,15 +34,16 @@ def _import_ort():
     return onnx, onnxruntime, None
 
 
-def export_in_subprocess(model: LSTMPredictor, path: Path, step: bool = False) -> float:
-    """Export in a fresh interpreter (the step model with ``step``); returns the export time
-    measured there."""
+def export_in_subprocess(model: LSTMPredictor, path: Path, step: bool = False, dtype: str = "fp32"
+                        ) -> float:
+    """Export in a fresh interpreter (the step model with ``step``) in ``dtype``; returns the
+    export time measured there."""
     weights = path.with_suffix(".weights.safetensors")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               str(weights))
     cmd = [sys.executable, "-m", "backends.onnx_export", "--weights", str(weights),
            "--config-json", json.dumps(model.config.to_dict()), "--out", str(path),
-           *(["--step"] if step else [])]
+           "--dtype", dtype, *(["--step"] if step else [])]
     project_root = Path(__file__).resolve().parent.parent
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=project_root, check=False)
     weights.unlink(missing_ok=True)
@@ -68,11 +69,15 @@ def check_dynamic_axes(onnx_model: Any, axes: tuple[int, ...] = (0, 1)) -> None:
                            f"axes {list(axes)} must be dynamic")
 
 
+NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float16: np.float16}
+
+
 def bind_cuda(binding: Any, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
-    """Bind float32 CUDA tensors as ONNX Runtime inputs and outputs, without copies."""
+    """Bind CUDA tensors as ONNX Runtime inputs and outputs, without copies."""
     for bind, tensors in ((binding.bind_input, inputs), (binding.bind_output, outputs)):
         for name, t in tensors.items():
-            bind(name, "cuda", t.device.index or 0, np.float32, tuple(t.shape), t.data_ptr())
+            bind(name, "cuda", t.device.index or 0, NUMPY_OF_TORCH[t.dtype], tuple(t.shape),
+                 t.data_ptr())
 
 
 class OrtSession:
@@ -84,6 +89,10 @@ class OrtSession:
         self._output = session.get_outputs()[0].name
         self._artifact = artifact
         self._export_s = export_s
+        # The exported file fixes the element type (float or float16) of inputs and outputs.
+        fp16 = session.get_inputs()[0].type == "tensor(float16)"
+        self._np_dtype = np.float16 if fp16 else np.float32
+        self._torch_dtype = torch.float16 if fp16 else torch.float32
 
     def diagnostics(self) -> dict:
         return {"artifact_bytes": self._artifact.size_bytes, "artifact_sha256": self._artifact.sha256,
@@ -92,7 +101,7 @@ class OrtSession:
 
 class OrtCpuSession(OrtSession, Session):
     def to_native(self, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=self._np_dtype)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self._session.run([self._output], {self._input: x})[0]
@@ -110,8 +119,8 @@ class OrtCudaSession(OrtSession, Session):
         self._device = torch.device("cuda")
 
     def to_native(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self._device)
-        y_dev = torch.empty((x.shape[0], self._output_size), dtype=torch.float32, device=self._device)
+        x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=self._np_dtype)).to(self._device)
+        y_dev = torch.empty((x.shape[0], self._output_size), dtype=self._torch_dtype, device=self._device)
         binding = self._session.io_binding()
         bind_cuda(binding, {self._input: x_dev}, {self._output: y_dev})
         return x_dev, y_dev, binding
@@ -134,7 +143,7 @@ class OrtCpuStepSession(OrtSession, Session):
     """The streaming step model: native input and output are (x_t, h, c) tuples of arrays."""
 
     def to_native(self, xs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-        return tuple(np.ascontiguousarray(x, dtype=np.float32) for x in xs)
+        return tuple(np.ascontiguousarray(x, dtype=self._np_dtype) for x in xs)
 
     def run(self, x: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         return tuple(self._session.run(list(STEP_OUTPUTS), dict(zip(STEP_INPUTS, x, strict=True))))
@@ -148,11 +157,12 @@ class OrtCudaStepSession(OrtCudaSession):
     the state never leaves the device."""
 
     def to_native(self, xs: tuple[np.ndarray, ...]) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to("cuda") for x in xs)
+        return tuple(torch.from_numpy(np.ascontiguousarray(x, dtype=self._np_dtype)).to(self._device)
+                     for x in xs)
 
     def run(self, x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         x_t, h, c = x
-        outputs = (torch.empty((x_t.shape[0], self._output_size), dtype=torch.float32, device=x_t.device),
+        outputs = (torch.empty((x_t.shape[0], self._output_size), dtype=x_t.dtype, device=x_t.device),
                    torch.empty_like(h), torch.empty_like(c))
         binding = self._session.io_binding()
         bind_cuda(binding, dict(zip(STEP_INPUTS, x, strict=True)),
@@ -174,8 +184,8 @@ class OnnxRuntimeBackend(Backend):
         _, ort, reason = _import_ort()
         if reason:
             return reason
-        if target.dtype != "fp32":
-            return f"the ONNX backend exports fp32 only, not {target.dtype}"
+        if target.dtype not in DTYPES:
+            return f"the ONNX backend exports {' and '.join(DTYPES)} only, not {target.dtype}"
         provider = self.provider(target)
         if provider not in ort.get_available_providers():
             hint = ": install onnxruntime-gpu" if target.device == "cuda" else ""
@@ -197,8 +207,8 @@ class OnnxRuntimeBackend(Backend):
         """Export (in a subprocess), verify and check the file, open an ORT session on it."""
         onnx, ort, _ = _import_ort()
         target.workdir.mkdir(parents=True, exist_ok=True)
-        path = target.workdir / ("lstm-step.onnx" if step else "lstm.onnx")
-        export_s = export_in_subprocess(model, path, step=step)
+        path = target.workdir / f"lstm{'-step' if step else ''}-{target.dtype}.onnx"
+        export_s = export_in_subprocess(model, path, step=step, dtype=target.dtype)
         artifact = Artifact.record(path)
         onnx_model = onnx.load(str(artifact.verified_path()))
         onnx.checker.check_model(onnx_model)

@@ -21,6 +21,9 @@ class Tolerance:
 
 # fp32 backends agree with float64 to about 5e-7; half precisions carry 8 (bf16) or
 # 11 (fp16) mantissa bits, so their bounds follow their unit roundoff over 50 steps.
+# Measured on CPU over the check grid (batch 1..1024, seq_len 50 and 200, sine and random):
+# bf16 eager 1.4e-2 and compile 1.1e-2 at most, so 3e-2 keeps a 2x margin; fp16 eager 1.6e-3
+# and ONNX Runtime 1.3e-3, against 5e-3.
 DEFAULT_TOLERANCES = {
     "fp32": Tolerance(atol=1e-5, rtol=1e-4),
     "fp16": Tolerance(atol=5e-3, rtol=5e-3),
