@@ -6,14 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from backends.base import Session, feedback_rollout
+from backends.base import Session, Target, feedback_rollout
 from backends.reference import ReferenceModel
 from backends.registry import load_registry
-from harness.agreement import DEFAULT_TOLERANCES, Tolerance, compare, compare_rollout
+from harness.agreement import DEFAULT_TOLERANCES, Tolerance, compare, compare_rollout, rollout_tolerance
 from harness.cli import main
 from harness.data import random_batch, sine_batch, sine_forecast_batch
+from harness.errors import BackendUnavailableError
 from harness.handles import LocalHandle
-from scenarios import EXAMPLES_DIR
+from scenarios import ALL_BACKENDS, EXAMPLES_DIR
+from tests.conftest import requires_cuda
 
 REGISTRY = load_registry()
 TOL = DEFAULT_TOLERANCES["fp32"]
@@ -26,12 +28,7 @@ def cached(checkpoint, cache_dir, monkeypatch):
     return cache_dir
 
 
-@pytest.mark.parametrize("name", REGISTRY.names())
-def test_streaming_the_window_reproduces_the_windowed_pass(checkpoint, cpu_target, name):
-    """Outputs at every step and the final h and c, against the float64 reference."""
-    reference = ReferenceModel(checkpoint.model)
-    handle = LocalHandle.open(REGISTRY.create(name), checkpoint.model, cpu_target,
-                              sine_batch(1, 50, 0), with_step=True)
+def _check_stream(handle: LocalHandle, reference: ReferenceModel, name: str) -> None:
     for x in (sine_batch(3, 50, seed=11), random_batch(3, 50, 1, seed=12)):
         ys, h, c = handle.stream(x)
         ref_ys, ref_h, ref_c = reference.stream(x)
@@ -41,6 +38,35 @@ def test_streaming_the_window_reproduces_the_windowed_pass(checkpoint, cpu_targe
             assert result.agrees, f"{name} {what}: max abs err {result.max_abs_err:.2e}"
         # The last streamed output is the windowed forward pass of the same backend.
         assert compare(ys[:, -1], handle.predict(x), TOL).agrees
+
+
+@pytest.mark.parametrize("name", ALL_BACKENDS)
+def test_streaming_the_window_reproduces_the_windowed_pass(checkpoint, cpu_target, name):
+    """Outputs at every step and the final h and c, against the float64 reference."""
+    handle = LocalHandle.open(REGISTRY.create(name), checkpoint.model, cpu_target,
+                              sine_batch(1, 50, 0), with_step=True)
+    _check_stream(handle, ReferenceModel(checkpoint.model), name)
+    handle.close()
+
+
+@requires_cuda
+@pytest.mark.parametrize("name", [n for n in REGISTRY.names() if n != "reference"])
+def test_streaming_and_rollout_on_cuda(checkpoint, tmp_path, name):
+    target = Target("cuda", "fp32", tmp_path, 1)
+    backend = REGISTRY.create(name)
+    if backend.unavailable_reason(target):
+        pytest.skip(f"{name} cannot serve CUDA here: {backend.unavailable_reason(target)}")
+    reference = ReferenceModel(checkpoint.model)
+    try:
+        handle = LocalHandle.open(backend, checkpoint.model, target, sine_batch(1, 50, 0), with_step=True)
+        _check_stream(handle, reference, name)
+    except BackendUnavailableError as exc:  # e.g. compile-cudagraphs has no step model
+        assert "no streaming step model" in str(exc)
+        handle = LocalHandle.open(backend, checkpoint.model, target, sine_batch(1, 50, 0))
+    windows, _ = sine_forecast_batch(4, 50, 100, seed=1)
+    forecast = handle.rollout(windows, 100)
+    expected = feedback_rollout(reference.forward, windows, 100)
+    assert compare_rollout(forecast, expected, rollout_tolerance(TOL)).agrees
     handle.close()
 
 
