@@ -88,28 +88,40 @@ def test_a_file_without_a_name_is_named_after_the_file_and_keeps_other_defaults(
 
 def _row(backend: str, mode: str, **fields) -> dict:
     return {"backend": backend, "device": "cpu", "dtype": "fp32", "batch_size": 1, "seq_len": 50,
-            "status": "ok", "mode": mode, **fields}
+            "status": "ok", "mode": mode, "scenario": "s", **fields}
 
 
-def _headers(table) -> list[str]:
-    return [str(c.header) for c in table.columns]
+def _render(tables) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    for table in tables:
+        console.print(table)
+    return console.file.getvalue()
 
 
-def test_the_scenario_focus_and_mode_pick_the_tables():
+def test_the_scenario_focus_and_mode_pick_the_columns_and_order():
+    from reports.columns import best_throughput, by_scenario, columns_for
     from reports.table import tables_for
 
     rows = [_row("eager", "forward", median_ms=2.0, p90_ms=2.5, p99_ms=9.0, throughput_seq_s=500.0),
-            _row("onnxruntime", "forward", median_ms=1.0, p90_ms=3.0, p99_ms=4.0, throughput_seq_s=1000.0)]
-    tail = tables_for({"scenario": {"name": "latency", "focus": "tail"}, "rows": rows})
-    headers = _headers(tail[0])
+            _row("onnxruntime", "forward", median_ms=3.0, p90_ms=3.1, p99_ms=4.0,
+                 throughput_seq_s=1000.0)]
+    latency = {"scenario": {"name": "latency", "focus": "tail"}, "rows": rows}
+    headers = [c.header for c in columns_for(rows, "tail")]
     assert headers.index("p90 ms") < headers.index("p99 ms") < headers.index("median ms")
-    assert tail[0].columns[0]._cells == ["onnxruntime", "eager"]  # sorted by p99
-    offline = tables_for({"scenario": {"name": "throughput", "focus": "throughput"}, "rows": rows})
-    assert [t.title for t in offline][1] == "Best throughput per backend"
-    assert offline[1].columns[3]._cells == ["1,000", "500"]
-    modes = tables_for({"scenario": {"name": "x"}, "rows": [
+    assert [r["backend"] for r in by_scenario(latency)[0][1]] == ["onnxruntime", "eager"]  # by p99
+    by_median = {"scenario": {"name": "default"}, "rows": rows}
+    assert [r["backend"] for r in by_scenario(by_median)[0][1]] == ["eager", "onnxruntime"]
+    offline = {"scenario": {"name": "throughput", "focus": "throughput"}, "rows": rows}
+    assert [line[0] for line in best_throughput(offline)] == ["onnxruntime", "eager"]
+    assert "Best throughput per backend" in _render(tables_for(offline))
+    assert "Best throughput per backend" not in _render(tables_for(by_median))
+    modes = {"scenario": {"name": "s"}, "rows": [
         _row("eager", "streaming", step_ms=0.1, window_ms=0.4, step_vs_window=0.25),
-        _row("eager", "rollout", horizon=200, drift_horizon=12, agrees=False)]})
-    assert "step / window" in _headers(modes[0]) and "drifts at" in _headers(modes[1])
-    assert "0.250×" in modes[0].columns[_headers(modes[0]).index("step / window")]._cells
-    assert str(modes[1].columns[_headers(modes[1]).index("drifts at")]._cells[0]) == "step 12"
+        _row("eager", "rollout", horizon=200, drift_horizon=12, agrees=False)]}
+    text = _render(tables_for(modes))
+    assert "step / window" in text and "0.250×" in text
+    assert "drifts at" in text and "step 12" in text and "✗" in text
