@@ -135,7 +135,7 @@ def test_a_backend_within_tolerance_for_one_step_is_caught_drifting_in_a_rollout
     assert eager["max_abs_err_rollout"] <= band and eager["median_ms"] > 0
     assert 0 < eager["mse_vs_truth"] < 0.05
     printed = " ".join(capsys.readouterr().out.split())
-    assert "rollout mode" in printed and f"step {drifting['drift_horizon']}" in printed
+    assert "rollout (rollout)" in printed and f"step {drifting['drift_horizon']}" in printed
 
 
 def test_streaming_mode_times_step_and_window_and_refuses_a_backend_without_a_step_model(
@@ -156,7 +156,7 @@ def test_streaming_mode_times_step_and_window_and_refuses_a_backend_without_a_st
     stream_checks = [c for c in data["checks"] if c["mode"] == "streaming"]
     assert {c["backend"] for c in stream_checks} == {"reference", "eager"}
     printed = " ".join(capsys.readouterr().out.split())
-    assert "streaming mode" in printed and "no streaming step model" in printed
+    assert "streaming (streaming)" in printed and "no streaming step model" in printed
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES_DIR.glob("*.toml")), ids=lambda p: p.stem)
