@@ -45,6 +45,10 @@ class ProcessSettings:
     # TF32 rounds fp32 matmul inputs to 10 mantissa bits on Ampere and later GPUs, errors of
     # about 1e-3: an fp32 row must mean fp32, so it is off unless asked for.
     cuda_allow_tf32: bool = False
+    # NumPy's OpenBLAS (used only by the float64 reference) gains nothing from threads on
+    # 64-wide matrices, and its spinning threads fight torch's for the cores: at batch 64 the
+    # reference took anywhere from 13 to 750 ms with 2 BLAS threads, a steady 14 ms with one.
+    numpy_blas_threads: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,6 +62,7 @@ def apply(settings: ProcessSettings) -> ProcessSettings:
     """Apply the settings to torch. Idempotent; call once per process, before any model runs."""
     import torch
     import torch._dynamo
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(settings.intra_op_threads)
     if torch.get_num_interop_threads() != settings.inter_op_threads:
@@ -69,14 +74,18 @@ def apply(settings: ProcessSettings) -> ProcessSettings:
     torch._dynamo.config.allow_rnn = settings.dynamo_allow_rnn
     torch.backends.cuda.matmul.allow_tf32 = settings.cuda_allow_tf32
     torch.backends.cudnn.allow_tf32 = settings.cuda_allow_tf32
+    threadpool_limits(limits=settings.numpy_blas_threads, user_api="blas")
     return settings
 
 
 def effective_threads() -> dict:
     """The thread counts actually in force, read back from the libraries."""
     import torch
+    from threadpoolctl import threadpool_info
 
+    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
     return {
         "torch_intra_op": torch.get_num_threads(),
         "torch_inter_op": torch.get_num_interop_threads(),
+        "numpy_blas": max(blas) if blas else None,
     }
