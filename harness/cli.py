@@ -7,6 +7,7 @@ messages and exit codes: 0 success, 1 a backend disagreed or failed, 2 bad input
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -18,6 +19,15 @@ from rich.console import Console
 from harness.errors import CheckpointError, DeviceUnavailableError, HarnessError, InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that the run unwinds and keeps its rows."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
 
 
 def _positive_ints(flag: str):
@@ -96,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                      help="import MODULE and register the backends in its BACKENDS list")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                     help="prepare and measure each backend in its own worker process, so a crash "
+                     "or hang costs only its rows (default; --no-isolate runs all in this process)")
+    run.add_argument("--backend-timeout", type=_positive_float("--backend-timeout"), default=600.0,
+                     metavar="SECONDS", help="longest wait for one call into an isolated backend, "
+                     "preparation included (default 600)")
 
     train = sub.add_parser("train", parents=[common], help="train and cache the checkpoint")
     train.add_argument("--epochs", type=_positive_ints("--epochs"), default=None)
@@ -138,10 +154,11 @@ def _load_model(args: argparse.Namespace, err: Console, config=None):
     def on_epoch(epoch: int, mse: float) -> None:
         progress.update(task, completed=epoch, mse=f"{mse:.2e}")
 
-    with progress:
-        checkpoint, trained = load_or_train(config, args.cache_dir, on_epoch=on_epoch)
-    if not trained:
-        progress.update(task, visible=False)
+    try:  # the bar appears only if training starts, so a refused checkpoint stays one line
+        checkpoint, trained = load_or_train(config, args.cache_dir, on_epoch=on_epoch,
+                                            on_train_start=progress.start)
+    finally:
+        progress.stop()
     state = "trained" if trained else "cached"
     err.print(f"checkpoint ({state}): {checkpoint.weights_path} "
               f"val MSE {checkpoint.metadata['val_mse']:.2e}, sha256 {checkpoint.sha256[:12]}…")
@@ -162,12 +179,14 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from backends.registry import load_registry
+    from backends.registry import load_registry, suggest
     from harness import environment
     from harness.agreement import DEFAULT_TOLERANCES, Tolerance
+    from harness.memory import check_fits
     from harness.roofline import measure_peak_gflops
     from harness.runner import RunConfig, benchmark
     from harness.timing import TimingConfig
+    from harness.training import TrainConfig
     from reports.jsonio import write_json
     from reports.table import checks_table, results_table
     from scenarios import DEFAULT
@@ -176,7 +195,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     device = _resolve_device(args.device)
     if args.dtype not in DEFAULT_TOLERANCES:
         raise InputError(f"unknown dtype {args.dtype!r}; expected one of "
-                         f"{', '.join(DEFAULT_TOLERANCES)}")
+                         f"{', '.join(DEFAULT_TOLERANCES)}{suggest(args.dtype, DEFAULT_TOLERANCES)}")
     registry = load_registry(args.plugin)
     scenario = DEFAULT
     backends = args.backends or tuple(b for b in scenario.backends
@@ -190,26 +209,45 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                        batch_sizes=args.batch_sizes or scenario.batch_sizes,
                        seq_lens=args.seq_len or scenario.seq_lens,
                        budget_s=args.budget or scenario.budget_s)
+    timing = TimingConfig(budget_s=scenario.budget_s, seed=args.seed)
+    model_config = TrainConfig().model
+    check_fits([(b, s) for s in scenario.seq_lens for b in scenario.batch_sizes],
+               model_config.input_size, model_config.hidden_size, len(backends), timing.n_inputs)
     if args.out is not None:
         _check_writable(args.out)
     checkpoint = _load_model(args, err)
 
     err.print(f"measuring machine peak (fp32 GEMM on {device})…")
     peak = measure_peak_gflops(device)
-    with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp:
-        config = RunConfig(backends=backends, device=device, dtype=args.dtype,
-                           batch_sizes=scenario.batch_sizes, seq_lens=scenario.seq_lens,
-                           tolerance=tolerance, timing=TimingConfig(budget_s=scenario.budget_s,
-                                                                    seed=args.seed),
-                           workdir=args.workdir or Path(tmp), scenario=scenario.name,
-                           seed=args.seed)
-        result = benchmark(
-            checkpoint.model, {"weights_sha256": checkpoint.sha256,
-                               "val_mse": checkpoint.metadata["val_mse"],
-                               "config": checkpoint.config.model.to_dict()},
-            config, registry, settings, environment.collect(device, settings),
-            {**scenario.to_dict(), "device": device}, on_event=lambda b, m: err.print(f"  {b}: {m}"),
-            peak_gflops=peak)
+    finished: list = []  # the latest partial result, kept for an interrupt
+
+    def save_partial(partial) -> None:
+        finished[:] = [partial]
+        if args.out is not None:
+            write_json(args.out, partial.to_dict())
+
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp:
+            config = RunConfig(backends=backends, device=device, dtype=args.dtype,
+                               batch_sizes=scenario.batch_sizes, seq_lens=scenario.seq_lens,
+                               tolerance=tolerance, timing=timing,
+                               workdir=args.workdir or Path(tmp), scenario=scenario.name,
+                               seed=args.seed, isolate=args.isolate,
+                               backend_timeout_s=args.backend_timeout)
+            result = benchmark(
+                checkpoint.model, {"weights_sha256": checkpoint.sha256,
+                                   "val_mse": checkpoint.metadata["val_mse"],
+                                   "config": checkpoint.config.model.to_dict()},
+                config, registry, settings, environment.collect(device, settings),
+                {**scenario.to_dict(), "device": device},
+                on_event=lambda b, m: err.print(f"  {b}: {m}", highlight=False, soft_wrap=True),
+                peak_gflops=peak, on_rows=save_partial)
+    except KeyboardInterrupt:
+        _report_interrupted(finished[0] if finished else None, args.out, out, err)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     data = result.to_dict()
     out.print(results_table(data))
     out.print(checks_table(data))
@@ -219,6 +257,20 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print("[bold red]FAILED:[/] at least one backend disagreed with the reference or failed")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _report_interrupted(partial, out_path: Path | None, out: Console, err: Console) -> None:
+    """Show what finished before the interrupt and say where it is kept."""
+    from reports.table import results_table
+
+    if partial is None:
+        err.print("interrupted before the first shape was finished: no rows to keep")
+        return
+    out.print(results_table(partial.to_dict()))
+    n = len(partial.rows)
+    where = f"saved to {out_path}" if out_path is not None else "not saved (no --out given)"
+    err.print(f"interrupted: the {n} rows of every finished shape are shown above and {where}",
+              highlight=False, soft_wrap=True)
 
 
 def _check_writable(path: Path) -> None:
@@ -255,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
+    except Terminated:
+        err.print("terminated (SIGTERM)")
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         err.print("interrupted")
-        return 130
+        return EXIT_INTERRUPTED

@@ -12,17 +12,16 @@ from typing import Protocol
 import numpy as np
 
 from backends.base import Backend, Session, Target
+from harness.errors import BackendError
 from harness.memory import PeakRss
 from harness.model import LSTMPredictor
-from harness.timing import Timer
+from harness.timing import Timer, TimerLike
 
 
-class TimerLike(Protocol):
-    calls_per_round: int
-
-    def warm_up(self, seconds: float) -> None: ...
-    def calibrate(self, min_round_s: float) -> int: ...
-    def round(self) -> float: ...
+def describe(exc: BaseException) -> str:
+    """``ExcType: first line of the message``: what a failed row says."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 class Handle(Protocol):
@@ -33,18 +32,32 @@ class Handle(Protocol):
     def predict(self, x: np.ndarray) -> np.ndarray: ...
     def timer(self, batches: list[np.ndarray]) -> TimerLike: ...
     def diagnostics(self) -> dict: ...
+    def begin_memory(self) -> None: ...
+    def end_memory(self) -> tuple[float, float | None]: ...
     def close(self) -> None: ...
+
+
+class LocalTimer(Timer):
+    """A Timer whose failures are typed, so the round-robin can drop it and go on."""
+
+    def time_calls(self, n: int) -> float:
+        try:
+            return super().time_calls(n)
+        except Exception as exc:
+            raise BackendError(describe(exc)) from exc
 
 
 class LocalHandle:
     """The session lives in this process."""
 
     def __init__(self, session: Session, prepare_s: float, prepare_rss_mb: float,
-                 first_call_ms: float) -> None:
+                 first_call_ms: float, on_cuda: bool = False) -> None:
         self.session = session
         self.prepare_s = prepare_s
         self.prepare_rss_mb = prepare_rss_mb
         self.first_call_ms = first_call_ms
+        self._on_cuda = on_cuda
+        self._rss: PeakRss | None = None
 
     @classmethod
     def open(cls, backend: Backend, model: LSTMPredictor, target: Target,
@@ -60,19 +73,39 @@ class LocalHandle:
         start = time.perf_counter()
         session.run(x)
         session.synchronize()
-        return cls(session, prepare_s, rss.growth_mb, (time.perf_counter() - start) * 1e3)
+        return cls(session, prepare_s, rss.growth_mb, (time.perf_counter() - start) * 1e3,
+                   on_cuda=target.device == "cuda")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         y = self.session.run(self.session.to_native(x))
         self.session.synchronize()
         return self.session.to_numpy(y)
 
-    def timer(self, batches: list[np.ndarray]) -> Timer:
+    def timer(self, batches: list[np.ndarray]) -> LocalTimer:
         inputs = [self.session.to_native(b) for b in batches]
-        return Timer(self.session.run, inputs, sync=self.session.synchronize)
+        return LocalTimer(self.session.run, inputs, sync=self.session.synchronize)
 
     def diagnostics(self) -> dict:
         return self.session.diagnostics()
+
+    def begin_memory(self) -> None:
+        """Start sampling this process's memory (and the CUDA peak) for ``end_memory``."""
+        if self._on_cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        self._rss = PeakRss().__enter__()
+
+    def end_memory(self) -> tuple[float, float | None]:
+        """(peak RSS growth MB, CUDA peak MB or None) since ``begin_memory``."""
+        rss, self._rss = self._rss, None
+        rss.__exit__(None, None, None)
+        cuda_mb = None
+        if self._on_cuda:
+            import torch
+
+            cuda_mb = torch.cuda.max_memory_allocated() / 2**20
+        return rss.growth_mb, cuda_mb
 
     def close(self) -> None:
         self.session = None

@@ -41,6 +41,9 @@ class Row:
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     agrees: bool | None = None
+    # the same input twice: bitwise-identical outputs, and the largest difference if not
+    deterministic: bool | None = None
+    repeat_max_diff: float | None = None
     # cold start, memory, roofline
     prepare_s: float | None = None
     first_call_ms: float | None = None
@@ -71,6 +74,9 @@ class Check:
     max_abs_err: float
     max_rel_err: float
     agrees: bool
+    # set where the same input was run twice (the random inputs of every shape)
+    deterministic: bool | None = None
+    repeat_max_diff: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from backends.base import Target
+from backends.base import Backend, Target
 from backends.reference import ReferenceModel
 from backends.registry import Registry
 from harness.agreement import Tolerance, compare
 from harness.data import random_batch, sine_batch
-from harness.handles import Handle, LocalHandle
-from harness.memory import PeakRss
+from harness.errors import BackendError
+from harness.handles import Handle, LocalHandle, describe
+from harness.isolation import WorkerHandle
 from harness.model import LSTMPredictor, validate_input
 from harness.results import Check, Row, RunResult
 from harness.roofline import lstm_forward_flops
@@ -51,6 +51,8 @@ class RunConfig:
     workdir: Path = Path("artifacts")
     scenario: str = "default"
     seed: int = 0
+    isolate: bool = True  # each backend in its own worker process (harness.isolation)
+    backend_timeout_s: float = 600.0  # per call into an isolated backend, preparation included
 
     @property
     def timed_shapes(self) -> list[Shape]:
@@ -63,6 +65,7 @@ class RunConfig:
 
 
 Events = Callable[[str, str], None]  # (backend, phase message)
+OnRows = Callable[["RunResult"], None]  # the result so far, after each completed shape
 
 
 @dataclass
@@ -73,10 +76,6 @@ class _Prepared:
     infer_rss_mb: float = 0.0
     cuda_max_mem_mb: float | None = None
     failure: str | None = None
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
 class Runner:
@@ -112,60 +111,96 @@ class Runner:
         self._event(name, "prepare")
         batch, seq_len = self.config.timed_shapes[0]
         try:
-            handle = LocalHandle.open(backend, self.model, self.target,
-                                      sine_batch(batch, seq_len, self.config.seed))
+            handle = self._open(backend, sine_batch(batch, seq_len, self.config.seed))
+        except BackendError as exc:  # from an isolated worker: already one line
+            self._event(name, f"failed: {exc}")
+            return f"failed: {exc}"
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a failed row
-            self._event(name, f"failed: {_describe(exc)}")
-            return f"failed: {_describe(exc)}"
+            self._event(name, f"failed: {describe(exc)}")
+            return f"failed: {describe(exc)}"
         return _Prepared(handle)
+
+    def _open(self, backend: Backend, first_batch: np.ndarray) -> Handle:
+        """The one place that decides where a backend runs: a worker process, or here."""
+        if self.config.isolate:
+            return WorkerHandle.open(backend, self.model, self.target, first_batch, self.settings,
+                                     self.config.backend_timeout_s)
+        return LocalHandle.open(backend, self.model, self.target, first_batch)
 
     def _check(self, name: str, prepared: _Prepared) -> list[Check]:
         self._event(name, "check")
         checks = []
-        on_cuda = self.config.device == "cuda"
-        if on_cuda:
-            torch.cuda.reset_peak_memory_stats()
+        handle = prepared.handle
         try:
-            with PeakRss() as rss:
-                for batch, seq_len in self.config.check_shapes:
-                    for kind in ("sine", "random"):
-                        x = self._fresh_inputs(kind, batch, seq_len)
-                        result = compare(prepared.handle.predict(x), self.reference.forward(x),
-                                         self.config.tolerance)
-                        checks.append(Check(name, batch, seq_len, kind, result.max_abs_err,
-                                            result.max_rel_err, result.agrees))
+            handle.begin_memory()
+            for batch, seq_len in self.config.check_shapes:
+                for kind in ("sine", "random"):
+                    x = self._fresh_inputs(kind, batch, seq_len)
+                    y = handle.predict(x)
+                    result = compare(y, self.reference.forward(x), self.config.tolerance)
+                    # Determinism: the same input once more must give the same bits.
+                    repeat = handle.predict(x) if kind == "random" else None
+                    checks.append(Check(
+                        name, batch, seq_len, kind, result.max_abs_err, result.max_rel_err,
+                        result.agrees,
+                        deterministic=None if repeat is None else _bitwise_equal(y, repeat),
+                        repeat_max_diff=None if repeat is None else _max_diff(y, repeat)))
+            prepared.infer_rss_mb, prepared.cuda_max_mem_mb = handle.end_memory()
+        except BackendError as exc:
+            prepared.failure = f"failed: during the agreement check, {exc}"
         except Exception as exc:  # noqa: BLE001
-            prepared.failure = f"failed: during the agreement check, {_describe(exc)}"
-            return checks
-        prepared.infer_rss_mb = rss.growth_mb
-        if on_cuda:
-            prepared.cuda_max_mem_mb = torch.cuda.max_memory_allocated() / 2**20
+            prepared.failure = f"failed: during the agreement check, {describe(exc)}"
         return checks
 
-    def _measure(self, shape: Shape, prepared: dict[str, _Prepared]) -> dict[str, Measurement]:
+    def _measure(self, shape: Shape, prepared: dict[str, _Prepared],
+                 refused: dict[str, str]) -> dict[str, Measurement]:
+        """Time every prepared backend at ``shape``; one that fails moves to ``refused``."""
         batch, seq_len = shape
+
+        def drop(name: str, exc: BaseException) -> None:
+            reason = str(exc) if isinstance(exc, BackendError) else describe(exc)
+            self._event(name, f"failed: {reason}")
+            refused[name] = f"failed: while timing batch={batch} seq_len={seq_len}, {reason}"
+            prepared.pop(name).handle.close()
+
         timers = {}
-        for name, p in prepared.items():
-            timers[name] = p.handle.timer(
-                [sine_batch(batch, seq_len, self.config.seed + 1000 + i)
-                 for i in range(self.config.timing.n_inputs)])
+        for name, p in list(prepared.items()):
+            try:
+                timers[name] = p.handle.timer(
+                    [sine_batch(batch, seq_len, self.config.seed + 1000 + i)
+                     for i in range(self.config.timing.n_inputs)])
+            except Exception as exc:  # noqa: BLE001
+                drop(name, exc)
         for name in timers:
             self._event(name, f"time batch={batch} seq_len={seq_len}")
         # The float64 reference is the comparator, not a runtime anyone ships: it is timed
         # on its own, after the others, so its slow BLAS rounds do not disturb their pairing.
         solo = {n: timers.pop(n) for n in list(timers) if n == REFERENCE}
-        measurements = measure_interleaved(timers, self.config.timing) if timers else {}
-        if solo:
-            measurements.update(measure_interleaved(solo, self.config.timing))
+        measurements = {}
+        for group in (timers, solo):
+            if group:
+                measurements.update(measure_interleaved(group, self.config.timing, on_failure=drop))
         return measurements
 
     # -- the run ------------------------------------------------------------------------
-    def run(self, peak_gflops: float | None = None) -> RunResult:
+    def run(self, peak_gflops: float | None = None, on_rows: OnRows | None = None) -> RunResult:
+        """The whole run. ``on_rows`` sees the result so far after every completed shape.
+
+        Every worker is closed on the way out, by an exception or Ctrl-C included.
+        """
+        prepared: dict[str, _Prepared] = {}
+        try:
+            return self._run(prepared, peak_gflops, on_rows or (lambda result: None))
+        finally:
+            for p in prepared.values():
+                p.handle.close()
+
+    def _run(self, prepared: dict[str, _Prepared], peak_gflops: float | None,
+             on_rows: OnRows) -> RunResult:
         cfg = self.config
         base = {"device": cfg.device, "dtype": cfg.dtype, "scenario": cfg.scenario}
         rows: list[Row] = []
         checks: list[Check] = []
-        prepared: dict[str, _Prepared] = {}
         refused: dict[str, str] = {}
         for name in cfg.backends:
             outcome = self._prepare(name)
@@ -176,10 +211,11 @@ class Runner:
         for name, p in prepared.items():
             checks += self._check(name, p)
         for name in [n for n, p in prepared.items() if p.failure]:
-            refused[name] = prepared.pop(name).failure
+            refused[name] = prepared[name].failure
+            prepared.pop(name).handle.close()
 
         for shape in cfg.timed_shapes:
-            measurements = self._measure(shape, prepared) if prepared else {}
+            measurements = self._measure(shape, prepared, refused) if prepared else {}
             for name in cfg.backends:
                 row = Row(backend=name, batch_size=shape[0], seq_len=shape[1],
                           **{**base, "dtype": "fp64" if name == REFERENCE else cfg.dtype})
@@ -188,15 +224,22 @@ class Runner:
                     rows.append(replace(row, status=status, reason=reason))
                     continue
                 rows.append(self._row(row, prepared[name], measurements, checks, peak_gflops))
-        diagnostics = {n: p.handle.diagnostics() for n, p in prepared.items()}
-        for p in prepared.values():
-            p.handle.close()
+            on_rows(self._result(rows, checks))
+        diagnostics = {}
+        for name, p in prepared.items():
+            try:
+                diagnostics[name] = p.handle.diagnostics()
+            except BackendError as exc:
+                self._event(name, f"no diagnostics: {exc}")
         rows = [replace(r, **_diag_fields(diagnostics.get(r.backend, {}))) for r in rows]
+        return self._result(rows, checks)
+
+    def _result(self, rows: list[Row], checks: list[Check]) -> RunResult:
+        cfg = self.config
         return RunResult(environment={}, scenario={}, model={},
                          tolerance={"dtype": cfg.dtype, "atol": cfg.tolerance.atol,
                                     "rtol": cfg.tolerance.rtol},
                          rows=tuple(rows), checks=tuple(checks))
-
 
     def _row(self, row: Row, p: _Prepared, measurements: dict[str, Measurement],
              checks: list[Check], peak_gflops: float | None) -> Row:
@@ -204,6 +247,7 @@ class Runner:
         s = m.summary
         shape_checks = [c for c in checks if c.backend == row.backend
                         and (c.batch_size, c.seq_len) == (row.batch_size, row.seq_len)]
+        repeats = [c for c in shape_checks if c.deterministic is not None]
         seqs_s, steps_s = throughput(row.batch_size, row.seq_len, s.median)
         flops = lstm_forward_flops(self.model.config, row.seq_len) * row.batch_size
         gflops = flops / s.median / 1e9
@@ -225,6 +269,8 @@ class Runner:
             max_abs_err=max(c.max_abs_err for c in shape_checks),
             max_rel_err=max(c.max_rel_err for c in shape_checks),
             agrees=all(c.agrees for c in shape_checks),
+            deterministic=all(c.deterministic for c in repeats) if repeats else None,
+            repeat_max_diff=max(c.repeat_max_diff for c in repeats) if repeats else None,
             prepare_s=p.handle.prepare_s, first_call_ms=p.handle.first_call_ms,
             prepare_rss_mb=p.handle.prepare_rss_mb, infer_rss_mb=p.infer_rss_mb,
             peak_rss_mb=max(p.handle.prepare_rss_mb, p.infer_rss_mb),
@@ -234,6 +280,17 @@ class Runner:
         )
 
 
+def _bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    with np.errstate(invalid="ignore"):
+        return float(np.max(np.abs(a - b), initial=0.0))
+
+
 def _diag_fields(diagnostics: dict) -> dict:
     keys = ("graphs", "graph_breaks", "recompiles", "artifact_bytes")
     return {k: diagnostics[k] for k in keys if k in diagnostics}
@@ -241,8 +298,16 @@ def _diag_fields(diagnostics: dict) -> dict:
 
 def benchmark(model: LSTMPredictor, model_info: dict, config: RunConfig, registry: Registry,
               settings: ProcessSettings, environment: dict, scenario: dict,
-              on_event: Events | None = None, peak_gflops: float | None = None) -> RunResult:
-    """Run the benchmark and attach the context every result must carry."""
-    result = Runner(model, config, registry, settings, on_event).run(peak_gflops)
+              on_event: Events | None = None, peak_gflops: float | None = None,
+              on_rows: OnRows | None = None) -> RunResult:
+    """Run the benchmark and attach the context every result must carry.
+
+    ``on_rows`` receives the partial result, context attached, after every completed shape.
+    """
     environment = {**environment, "peak_gflops": peak_gflops}
-    return replace(result, environment=environment, scenario=scenario, model=model_info)
+
+    def with_context(result: RunResult) -> RunResult:
+        return replace(result, environment=environment, scenario=scenario, model=model_info)
+
+    partial = (lambda result: on_rows(with_context(result))) if on_rows else None
+    return with_context(Runner(model, config, registry, settings, on_event).run(peak_gflops, partial))

@@ -1,0 +1,233 @@
+"""Process isolation: each backend prepared and measured in its own long-lived worker process.
+
+A ``WorkerHandle`` has the ``Handle`` interface, but every method is a call over a pipe to a
+spawned worker that holds a ``LocalHandle``. A backend that segfaults, aborts, hangs or raises
+then costs only its own rows: the parent sees the dead worker (signal name from its exit code)
+or the timeout, kills it, and raises ``BackendError``, which the runner records.
+
+Timed rounds run inside the worker with the worker's clock; only the seconds per call cross
+the pipe, so the pipe's round trip is outside every measurement.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import numpy as np
+import torch
+
+from backends.base import Backend, Target
+from harness.errors import BackendError
+from harness.handles import LocalHandle, describe
+from harness.model import LSTMPredictor, ModelConfig
+from harness.settings import ProcessSettings, apply
+
+_CONTEXT = multiprocessing.get_context("spawn")  # fork would copy torch's threads and CUDA state
+_CLOSE_GRACE_S = 5.0
+# Spawning and importing torch is the harness's own cost, not the backend's: it has its own,
+# generous limit, so a short --backend-timeout on a loaded machine does not fail the start.
+_START_TIMEOUT_S = 300.0
+
+
+class _Worker:
+    """The worker's side: one LocalHandle and the timers made from it; ``rpc_*`` are the calls."""
+
+    def __init__(self, handle: LocalHandle) -> None:
+        self.handle = handle
+        self.timers: dict[int, Any] = {}
+
+    def rpc_predict(self, x: np.ndarray) -> np.ndarray:
+        return self.handle.predict(x)
+
+    def rpc_timer(self, batches: list[np.ndarray]) -> int:
+        # One shape is measured at a time; the previous shape's inputs are not needed again.
+        self.timers = {len(self.timers): self.handle.timer(batches)}
+        return next(iter(self.timers))
+
+    def rpc_warm_up(self, timer_id: int, seconds: float) -> None:
+        self.timers[timer_id].warm_up(seconds)
+
+    def rpc_calibrate(self, timer_id: int, min_round_s: float) -> int:
+        return self.timers[timer_id].calibrate(min_round_s)
+
+    def rpc_round(self, timer_id: int) -> float:
+        return self.timers[timer_id].round()
+
+    def rpc_diagnostics(self) -> dict:
+        return self.handle.diagnostics()
+
+    def rpc_begin_memory(self) -> None:
+        self.handle.begin_memory()
+
+    def rpc_end_memory(self) -> tuple[float, float | None]:
+        return self.handle.end_memory()
+
+
+def _serve(conn: Connection, backend_cls: type[Backend], weights: dict[str, np.ndarray],
+           model_config: ModelConfig, target: Target, settings: ProcessSettings,
+           first_batch: np.ndarray) -> None:
+    """Worker main: prepare, report, then answer calls until told to close or the parent goes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    apply(settings)
+    conn.send(("ok", "started"))
+    try:
+        model = LSTMPredictor(model_config)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        handle = LocalHandle.open(backend_cls(), model.eval(), target, first_batch)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which records it
+        conn.send(("error", describe(exc)))
+        return
+    conn.send(("ok", (handle.prepare_s, handle.prepare_rss_mb, handle.first_call_ms)))
+    worker = _Worker(handle)
+    while True:
+        try:
+            method, args = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if method == "close":
+            handle.close()
+            conn.send(("ok", None))
+            return
+        try:
+            conn.send(("ok", getattr(worker, f"rpc_{method}")(*args)))
+        except Exception as exc:  # noqa: BLE001
+            conn.send(("error", describe(exc)))
+
+
+def death_reason(exitcode: int | None) -> str:
+    """``SIGSEGV``, ``SIGABRT``, ... for a worker killed by a signal, else its exit status."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+class RemoteTimer:
+    """A ``TimerLike`` whose rounds run in the worker and return seconds per call."""
+
+    def __init__(self, handle: WorkerHandle, timer_id: int) -> None:
+        self._handle = handle
+        self._id = timer_id
+        self.calls_per_round = 1
+
+    def warm_up(self, seconds: float) -> None:
+        self._handle.call("warm_up", self._id, seconds)
+
+    def calibrate(self, min_round_s: float) -> int:
+        self.calls_per_round = self._handle.call("calibrate", self._id, min_round_s)
+        return self.calls_per_round
+
+    def round(self) -> float:
+        return self._handle.call("round", self._id)
+
+
+class WorkerHandle:
+    """A ``Handle`` whose session lives in a spawned worker process."""
+
+    def __init__(self, name: str, process: Any, conn: Connection, timeout_s: float) -> None:
+        self.name = name
+        self._process = process
+        self._conn = conn
+        self._timeout_s = timeout_s
+        self._failure: str | None = None
+        self.prepare_s = self.prepare_rss_mb = self.first_call_ms = 0.0
+        self.startup_s = 0.0  # spawn + imports + settings: the price of isolation
+
+    @classmethod
+    def open(cls, backend: Backend, model: LSTMPredictor, target: Target, first_batch: np.ndarray,
+             settings: ProcessSettings, timeout_s: float) -> WorkerHandle:
+        """Spawn the worker, which prepares the backend and makes the first call.
+
+        The model travels as plain arrays and its config, never as a pickled module.
+        """
+        weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        parent_conn, child_conn = _CONTEXT.Pipe()
+        process = _CONTEXT.Process(
+            target=_serve, name=f"harness-{backend.name}",
+            args=(child_conn, type(backend), weights, model.config, target, settings, first_batch))
+        start = time.perf_counter()
+        process.start()
+        child_conn.close()
+        handle = cls(backend.name, process, parent_conn, timeout_s)
+        try:
+            handle._receive("start-up", _START_TIMEOUT_S)
+            handle.startup_s = time.perf_counter() - start
+            handle.prepare_s, handle.prepare_rss_mb, handle.first_call_ms = handle._receive("prepare")
+        except BackendError:
+            handle.close()
+            raise
+        return handle
+
+    def call(self, method: str, *args: Any) -> Any:
+        """One call in the worker; ``BackendError`` if it raised, died or timed out."""
+        if self._failure:
+            raise BackendError(self._failure)
+        try:
+            self._conn.send((method, args))
+        except OSError:
+            self._fail(f"{death_reason(self._wait_exit())}: the worker died before {method}")
+        return self._receive(method)
+
+    def _receive(self, what: str, timeout_s: float | None = None) -> Any:
+        timeout_s = timeout_s or self._timeout_s
+        ready = wait([self._conn, self._process.sentinel], timeout_s)
+        if self._conn in ready:
+            try:
+                status, value = self._conn.recv()
+            except (EOFError, OSError):
+                pass  # the worker died while answering; the exit code says how
+            else:
+                if status == "ok":
+                    return value
+                raise BackendError(f"{value} (in {what})")
+        if not ready:
+            self._fail(f"timeout: no answer to {what} within {timeout_s:g} s")
+        self._fail(f"{death_reason(self._wait_exit())}: the worker died during {what}")
+
+    def _wait_exit(self) -> int | None:
+        self._process.join(_CLOSE_GRACE_S)
+        return self._process.exitcode
+
+    def _fail(self, reason: str) -> None:
+        self._failure = reason
+        self._stop()
+        raise BackendError(reason)
+
+    def _stop(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._conn.close()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.call("predict", x)
+
+    def timer(self, batches: list[np.ndarray]) -> RemoteTimer:
+        return RemoteTimer(self, self.call("timer", batches))
+
+    def diagnostics(self) -> dict:
+        return {**self.call("diagnostics"), "isolation_startup_s": self.startup_s}
+
+    def begin_memory(self) -> None:
+        self.call("begin_memory")
+
+    def end_memory(self) -> tuple[float, float | None]:
+        return tuple(self.call("end_memory"))
+
+    def close(self) -> None:
+        """Ask the worker to finish; kill it if it does not within a few seconds."""
+        if self._conn.closed:
+            return
+        try:
+            self._conn.send(("close", ()))
+            if self._conn.poll(_CLOSE_GRACE_S):
+                self._conn.recv()
+        except (OSError, EOFError):
+            pass  # already dead: nothing to ask
+        self._stop()
