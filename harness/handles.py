@@ -19,9 +19,10 @@ from harness.timing import Timer, TimerLike
 
 
 def describe(exc: BaseException) -> str:
-    """``ExcType: first line of the message``: what a failed row says."""
+    """What a failed row says: a BackendError's own line, else ``ExcType: first line``."""
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    first = text.splitlines()[0] if text else ""
+    return first if isinstance(exc, BackendError) else f"{type(exc).__name__}: {first}"
 
 
 class Handle(Protocol):

@@ -112,9 +112,6 @@ class Runner:
         batch, seq_len = self.config.timed_shapes[0]
         try:
             handle = self._open(backend, sine_batch(batch, seq_len, self.config.seed))
-        except BackendError as exc:  # from an isolated worker: already one line
-            self._event(name, f"failed: {exc}")
-            return f"failed: {exc}"
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a failed row
             self._event(name, f"failed: {describe(exc)}")
             return f"failed: {describe(exc)}"
@@ -146,8 +143,6 @@ class Runner:
                         deterministic=None if repeat is None else _bitwise_equal(y, repeat),
                         repeat_max_diff=None if repeat is None else _max_diff(y, repeat)))
             prepared.infer_rss_mb, prepared.cuda_max_mem_mb = handle.end_memory()
-        except BackendError as exc:
-            prepared.failure = f"failed: during the agreement check, {exc}"
         except Exception as exc:  # noqa: BLE001
             prepared.failure = f"failed: during the agreement check, {describe(exc)}"
         return checks
@@ -158,7 +153,7 @@ class Runner:
         batch, seq_len = shape
 
         def drop(name: str, exc: BaseException) -> None:
-            reason = str(exc) if isinstance(exc, BackendError) else describe(exc)
+            reason = describe(exc)
             self._event(name, f"failed: {reason}")
             refused[name] = f"failed: while timing batch={batch} seq_len={seq_len}, {reason}"
             prepared.pop(name).handle.close()

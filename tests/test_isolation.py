@@ -130,3 +130,16 @@ def test_sigterm_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_path):
     assert rows and all(r["status"] == "ok" and r["median_ms"] > 0 for r in rows)
     assert f"saved to {out}" in " ".join(stderr.split()) and "Traceback" not in stderr
     assert "eager" in stdout  # the finished rows are shown too
+
+
+def test_without_isolation_a_raising_backend_still_fails_alone(checkpoint, cache_dir, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
+    out = tmp_path / "inproc.json"
+    code = main(["run", *PLUGINS, "--no-isolate", "--backends", "eager,raises,stale",
+                 "--out", str(out), *FAST])
+    assert code == 1
+    rows = {r["backend"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["raises"]["status"] == "failed"
+    assert "RuntimeError: injected failure in run" in rows["raises"]["reason"]
+    assert rows["stale"]["agrees"] is False and rows["eager"]["median_ms"] > 0
