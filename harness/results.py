@@ -45,6 +45,7 @@ class Row:
     deterministic: bool | None = None
     repeat_max_diff: float | None = None
     # cold start, memory, roofline
+    isolation_startup_s: float | None = None  # spawning the backend's worker, when isolated
     prepare_s: float | None = None
     first_call_ms: float | None = None
     artifact_bytes: int | None = None

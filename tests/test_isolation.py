@@ -47,6 +47,7 @@ def test_a_run_with_faulty_backends_exits_1_and_keeps_eager(fault_run):
     eager = rows["eager"]
     assert eager["status"] == "ok" and eager["agrees"] is True
     assert eager["median_ms"] > 0 and len(eager["samples_ms"]) == eager["rounds"] >= 3
+    assert eager["isolation_startup_s"] > 0 and eager["prepare_s"] is not None
 
 
 @pytest.mark.parametrize("backend, fragments", [
