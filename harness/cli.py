@@ -19,7 +19,6 @@ from rich.console import Console
 from harness.errors import CheckpointError, DeviceUnavailableError, HarnessError, InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 
 class Terminated(KeyboardInterrupt):
@@ -28,6 +27,11 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(signal.Signals(signum).name)
+
+
+def _interrupted_status(exc: KeyboardInterrupt) -> int:
+    """The shell's convention: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def _positive_ints(flag: str):
@@ -243,9 +247,9 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                 {**scenario.to_dict(), "device": device},
                 on_event=lambda b, m: err.print(f"  {b}: {m}", highlight=False, soft_wrap=True),
                 peak_gflops=peak, on_rows=save_partial)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _report_interrupted(finished[0] if finished else None, args.out, out, err)
-        raise
+        return _interrupted_status(exc)
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
     data = result.to_dict()
@@ -307,9 +311,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
-    except Terminated:
-        err.print("terminated (SIGTERM)")
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err.print("interrupted")
-        return EXIT_INTERRUPTED
+        return _interrupted_status(exc)

@@ -39,14 +39,16 @@ class _Worker:
     def __init__(self, handle: LocalHandle) -> None:
         self.handle = handle
         self.timers: dict[int, Any] = {}
+        self.timer_count = 0
 
     def rpc_predict(self, x: np.ndarray) -> np.ndarray:
         return self.handle.predict(x)
 
     def rpc_timer(self, batches: list[np.ndarray]) -> int:
         # One shape is measured at a time; the previous shape's inputs are not needed again.
-        self.timers = {len(self.timers): self.handle.timer(batches)}
-        return next(iter(self.timers))
+        self.timer_count += 1
+        self.timers = {self.timer_count: self.handle.timer(batches)}
+        return self.timer_count
 
     def rpc_warm_up(self, timer_id: int, seconds: float) -> None:
         self.timers[timer_id].warm_up(seconds)
@@ -224,6 +226,7 @@ class WorkerHandle:
         """Ask the worker to finish; kill it if it does not within a few seconds."""
         if self._conn.closed:
             return
+        self._failure = self._failure or "the worker was closed"
         try:
             self._conn.send(("close", ()))
             if self._conn.poll(_CLOSE_GRACE_S):

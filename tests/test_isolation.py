@@ -112,21 +112,28 @@ def test_a_dead_worker_is_named_by_its_signal():
     assert death_reason(3) == "exit status 3"
 
 
-def test_sigterm_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_path):
-    """SIGTERM mid-run: exit 143, the file holds every finished shape, stderr says where."""
+def _default_sigint() -> None:
+    # A shell's background job starts with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt; give the child the disposition a terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_run_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_path, signum):
+    """SIGTERM or Ctrl-C mid-run: exit 128+signal, the file holds every finished shape."""
     out = tmp_path / "partial.json"
     env = {**os.environ, "LSTM_HARNESS_CACHE": str(cache_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backends", "eager",
                              "--batch-sizes", "1,64,1024", "--budget", "2", "--out", str(out)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert out.exists(), "no shape finished in time"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert proc.returncode == 128 + signum, stderr
     rows = json.loads(out.read_text())["rows"]
     assert rows and all(r["status"] == "ok" and r["median_ms"] > 0 for r in rows)
     assert f"saved to {out}" in " ".join(stderr.split()) and "Traceback" not in stderr
