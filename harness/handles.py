@@ -109,4 +109,6 @@ class LocalHandle:
         return rss.growth_mb, cuda_mb
 
     def close(self) -> None:
+        if self._rss is not None:  # a check that failed half-way left its sampler running
+            self.end_memory()
         self.session = None
