@@ -118,9 +118,12 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_signal_mid_run_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_path, signum):
-    """SIGTERM or Ctrl-C mid-run: exit 128+signal, the file holds every finished shape."""
+    """SIGTERM or Ctrl-C mid-run: exit 128+signal, the file holds every finished shape.
+
+    SIGKILL cannot be handled: the last file written is still complete and readable.
+    """
     out = tmp_path / "partial.json"
     env = {**os.environ, "LSTM_HARNESS_CACHE": str(cache_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backends", "eager",
@@ -133,9 +136,12 @@ def test_a_signal_mid_run_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_p
     assert out.exists(), "no shape finished in time"
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signum, stderr
     rows = json.loads(out.read_text())["rows"]
     assert rows and all(r["status"] == "ok" and r["median_ms"] > 0 for r in rows)
+    if signum == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        return
+    assert proc.returncode == 128 + signum, stderr
     assert f"saved to {out}" in " ".join(stderr.split()) and "Traceback" not in stderr
     assert "eager" in stdout  # the finished rows are shown too
 
