@@ -85,19 +85,18 @@ def _serve(conn: Connection, backend_cls: type[Backend], weights: dict[str, np.n
         return
     conn.send(("ok", (handle.prepare_s, handle.prepare_rss_mb, handle.first_call_ms)))
     worker = _Worker(handle)
-    while True:
-        try:
-            method, args = conn.recv()
-        except EOFError:  # the parent is gone
-            return
-        if method == "close":
-            handle.close()
-            conn.send(("ok", None))
-            return
-        try:
-            conn.send(("ok", getattr(worker, f"rpc_{method}")(*args)))
-        except Exception as exc:  # noqa: BLE001
-            conn.send(("error", describe(exc)))
+    try:
+        while (request := conn.recv())[0] != "close":
+            method, args = request
+            try:
+                reply = ("ok", getattr(worker, f"rpc_{method}")(*args))
+            except Exception as exc:  # noqa: BLE001
+                reply = ("error", describe(exc))
+            conn.send(reply)
+        handle.close()
+        conn.send(("ok", None))
+    except (EOFError, OSError):  # the parent is gone: nobody to answer
+        return
 
 
 def death_reason(exitcode: int | None) -> str:
