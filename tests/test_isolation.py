@@ -4,6 +4,8 @@ Each faulty backend must cost only its own rows, with the reason named, while ea
 same run still produces its timing; the run exits 1.
 """
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -32,17 +34,21 @@ def fault_run(checkpoint, cache_dir, tmp_path_factory):
     """One run of eager beside every crashing, raising and wrong backend."""
     out = tmp_path_factory.mktemp("faults") / "results.json"
     os.environ["LSTM_HARNESS_CACHE"] = str(cache_dir)
+    printed = io.StringIO()
     try:
-        code = main(["run", *PLUGINS, "--backends", "eager,segfault,abort,raises,nan,wrong,stale",
-                     "--out", str(out), *FAST])
+        with contextlib.redirect_stdout(printed):
+            code = main(["run", *PLUGINS, "--backends", "eager,segfault,abort,raises,nan,wrong,stale",
+                         "--out", str(out), *FAST])
     finally:
         del os.environ["LSTM_HARNESS_CACHE"]
     data = json.loads(out.read_text())
-    return code, {r["backend"]: r for r in data["rows"]}
+    return code, {r["backend"]: r for r in data["rows"]}, printed.getvalue()
 
 
 def test_a_run_with_faulty_backends_exits_1_and_keeps_eager(fault_run):
-    code, rows = fault_run
+    code, rows, printed = fault_run
+    eager_line = next(line for line in printed.splitlines() if line.startswith("│ eager "))
+    assert "✓" in eager_line and "SIGSEGV" in printed  # the table is printed, failures and all
     assert code == 1
     eager = rows["eager"]
     assert eager["status"] == "ok" and eager["agrees"] is True
