@@ -160,7 +160,7 @@ class WorkerHandle:
             handle._receive("start-up", _START_TIMEOUT_S)
             handle.startup_s = time.perf_counter() - start
             handle.prepare_s, handle.prepare_rss_mb, handle.first_call_ms = handle._receive("prepare")
-        except BackendError:
+        except BaseException:  # a failed start, or Ctrl-C while preparing: no orphan left
             handle.close()
             raise
         return handle
