@@ -49,12 +49,11 @@ def config_key(config: TrainConfig) -> str:
 
 
 def library_versions() -> dict:
-    import onnx
-    import onnxruntime
+    from harness.environment import optional_version
 
     return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
+            "numpy": np.__version__, "onnx": optional_version("onnx"),
+            "onnxruntime": optional_version("onnxruntime")}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ messages and exit codes: 0 success, 1 a backend disagreed or failed, 2 bad input
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -23,6 +24,19 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # the CUDA-only variants join.
 CUDA_BACKENDS = ("eager", "torchscript", "compile", "compile-cudagraphs", "onnxruntime",
                  "onnxruntime-trt")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that the run unwinds and keeps its rows."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+def _interrupted_status(exc: KeyboardInterrupt) -> int:
+    """The shell's convention: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def _positive_ints(flag: str):
@@ -110,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     report_commands.add_db_flags(run, recording=True)
 
+    run.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                     help="prepare and measure each backend in its own worker process, so a crash "
+                     "or hang costs only its rows (default; --no-isolate runs all in this process)")
+    run.add_argument("--backend-timeout", type=_positive_float("--backend-timeout"), default=600.0,
+                     metavar="SECONDS", help="longest wait for one call into an isolated backend, "
+                     "preparation included (default 600)")
+
     doctor = sub.add_parser("doctor", parents=[common],
                             help="which backends, devices, dtypes and providers are usable here")
     doctor.add_argument("--plugin", action="append", default=[], metavar="MODULE")
@@ -157,10 +178,11 @@ def _load_model(args: argparse.Namespace, err: Console, config=None):
     def on_epoch(epoch: int, mse: float) -> None:
         progress.update(task, completed=epoch, mse=f"{mse:.2e}")
 
-    with progress:
-        checkpoint, trained = load_or_train(config, args.cache_dir, on_epoch=on_epoch)
-    if not trained:
-        progress.update(task, visible=False)
+    try:  # the bar appears only if training starts, so a refused checkpoint stays one line
+        checkpoint, trained = load_or_train(config, args.cache_dir, on_epoch=on_epoch,
+                                            on_train_start=progress.start)
+    finally:
+        progress.stop()
     state = "trained" if trained else "cached"
     err.print(f"checkpoint ({state}): {checkpoint.weights_path} "
               f"val MSE {checkpoint.metadata['val_mse']:.2e}, sha256 {checkpoint.sha256[:12]}…")
@@ -192,12 +214,14 @@ def cmd_scenarios(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def _effective_scenario(args: argparse.Namespace):
     """The named scenario (or the default) with every flag given on the command line applied."""
+    from backends.registry import suggest
     from harness.agreement import DEFAULT_TOLERANCES
     from scenarios import DEFAULT, resolve
 
     for dtype in args.dtype or ():
         if dtype not in DEFAULT_TOLERANCES:
-            raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(DEFAULT_TOLERANCES)}")
+            raise InputError(f"unknown dtype {dtype!r}; expected one of "
+                             f"{', '.join(DEFAULT_TOLERANCES)}{suggest(dtype, DEFAULT_TOLERANCES)}")
     scenario = resolve(args.scenario) if args.scenario else DEFAULT
     flags = {"batch_sizes": args.batch_sizes, "seq_lens": args.seq_len, "backends": args.backends,
              "dtypes": args.dtype, "devices": (args.device,) if args.device else None,
@@ -241,10 +265,12 @@ def _tolerance(scenario, dtype: str, args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from backends.registry import load_registry
     from harness import environment
+    from harness.memory import check_fits
     from harness.results import merge_results
     from harness.roofline import measure_peak_gflops
     from harness.runner import RunConfig, benchmark
     from harness.timing import TimingConfig
+    from harness.training import TrainConfig
     from reports.jsonio import write_json
     from reports.progress import run_progress
     from reports.table import tables_for
@@ -255,6 +281,11 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     registry = load_registry(args.plugin)
     for name in scenario.backends:
         registry.create(name)  # refuses unknown names before any work
+    timing = TimingConfig(budget_s=scenario.budget_s, seed=args.seed)
+    model_config = TrainConfig().model
+    check_fits([(b, s) for s in scenario.seq_lens for b in scenario.batch_sizes],
+               model_config.input_size, model_config.hidden_size,
+               max(len(args.backends or _backends_on(scenario, d)) for d in devices), timing.n_inputs)
     if args.out is not None:
         _check_writable(args.out)
     checkpoint = _load_model(args, err)
@@ -265,26 +296,43 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     # modes check their own work at their own shapes on top of the one-window check there.
     grid = {} if scenario.mode == "forward" else {"check_batch_sizes": scenario.batch_sizes,
                                                   "check_seq_lens": scenario.seq_lens}
-    results = []
+    results: list = []  # one finished result per device x dtype
+    latest: list = []  # everything finished so far, kept for an interrupt
+
+    def save_partial(partial) -> None:
+        latest[:] = [merge_results([*results, partial])]
+        if args.out is not None:
+            write_json(args.out, latest[0].to_dict())
+
     several = len(devices) * len(scenario.dtypes) > 1
-    with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp, run_progress(err) as on_event:
-        for device in devices:
-            err.print(f"measuring machine peak (fp32 GEMM on {device})…")
-            peak = measure_peak_gflops(device) if device == "cpu" or _cuda_ok() else None
-            backends = args.backends or _backends_on(scenario, device)
-            for dtype in scenario.dtypes:
-                config = RunConfig(
-                    backends=backends, device=device, dtype=dtype, batch_sizes=scenario.batch_sizes,
-                    seq_lens=scenario.seq_lens, tolerance=_tolerance(scenario, dtype, args),
-                    timing=TimingConfig(budget_s=scenario.budget_s, seed=args.seed),
-                    workdir=(args.workdir or Path(tmp)) / f"{device}-{dtype}", scenario=scenario.name,
-                    seed=args.seed, mode=scenario.mode, horizon=scenario.horizon, **grid)
-                results.append(benchmark(
-                    checkpoint.model, model_info, config, registry, settings,
-                    environment.collect(device, settings), record,
-                    on_event=(lambda b, m, tag=f"{device}/{dtype}": on_event(f"{b} [{tag}]", m))
-                    if several else on_event,
-                    peak_gflops=peak))
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp, \
+                run_progress(err) as on_event:
+            for device in devices:
+                err.print(f"measuring machine peak (fp32 GEMM on {device})…")
+                peak = measure_peak_gflops(device) if device == "cpu" or _cuda_ok() else None
+                backends = args.backends or _backends_on(scenario, device)
+                for dtype in scenario.dtypes:
+                    config = RunConfig(
+                        backends=backends, device=device, dtype=dtype,
+                        batch_sizes=scenario.batch_sizes, seq_lens=scenario.seq_lens,
+                        tolerance=_tolerance(scenario, dtype, args), timing=timing,
+                        workdir=(args.workdir or Path(tmp)) / f"{device}-{dtype}",
+                        scenario=scenario.name, seed=args.seed, mode=scenario.mode,
+                        horizon=scenario.horizon, isolate=args.isolate,
+                        backend_timeout_s=args.backend_timeout, **grid)
+                    results.append(benchmark(
+                        checkpoint.model, model_info, config, registry, settings,
+                        environment.collect(device, settings), record,
+                        on_event=(lambda b, m, tag=f"{device}/{dtype}": on_event(f"{b} [{tag}]", m))
+                        if several else on_event,
+                        peak_gflops=peak, on_rows=save_partial))
+    except KeyboardInterrupt as exc:
+        _report_interrupted(latest[0] if latest else None, args.out, out, err)
+        return _interrupted_status(exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     result = merge_results(results)
     data = result.to_dict()
     for table in tables_for(data):
@@ -302,6 +350,21 @@ def _cuda_ok() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _report_interrupted(partial, out_path: Path | None, out: Console, err: Console) -> None:
+    """Show what finished before the interrupt and say where it is kept."""
+    from reports.table import tables_for
+
+    if partial is None:
+        err.print("interrupted before the first shape was finished: no rows to keep")
+        return
+    for table in tables_for(partial.to_dict()):
+        out.print(table)
+    n = len(partial.rows)
+    where = f"saved to {out_path}" if out_path is not None else "not saved (no --out given)"
+    err.print(f"interrupted: the {n} rows of every finished shape are shown above and {where}",
+              highlight=False, soft_wrap=True)
 
 
 def _check_writable(path: Path) -> None:
@@ -361,6 +424,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err.print("interrupted")
-        return 130
+        return _interrupted_status(exc)

@@ -43,7 +43,7 @@ def git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def _optional_version(module: str) -> str | None:
+def optional_version(module: str) -> str | None:
     try:
         return __import__(module).__version__
     except ImportError:
@@ -110,8 +110,8 @@ def collect(device: str, settings: ProcessSettings, command: list[str] | None = 
         "settings": settings.to_dict(),
         "versions": {
             "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "onnx": _optional_version("onnx"),
-            "onnxruntime": _optional_version("onnxruntime"),
+            "numpy": np.__version__, "onnx": optional_version("onnx"),
+            "onnxruntime": optional_version("onnxruntime"),
         },
         "ort_providers": ort_providers(),
         **cuda_info(),

@@ -14,18 +14,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from backends.base import Backend, Session, Target
-from harness.errors import BackendUnavailableError
+from harness.errors import BackendError, BackendUnavailableError
 from harness.memory import PeakRss
 from harness.model import LSTMPredictor
-from harness.timing import Timer
+from harness.timing import Timer, TimerLike
 
 
-class TimerLike(Protocol):
-    calls_per_round: int
-
-    def warm_up(self, seconds: float) -> None: ...
-    def calibrate(self, min_round_s: float) -> int: ...
-    def round(self) -> float: ...
+def describe(exc: BaseException) -> str:
+    """What a failed row says: a BackendError's own line, else ``ExcType: first line``."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return first if isinstance(exc, BackendError) else f"{type(exc).__name__}: {first}"
 
 
 class Handle(Protocol):
@@ -40,6 +39,8 @@ class Handle(Protocol):
     def stream(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
     def step_timer(self, prime: np.ndarray, samples: list[np.ndarray]) -> TimerLike: ...
     def diagnostics(self) -> dict: ...
+    def begin_memory(self) -> None: ...
+    def end_memory(self) -> tuple[float, float | None]: ...
     def close(self) -> None: ...
 
 
@@ -61,18 +62,30 @@ class LiveStream:
         return y
 
 
+class LocalTimer(Timer):
+    """A Timer whose failures are typed, so the round-robin can drop it and go on."""
+
+    def time_calls(self, n: int) -> float:
+        try:
+            return super().time_calls(n)
+        except Exception as exc:
+            raise BackendError(describe(exc)) from exc
+
+
 class LocalHandle:
     """The session lives in this process."""
 
     def __init__(self, session: Session, prepare_s: float, prepare_rss_mb: float,
                  first_call_ms: float, step_session: Session | None = None,
-                 state_shape: tuple[int, int] = (1, 1)) -> None:
+                 state_shape: tuple[int, int] = (1, 1), on_cuda: bool = False) -> None:
         self.session = session
         self.step_session = step_session
         self.state_shape = state_shape  # (num_layers, hidden_size) of the step model's states
         self.prepare_s = prepare_s
         self.prepare_rss_mb = prepare_rss_mb
         self.first_call_ms = first_call_ms
+        self._on_cuda = on_cuda
+        self._rss: PeakRss | None = None
 
     @classmethod
     def open(cls, backend: Backend, model: LSTMPredictor, target: Target,
@@ -92,25 +105,26 @@ class LocalHandle:
         session.run(x)
         session.synchronize()
         return cls(session, prepare_s, rss.growth_mb, (time.perf_counter() - start) * 1e3,
-                   step_session, (model.config.num_layers, model.config.hidden_size))
+                   step_session, (model.config.num_layers, model.config.hidden_size),
+                   on_cuda=target.device == "cuda")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         y = self.session.run(self.session.to_native(x))
         self.session.synchronize()
         return self.session.to_numpy(y)
 
-    def timer(self, batches: list[np.ndarray]) -> Timer:
+    def timer(self, batches: list[np.ndarray]) -> LocalTimer:
         inputs = [self.session.to_native(b) for b in batches]
-        return Timer(self.session.run, inputs, sync=self.session.synchronize,
-                     cuda_events=self.session.uses_current_cuda_stream)
+        return LocalTimer(self.session.run, inputs, sync=self.session.synchronize,
+                          cuda_events=self.session.uses_current_cuda_stream)
 
     def rollout(self, window: np.ndarray, horizon: int) -> np.ndarray:
         return self.session.rollout(window, horizon)
 
-    def rollout_timer(self, windows: list[np.ndarray], horizon: int) -> Timer:
+    def rollout_timer(self, windows: list[np.ndarray], horizon: int) -> LocalTimer:
         """Times one full rollout per call, from a host window to host forecasts."""
-        return Timer(lambda w: self.session.rollout(w, horizon), windows, sync=self.session.synchronize,
-                     cuda_events=self.session.uses_current_cuda_stream)
+        return LocalTimer(lambda w: self.session.rollout(w, horizon), windows,
+                          sync=self.session.synchronize, cuda_events=self.session.uses_current_cuda_stream)
 
     def _live_stream(self, batch: int) -> LiveStream:
         if self.step_session is None:
@@ -127,18 +141,39 @@ class LocalHandle:
         h, c = self.step_session.to_numpy((live.h, live.c))
         return np.stack(ys, axis=1), h, c
 
-    def step_timer(self, prime: np.ndarray, samples: list[np.ndarray]) -> Timer:
+    def step_timer(self, prime: np.ndarray, samples: list[np.ndarray]) -> LocalTimer:
         """Times feeding one sample (batch, input) into a stream made live by ``prime``."""
         live = self._live_stream(prime.shape[0])
         for t in range(prime.shape[1]):
             live.feed(live.native_sample(prime[:, t, :]))
         inputs = [live.native_sample(x_t) for x_t in samples]
-        return Timer(live.feed, inputs, sync=self.step_session.synchronize,
-                     cuda_events=self.step_session.uses_current_cuda_stream)
+        return LocalTimer(live.feed, inputs, sync=self.step_session.synchronize,
+                          cuda_events=self.step_session.uses_current_cuda_stream)
 
     def diagnostics(self) -> dict:
         return self.session.diagnostics()
 
+    def begin_memory(self) -> None:
+        """Start sampling this process's memory (and the CUDA peak) for ``end_memory``."""
+        if self._on_cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        self._rss = PeakRss().__enter__()
+
+    def end_memory(self) -> tuple[float, float | None]:
+        """(peak RSS growth MB, CUDA peak MB or None) since ``begin_memory``."""
+        rss, self._rss = self._rss, None
+        rss.__exit__(None, None, None)
+        cuda_mb = None
+        if self._on_cuda:
+            import torch
+
+            cuda_mb = torch.cuda.max_memory_allocated() / 2**20
+        return rss.growth_mb, cuda_mb
+
     def close(self) -> None:
+        if self._rss is not None:  # a check that failed half-way left its sampler running
+            self.end_memory()
         self.session = None
         self.step_session = None

@@ -1,4 +1,4 @@
-"""Peak resident-memory growth over a block of code, sampled by a background thread."""
+"""Memory: peak resident-memory growth over a block of code, and what a run will need."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import threading
 import time
 from types import TracebackType
+
+from harness.errors import InputError
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -49,3 +51,50 @@ class PeakRss:
     @property
     def growth_mb(self) -> float:
         return (self.peak_bytes - self.start_bytes) / 2**20
+
+
+def available_bytes() -> int | None:
+    """Memory the OS can still hand out (MemAvailable), or None where it cannot say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * _PAGE
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def run_bytes(batch: int, seq_len: int, input_size: int, hidden_size: int, n_backends: int,
+              n_inputs: int) -> int:
+    """A rough lower bound on the memory one timed shape needs.
+
+    Every backend holds ``n_inputs`` float32 input batches, and one forward pass keeps, per
+    step, the hidden output and the four gate pre-activations (float64 in the reference).
+    """
+    inputs = n_backends * n_inputs * batch * seq_len * input_size * 4
+    activations = batch * seq_len * 5 * hidden_size * 8
+    return inputs + activations
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_fits(shapes: list[tuple[int, int]], input_size: int, hidden_size: int, n_backends: int,
+               n_inputs: int, available: int | None = None) -> None:
+    """Refuse, before allocating anything, a shape whose inputs and activations cannot fit."""
+    available = available_bytes() if available is None else available
+    if available is None:
+        return
+    limit = 0.8 * available  # leave room for the libraries, the model and the OS
+    for batch, seq_len in shapes:
+        need = run_bytes(batch, seq_len, input_size, hidden_size, n_backends, n_inputs)
+        if need > limit:
+            raise InputError(
+                f"expected batch × seq_len small enough to fit in memory, got batch {batch} × "
+                f"seq_len {seq_len}, which needs about {_gib(need)} for inputs and activations "
+                f"against {_gib(limit)} usable (80% of {_gib(available)} available)")

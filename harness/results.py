@@ -41,7 +41,11 @@ class Row:
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     agrees: bool | None = None
+    # the same input twice: bitwise-identical outputs, and the largest difference if not
+    deterministic: bool | None = None
+    repeat_max_diff: float | None = None
     # cold start, memory, roofline
+    isolation_startup_s: float | None = None  # spawning the backend's worker, when isolated
     prepare_s: float | None = None
     first_call_ms: float | None = None
     artifact_bytes: int | None = None
@@ -83,6 +87,9 @@ class Check:
     agrees: bool
     mode: str = "forward"  # "forward" (one window), "streaming" (outputs, h, c) or "rollout"
     dtype: str = "fp32"
+    # set where the same input was run twice (the random inputs of every shape)
+    deterministic: bool | None = None
+    repeat_max_diff: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -22,16 +22,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from backends.base import Target, feedback_rollout
+from backends.base import Backend, Target, feedback_rollout
 from backends.reference import ReferenceModel
 from backends.registry import Registry
 from harness.agreement import RolloutAgreement, Tolerance, compare, compare_rollout, rollout_tolerance
 from harness.data import random_batch, sine_batch, sine_forecast_batch
-from harness.errors import BackendUnavailableError, InputError
-from harness.handles import Handle, LocalHandle, TimerLike
-from harness.memory import PeakRss
+from harness.errors import BackendError, BackendUnavailableError, InputError
+from harness.handles import Handle, LocalHandle, TimerLike, describe
+from harness.isolation import WorkerHandle
 from harness.model import LSTMPredictor, validate_input
 from harness.results import Check, Row, RunResult
 from harness.roofline import lstm_forward_flops
@@ -62,6 +61,8 @@ class RunConfig:
     seed: int = 0
     mode: str = "forward"
     horizon: int = 200  # rollout mode: steps forecast
+    isolate: bool = True  # each backend in its own worker process (harness.isolation)
+    backend_timeout_s: float = 600.0  # per call into an isolated backend, preparation included
 
     @property
     def timed_shapes(self) -> list[Shape]:
@@ -74,6 +75,7 @@ class RunConfig:
 
 
 Events = Callable[[str, str], None]  # (backend, phase message)
+OnRows = Callable[["RunResult"], None]  # the result so far, after each completed shape
 
 
 @dataclass
@@ -91,10 +93,6 @@ class _Prepared:
 class _Rollout:
     agreement: RolloutAgreement
     mse_vs_truth: float
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
 class Runner:
@@ -142,42 +140,47 @@ class Runner:
         self._event(name, "prepare")
         batch, seq_len = self.config.timed_shapes[0]
         try:
-            handle = LocalHandle.open(backend, self.model, self.target,
-                                      sine_batch(batch, seq_len, self.config.seed),
-                                      with_step=self.config.mode == "streaming")
+            handle = self._open(backend, sine_batch(batch, seq_len, self.config.seed),
+                                with_step=self.config.mode == "streaming")
         except BackendUnavailableError as exc:
             return f"unavailable: {exc}"
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a failed row
-            self._event(name, f"failed: {_describe(exc)}")
-            return f"failed: {_describe(exc)}"
+            self._event(name, f"failed: {describe(exc)}")
+            return f"failed: {describe(exc)}"
         return _Prepared(handle)
+
+    def _open(self, backend: Backend, first_batch: np.ndarray, with_step: bool) -> Handle:
+        """The one place that decides where a backend runs: a worker process, or here."""
+        if self.config.isolate:
+            return WorkerHandle.open(backend, self.model, self.target, first_batch, self.settings,
+                                     self.config.backend_timeout_s, with_step=with_step)
+        return LocalHandle.open(backend, self.model, self.target, first_batch, with_step=with_step)
 
     def _check(self, name: str, prepared: _Prepared) -> list[Check]:
         self._event(name, "check")
         checks = []
-        on_cuda = self.config.device == "cuda"
-        if on_cuda:
-            torch.cuda.reset_peak_memory_stats()
+        handle = prepared.handle
         try:
-            with PeakRss() as rss:
-                for batch, seq_len in self.config.check_shapes:
-                    for kind in ("sine", "random"):
-                        x = self._fresh_inputs(kind, batch, seq_len)
-                        result = compare(prepared.handle.predict(x), self.reference.forward(x),
-                                         self.config.tolerance)
-                        checks.append(Check(name, batch, seq_len, kind, result.max_abs_err,
-                                            result.max_rel_err, result.agrees,
-                                            dtype=self._dtype(name)))
-                if self.config.mode == "streaming":
-                    checks += self._check_stream(name, prepared)
-                elif self.config.mode == "rollout":
-                    checks += self._check_rollout(name, prepared)
+            handle.begin_memory()
+            for batch, seq_len in self.config.check_shapes:
+                for kind in ("sine", "random"):
+                    x = self._fresh_inputs(kind, batch, seq_len)
+                    y = handle.predict(x)
+                    result = compare(y, self.reference.forward(x), self.config.tolerance)
+                    # Determinism: the same input once more must give the same bits.
+                    repeat = handle.predict(x) if kind == "random" else None
+                    checks.append(Check(
+                        name, batch, seq_len, kind, result.max_abs_err, result.max_rel_err,
+                        result.agrees, dtype=self._dtype(name),
+                        deterministic=None if repeat is None else _bitwise_equal(y, repeat),
+                        repeat_max_diff=None if repeat is None else _max_diff(y, repeat)))
+            if self.config.mode == "streaming":
+                checks += self._check_stream(name, prepared)
+            elif self.config.mode == "rollout":
+                checks += self._check_rollout(name, prepared)
+            prepared.infer_rss_mb, prepared.cuda_max_mem_mb = handle.end_memory()
         except Exception as exc:  # noqa: BLE001
-            prepared.failure = f"failed: during the agreement check, {_describe(exc)}"
-            return checks
-        prepared.infer_rss_mb = rss.growth_mb
-        if on_cuda:
-            prepared.cuda_max_mem_mb = torch.cuda.max_memory_allocated() / 2**20
+            prepared.failure = f"failed: during the agreement check, {describe(exc)}"
         return checks
 
     def _check_stream(self, name: str, prepared: _Prepared) -> list[Check]:
@@ -220,46 +223,72 @@ class Runner:
                                 mode="rollout", dtype=self._dtype(name)))
         return checks
 
-    def _timers(self, shape: Shape, prepared: dict[str, _Prepared]) -> dict[str, TimerLike]:
-        """The mode's timers per backend; streaming adds a whole-window timer per backend."""
+    def _timers(self, name: str, p: _Prepared, shape: Shape) -> dict[str, TimerLike]:
+        """The mode's timers for one backend; streaming adds a whole-window timer."""
         batch, seq_len = shape
         cfg = self.config
         windows = [sine_batch(batch, seq_len, cfg.seed + 1000 + i) for i in range(cfg.timing.n_inputs)]
-        timers: dict[str, TimerLike] = {}
-        for name, p in prepared.items():
-            if cfg.mode == "forward":
-                timers[name] = p.handle.timer(windows)
-            elif cfg.mode == "rollout":
-                timers[name] = p.handle.rollout_timer(windows, cfg.horizon)
-            else:
-                # The next samples of the first window's series, one per call.
-                series = sine_batch(batch, seq_len + cfg.timing.n_inputs, cfg.seed + 1000)
-                samples = [series[:, seq_len + i] for i in range(cfg.timing.n_inputs)]
-                timers[name] = p.handle.step_timer(series[:, :seq_len], samples)
-                timers[name + WINDOW] = p.handle.timer(windows)
-        return timers
+        if cfg.mode == "forward":
+            return {name: p.handle.timer(windows)}
+        if cfg.mode == "rollout":
+            return {name: p.handle.rollout_timer(windows, cfg.horizon)}
+        # The next samples of the first window's series, one per call.
+        series = sine_batch(batch, seq_len + cfg.timing.n_inputs, cfg.seed + 1000)
+        samples = [series[:, seq_len + i] for i in range(cfg.timing.n_inputs)]
+        return {name: p.handle.step_timer(series[:, :seq_len], samples),
+                name + WINDOW: p.handle.timer(windows)}
 
-    def _measure(self, shape: Shape, prepared: dict[str, _Prepared]) -> dict[str, Measurement]:
+    def _measure(self, shape: Shape, prepared: dict[str, _Prepared],
+                 refused: dict[str, str]) -> dict[str, Measurement]:
+        """Time every prepared backend at ``shape``; one that fails moves to ``refused``."""
         batch, seq_len = shape
-        timers = self._timers(shape, prepared)
+
+        def drop(timer_name: str, exc: BaseException) -> None:
+            name = timer_name.removesuffix(WINDOW)
+            if name not in prepared:  # its other timer (streaming) failed first
+                return
+            reason = describe(exc)
+            self._event(name, f"failed: {reason}")
+            refused[name] = f"failed: while timing batch={batch} seq_len={seq_len}, {reason}"
+            prepared.pop(name).handle.close()
+
+        timers: dict[str, TimerLike] = {}
+        for name, p in list(prepared.items()):
+            try:
+                timers.update(self._timers(name, p, shape))
+            except Exception as exc:  # noqa: BLE001
+                drop(name, exc)
+        mode = "" if self.config.mode == "forward" else f" ({self.config.mode})"
         for name in prepared:
-            mode = "" if self.config.mode == "forward" else f" ({self.config.mode})"
             self._event(name, f"time batch={batch} seq_len={seq_len}{mode}")
         # The float64 reference is the comparator, not a runtime anyone ships: it is timed
         # on its own, after the others, so its slow BLAS rounds do not disturb their pairing.
         solo = {n: timers.pop(n) for n in list(timers) if n.removesuffix(WINDOW) == REFERENCE}
-        measurements = measure_interleaved(timers, self.config.timing) if timers else {}
-        if solo:
-            measurements.update(measure_interleaved(solo, self.config.timing))
+        measurements: dict[str, Measurement] = {}
+        for group in (timers, solo):
+            if group:
+                measurements.update(measure_interleaved(group, self.config.timing, on_failure=drop))
         return measurements
 
     # -- the run ------------------------------------------------------------------------
-    def run(self, peak_gflops: float | None = None) -> RunResult:
+    def run(self, peak_gflops: float | None = None, on_rows: OnRows | None = None) -> RunResult:
+        """The whole run. ``on_rows`` sees the result so far after every completed shape.
+
+        Every worker is closed on the way out, by an exception or Ctrl-C included.
+        """
+        prepared: dict[str, _Prepared] = {}
+        try:
+            return self._run(prepared, peak_gflops, on_rows or (lambda result: None))
+        finally:
+            for p in prepared.values():
+                p.handle.close()
+
+    def _run(self, prepared: dict[str, _Prepared], peak_gflops: float | None,
+             on_rows: OnRows) -> RunResult:
         cfg = self.config
         base = {"device": cfg.device, "dtype": cfg.dtype, "scenario": cfg.scenario, "mode": cfg.mode}
         rows: list[Row] = []
         checks: list[Check] = []
-        prepared: dict[str, _Prepared] = {}
         refused: dict[str, str] = {}
         for name in cfg.backends:
             outcome = self._prepare(name)
@@ -270,10 +299,11 @@ class Runner:
         for name, p in prepared.items():
             checks += self._check(name, p)
         for name in [n for n, p in prepared.items() if p.failure]:
-            refused[name] = prepared.pop(name).failure
+            refused[name] = prepared[name].failure
+            prepared.pop(name).handle.close()
 
         for shape in cfg.timed_shapes:
-            measurements = self._measure(shape, prepared) if prepared else {}
+            measurements = self._measure(shape, prepared, refused) if prepared else {}
             for name in cfg.backends:
                 row = Row(backend=name, batch_size=shape[0], seq_len=shape[1],
                           **{**base, "dtype": self._dtype(name)})
@@ -282,10 +312,17 @@ class Runner:
                     rows.append(replace(row, status=status, reason=reason))
                     continue
                 rows.append(self._row(row, prepared[name], measurements, checks, peak_gflops))
-        diagnostics = {n: p.handle.diagnostics() for n, p in prepared.items()}
-        for p in prepared.values():
-            p.handle.close()
+            on_rows(self._result(rows, checks))
+        diagnostics = {}
+        for name, p in prepared.items():
+            try:
+                diagnostics[name] = p.handle.diagnostics()
+            except BackendError as exc:
+                self._event(name, f"no diagnostics: {exc}")
         rows = [replace(r, **_diag_fields(diagnostics.get(r.backend, {}))) for r in rows]
+        return self._result(rows, checks)
+
+    def _result(self, rows: list[Row], checks: list[Check]) -> RunResult:
         return RunResult(environment={}, scenario={}, model={},
                          tolerance=self._tolerance_record(),
                          rows=tuple(rows), checks=tuple(checks))
@@ -306,6 +343,7 @@ class Runner:
         shape_checks = [c for c in checks if c.backend == row.backend
                         and (c.batch_size, c.seq_len) == shape]
         one_step = [c for c in shape_checks if c.mode == "forward"]
+        repeats = [c for c in shape_checks if c.deterministic is not None]
         speedup = None
         if BASELINE in measurements and row.backend != REFERENCE:
             speedup = paired_ratio(np.array(measurements[BASELINE].samples_s),
@@ -315,6 +353,8 @@ class Runner:
             max_abs_err=max(c.max_abs_err for c in one_step),
             max_rel_err=max(c.max_rel_err for c in one_step),
             agrees=all(c.agrees for c in shape_checks),
+            deterministic=all(c.deterministic for c in repeats) if repeats else None,
+            repeat_max_diff=max(c.repeat_max_diff for c in repeats) if repeats else None,
             prepare_s=p.handle.prepare_s, first_call_ms=p.handle.first_call_ms,
             prepare_rss_mb=p.handle.prepare_rss_mb, infer_rss_mb=p.infer_rss_mb,
             peak_rss_mb=max(p.handle.prepare_rss_mb, p.infer_rss_mb),
@@ -358,15 +398,34 @@ def _speedup_fields(speedup: Ratio | None) -> dict:
                 speedup_ci95_high=speedup.ci95_high if speedup else None)
 
 
+def _bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    with np.errstate(invalid="ignore"):
+        return float(np.max(np.abs(a - b), initial=0.0))
+
+
 def _diag_fields(diagnostics: dict) -> dict:
-    keys = ("graphs", "graph_breaks", "recompiles", "artifact_bytes")
+    keys = ("graphs", "graph_breaks", "recompiles", "artifact_bytes", "isolation_startup_s")
     return {k: diagnostics[k] for k in keys if k in diagnostics}
 
 
 def benchmark(model: LSTMPredictor, model_info: dict, config: RunConfig, registry: Registry,
               settings: ProcessSettings, environment: dict, scenario: dict,
-              on_event: Events | None = None, peak_gflops: float | None = None) -> RunResult:
-    """Run the benchmark and attach the context every result must carry."""
-    result = Runner(model, config, registry, settings, on_event).run(peak_gflops)
+              on_event: Events | None = None, peak_gflops: float | None = None,
+              on_rows: OnRows | None = None) -> RunResult:
+    """Run the benchmark and attach the context every result must carry.
+
+    ``on_rows`` receives the partial result, context attached, after every completed shape.
+    """
     environment = {**environment, "peak_gflops": peak_gflops}
-    return replace(result, environment=environment, scenario=scenario, model=model_info)
+
+    def with_context(result: RunResult) -> RunResult:
+        return replace(result, environment=environment, scenario=scenario, model=model_info)
+
+    partial = (lambda result: on_rows(with_context(result))) if on_rows else None
+    return with_context(Runner(model, config, registry, settings, on_event).run(peak_gflops, partial))

@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from harness.errors import BackendError
 from harness.stats import Summary, summarize
 
 
@@ -39,6 +40,16 @@ class Measurement:
     calls_per_round: int
     stop_reason: str  # "ci" (precise enough) or "budget" (time ran out) or "max_rounds"
     summary: Summary
+
+
+class TimerLike(Protocol):
+    """What the round-robin needs of a timer, wherever its calls run."""
+
+    calls_per_round: int
+
+    def warm_up(self, seconds: float) -> None: ...
+    def calibrate(self, min_round_s: float) -> int: ...
+    def round(self) -> float: ...
 
 
 class Timer:
@@ -118,28 +129,52 @@ def _converged(samples: list[float], config: TimingConfig) -> bool:
         summarize(samples).ci_half_width_fraction <= config.target_ci
 
 
-def measure_interleaved(timers: Mapping[str, Timer], config: TimingConfig,
-                        on_round: Callable[[int], None] | None = None) -> dict[str, Measurement]:
+Failure = Callable[[str, BackendError], None]  # (timer name, what went wrong)
+
+
+def measure_interleaved(timers: Mapping[str, TimerLike], config: TimingConfig,
+                        on_round: Callable[[int], None] | None = None,
+                        on_failure: Failure | None = None) -> dict[str, Measurement]:
     """Measure all timers round-robin, in a seeded random order each round.
 
     The machine drifts between minutes; interleaving makes the drift hit every backend alike,
     and keeps round r of every backend paired for drift-cancelling ratios.
+
+    A timer that raises ``BackendError`` (its backend crashed, hung or raised) is dropped and
+    reported to ``on_failure``; the others go on. Without ``on_failure`` the error propagates.
     """
-    names = list(timers)
-    for name in names:
-        timers[name].warm_up(config.warmup_s)
-        timers[name].calibrate(config.min_round_s)
+    live = dict(timers)
+
+    def attempt(name: str, step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except BackendError as exc:
+            if on_failure is None:
+                raise
+            del live[name]
+            on_failure(name, exc)
+            return None
+
+    for name, timer in list(live.items()):
+        attempt(name, lambda t=timer: (t.warm_up(config.warmup_s), t.calibrate(config.min_round_s)))
     rng = np.random.default_rng(config.seed)
+    names = list(live)
     samples: dict[str, list[float]] = {name: [] for name in names}
     budget = config.budget_s * len(names)
     start = time.perf_counter()
     reason = "max_rounds"
     for r in range(config.max_rounds):
         for idx in rng.permutation(len(names)):
-            samples[names[idx]].append(timers[names[idx]].round())
+            name = names[idx]
+            if name in live:
+                seconds = attempt(name, live[name].round)
+                if seconds is not None:
+                    samples[name].append(seconds)
         if on_round is not None:
             on_round(r + 1)
-        if all(_converged(samples[n], config) for n in names):
+        if not live:
+            break
+        if all(_converged(samples[n], config) for n in live):
             reason = "ci"
             break
         if time.perf_counter() - start >= budget and r + 1 >= 3:
@@ -147,8 +182,8 @@ def measure_interleaved(timers: Mapping[str, Timer], config: TimingConfig,
             break
     return {
         name: Measurement(
-            samples_s=tuple(samples[name]), calls_per_round=timers[name].calls_per_round,
+            samples_s=tuple(samples[name]), calls_per_round=timer.calls_per_round,
             stop_reason="ci" if _converged(samples[name], config) else reason,
             summary=summarize(samples[name]))
-        for name in names
+        for name, timer in live.items()
     }

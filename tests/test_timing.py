@@ -1,6 +1,7 @@
 import time
 
 import numpy as np
+import pytest
 
 from harness.timing import Timer, TimingConfig, measure_interleaved
 
@@ -105,3 +106,26 @@ def test_median_agrees_with_torch_utils_benchmark(checkpoint):
             break
     assert abs(ours / theirs - 1.0) <= 0.10, f"harness {ours * 1e3:.3f} ms vs " \
         f"torch.utils.benchmark {theirs * 1e3:.3f} ms"
+
+
+def test_a_failing_timer_is_dropped_and_the_others_go_on():
+    from harness.errors import BackendError
+
+    calls = {"ok": 0, "bad": 0}
+
+    def ok(_):
+        calls["ok"] += 1
+
+    def bad(_):
+        calls["bad"] += 1
+        if calls["bad"] > 5:
+            raise BackendError("SIGSEGV: the worker died during round")
+
+    failures = []
+    cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-5, min_rounds=5, budget_s=0.1)
+    out = measure_interleaved({"ok": Timer(ok, [0]), "bad": Timer(bad, [0])}, cfg,
+                              on_failure=lambda name, exc: failures.append((name, str(exc))))
+    assert failures == [("bad", "SIGSEGV: the worker died during round")]
+    assert set(out) == {"ok"} and len(out["ok"].samples_s) >= 5
+    with pytest.raises(BackendError):  # without on_failure nothing is silently dropped
+        measure_interleaved({"bad": Timer(bad, [0])}, cfg)
