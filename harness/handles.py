@@ -15,7 +15,7 @@ import numpy as np
 
 from backends.base import Backend, Session, Target
 from harness.errors import BackendError, BackendUnavailableError
-from harness.memory import PeakRss
+from harness.memory import MemoryUse, PeakRss, device_used_mb
 from harness.model import LSTMPredictor
 from harness.timing import Timer, TimerLike
 
@@ -40,7 +40,8 @@ class Handle(Protocol):
     def step_timer(self, prime: np.ndarray, samples: list[np.ndarray]) -> TimerLike: ...
     def diagnostics(self) -> dict: ...
     def begin_memory(self) -> None: ...
-    def end_memory(self) -> tuple[float, float | None]: ...
+    def end_memory(self) -> MemoryUse: ...
+    def transfer_ms(self, x: np.ndarray) -> tuple[float, float]: ...
     def close(self) -> None: ...
 
 
@@ -86,6 +87,7 @@ class LocalHandle:
         self.first_call_ms = first_call_ms
         self._on_cuda = on_cuda
         self._rss: PeakRss | None = None
+        self._device_before: float | None = None
 
     @classmethod
     def open(cls, backend: Backend, model: LSTMPredictor, target: Target,
@@ -159,18 +161,38 @@ class LocalHandle:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
+            self._device_before = device_used_mb()
         self._rss = PeakRss().__enter__()
 
-    def end_memory(self) -> tuple[float, float | None]:
-        """(peak RSS growth MB, CUDA peak MB or None) since ``begin_memory``."""
+    def end_memory(self) -> MemoryUse:
+        """What the process (and the GPU) used since ``begin_memory``."""
         rss, self._rss = self._rss, None
         rss.__exit__(None, None, None)
-        cuda_mb = None
-        if self._on_cuda:
-            import torch
+        if not self._on_cuda:
+            return MemoryUse(rss.growth_mb)
+        import torch
 
-            cuda_mb = torch.cuda.max_memory_allocated() / 2**20
-        return rss.growth_mb, cuda_mb
+        device_now = device_used_mb()
+        growth = None if device_now is None or self._device_before is None \
+            else device_now - self._device_before
+        return MemoryUse(rss.growth_mb, torch.cuda.max_memory_allocated() / 2**20, growth)
+
+    def transfer_ms(self, x: np.ndarray) -> tuple[float, float]:
+        """Median milliseconds to place a batch where ``run`` wants it and to read an output
+        back: the copies the timed calls leave out, reported beside them."""
+        session, h2d, d2h = self.session, [], []
+        for _ in range(5):
+            session.synchronize()
+            start = time.perf_counter()
+            native = session.to_native(x)
+            session.synchronize()
+            h2d.append(time.perf_counter() - start)
+            y = session.run(native)
+            session.synchronize()
+            start = time.perf_counter()
+            session.to_numpy(y)
+            d2h.append(time.perf_counter() - start)
+        return float(np.median(h2d)) * 1e3, float(np.median(d2h)) * 1e3
 
     def close(self) -> None:
         if self._rss is not None:  # a check that failed half-way left its sampler running

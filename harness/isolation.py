@@ -23,6 +23,7 @@ import torch
 from backends.base import Backend, Target
 from harness.errors import BackendError, BackendUnavailableError
 from harness.handles import LocalHandle, describe
+from harness.memory import MemoryUse
 from harness.model import LSTMPredictor, ModelConfig
 from harness.settings import ProcessSettings, apply
 
@@ -82,8 +83,11 @@ class _Worker:
     def rpc_begin_memory(self) -> None:
         self.handle.begin_memory()
 
-    def rpc_end_memory(self) -> tuple[float, float | None]:
+    def rpc_end_memory(self) -> MemoryUse:
         return self.handle.end_memory()
+
+    def rpc_transfer_ms(self, x: np.ndarray) -> tuple[float, float]:
+        return self.handle.transfer_ms(x)
 
 
 def _serve(conn: Connection, backend_cls: type[Backend], weights: dict[str, np.ndarray],
@@ -254,8 +258,11 @@ class WorkerHandle:
     def begin_memory(self) -> None:
         self.call("begin_memory")
 
-    def end_memory(self) -> tuple[float, float | None]:
-        return tuple(self.call("end_memory"))
+    def end_memory(self) -> MemoryUse:
+        return self.call("end_memory")
+
+    def transfer_ms(self, x: np.ndarray) -> tuple[float, float]:
+        return tuple(self.call("transfer_ms", x))
 
     def close(self) -> None:
         """Ask the worker to finish; kill it if it does not within a few seconds."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from types import TracebackType
 
 from harness.errors import InputError
@@ -20,6 +21,31 @@ def current_rss_bytes() -> int:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def device_used_mb(index: int = 0) -> float | None:
+    """GPU memory in use as the device reports it (NVML), or None without nvidia-ml-py.
+
+    torch's allocator statistics cannot see ONNX Runtime's CUDA arena; the device can."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        return pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+    except pynvml.NVMLError:
+        return None
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """Memory used by one backend's agreement checks (its largest batches)."""
+
+    rss_mb: float  # peak resident-memory growth of the process
+    cuda_peak_mb: float | None = None  # torch.cuda.max_memory_allocated (torch allocations)
+    device_growth_mb: float | None = None  # growth of the device's used memory (NVML)
 
 
 class PeakRss:

@@ -53,6 +53,9 @@ class Row:
     prepare_rss_mb: float | None = None
     infer_rss_mb: float | None = None
     cuda_max_mem_mb: float | None = None
+    gpu_mem_growth_mb: float | None = None  # device-reported (NVML), sees ORT's CUDA arena
+    h2d_ms: float | None = None  # copying one input batch to where run() wants it
+    d2h_ms: float | None = None  # reading one output batch back to the host
     gflops: float | None = None
     pct_peak: float | None = None
     graphs: int | None = None

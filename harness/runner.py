@@ -31,6 +31,7 @@ from harness.data import random_batch, sine_batch, sine_forecast_batch
 from harness.errors import BackendError, BackendUnavailableError, InputError
 from harness.handles import Handle, LocalHandle, TimerLike, describe
 from harness.isolation import WorkerHandle
+from harness.memory import MemoryUse
 from harness.model import LSTMPredictor, validate_input
 from harness.results import Check, Row, RunResult
 from harness.roofline import lstm_forward_flops
@@ -83,8 +84,7 @@ class _Prepared:
     """A prepared backend and what was learnt about it before timing (runner-private)."""
 
     handle: Handle
-    infer_rss_mb: float = 0.0
-    cuda_max_mem_mb: float | None = None
+    memory: MemoryUse = MemoryUse(0.0)
     failure: str | None = None
     rollouts: dict[Shape, _Rollout] = field(default_factory=dict)
 
@@ -178,7 +178,7 @@ class Runner:
                 checks += self._check_stream(name, prepared)
             elif self.config.mode == "rollout":
                 checks += self._check_rollout(name, prepared)
-            prepared.infer_rss_mb, prepared.cuda_max_mem_mb = handle.end_memory()
+            prepared.memory = handle.end_memory()
         except Exception as exc:  # noqa: BLE001
             prepared.failure = f"failed: during the agreement check, {describe(exc)}"
         return checks
@@ -336,6 +336,14 @@ class Runner:
             record["rollout"] = {"atol": band.atol, "rtol": band.rtol}
         return record
 
+    def _transfer_fields(self, p: _Prepared, shape: Shape) -> dict:
+        """Host-to-device and device-to-host copy times, measured beside the timed calls."""
+        try:
+            h2d, d2h = p.handle.transfer_ms(sine_batch(*shape, self.config.seed))
+        except BackendError:
+            return {}
+        return {"h2d_ms": h2d, "d2h_ms": d2h}
+
     def _row(self, row: Row, p: _Prepared, measurements: dict[str, Measurement],
              checks: list[Check], peak_gflops: float | None) -> Row:
         m = measurements[row.backend]
@@ -356,9 +364,10 @@ class Runner:
             deterministic=all(c.deterministic for c in repeats) if repeats else None,
             repeat_max_diff=max(c.repeat_max_diff for c in repeats) if repeats else None,
             prepare_s=p.handle.prepare_s, first_call_ms=p.handle.first_call_ms,
-            prepare_rss_mb=p.handle.prepare_rss_mb, infer_rss_mb=p.infer_rss_mb,
-            peak_rss_mb=max(p.handle.prepare_rss_mb, p.infer_rss_mb),
-            cuda_max_mem_mb=p.cuda_max_mem_mb,
+            prepare_rss_mb=p.handle.prepare_rss_mb, infer_rss_mb=p.memory.rss_mb,
+            peak_rss_mb=max(p.handle.prepare_rss_mb, p.memory.rss_mb),
+            cuda_max_mem_mb=p.memory.cuda_peak_mb, gpu_mem_growth_mb=p.memory.device_growth_mb,
+            **self._transfer_fields(p, shape),
         )
         median_s = m.summary.median
         if self.config.mode == "streaming":

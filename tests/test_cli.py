@@ -34,7 +34,8 @@ def test_run_writes_every_documented_field(cached, tmp_path, capsys):
     assert set(rows) == {"reference", "eager", "onnxruntime"}
     for row in rows.values():
         for key in ("backend", "device", "dtype", "batch_size", "seq_len", "median_ms", "p90_ms",
-                    "throughput_seq_s", "max_abs_err", "agrees", "prepare_s", "samples_ms"):
+                    "throughput_seq_s", "max_abs_err", "agrees", "prepare_s", "samples_ms",
+                    "h2d_ms", "d2h_ms"):
             assert row[key] is not None, key
         assert row["agrees"] is True and len(row["samples_ms"]) == row["rounds"] >= 3
         assert row["median_ms"] == pytest.approx(sorted(row["samples_ms"])[len(row["samples_ms"]) // 2],

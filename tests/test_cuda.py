@@ -66,4 +66,6 @@ def test_run_on_cuda_end_to_end(checkpoint, cache_dir, monkeypatch, tmp_path):
     assert code == 0, failed
     eager = [r for r in data["rows"] if r["backend"] == "eager"]
     assert eager and all(r["device"] == "cuda" and r["cuda_max_mem_mb"] > 0 for r in eager)
+    # the copies are counted beside the timed calls, which never include them
+    assert all(r["h2d_ms"] > 0 and r["d2h_ms"] > 0 for r in eager)
     assert data["environment"]["gpu_name"] and data["environment"]["cudnn"]["allow_tf32"] is False
