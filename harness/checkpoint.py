@@ -9,16 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from harness.data import SineConfig
+from harness.environment import library_versions
 from harness.errors import CheckpointError
 from harness.model import LSTMPredictor, ModelConfig
 from harness.training import TrainConfig, TrainResult, train
@@ -46,14 +44,6 @@ def config_key(config: TrainConfig) -> str:
     """A stable name for a training config: equal configs share one cached checkpoint."""
     canonical = json.dumps(config.to_dict(), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def library_versions() -> dict:
-    from harness.environment import optional_version
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "onnx": optional_version("onnx"),
-            "onnxruntime": optional_version("onnxruntime")}
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,13 @@ def optional_version(module: str) -> str | None:
         return None
 
 
+def library_versions() -> dict:
+    """The versions a result or a checkpoint depends on."""
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "onnx": optional_version("onnx"),
+            "onnxruntime": optional_version("onnxruntime")}
+
+
 def cuda_info() -> dict:
     if not torch.cuda.is_available():
         return {"cuda_available": False, "cuda_version": torch.version.cuda}
@@ -108,11 +115,7 @@ def collect(device: str, settings: ProcessSettings, command: list[str] | None = 
         "logical_cores": os.cpu_count(),
         "threads": threads,
         "settings": settings.to_dict(),
-        "versions": {
-            "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "onnx": optional_version("onnx"),
-            "onnxruntime": optional_version("onnxruntime"),
-        },
+        "versions": library_versions(),
         "ort_providers": ort_providers(),
         **cuda_info(),
     }
