@@ -60,7 +60,12 @@ def compile_session(session_cls: type[CompiledSession], module: torch.nn.Module,
                     cudagraphs: bool = False) -> CompiledSession:
     """Compile ``module`` now on ``example`` (so preparation time holds the compile), with the
     (argument, axis) pairs in ``dynamic`` marked dynamic so later shapes reuse the graph, and
-    refuse a compile that captured nothing."""
+    refuse a compile that captured nothing.
+
+    The marks are hints (``maybe_mark_dynamic``): where dynamo specialises an axis anyway, a
+    new size recompiles, and the ``recompiles`` count shows it. A hard ``mark_dynamic`` fails
+    with ConstraintViolationError instead; seen for seq_len with torch 2.13 on an fp16 LSTM on
+    CPU, and with torch 2.11 on CUDA in every dtype."""
     from torch._inductor.compile_fx import compile_fx
 
     graphs = [0]
@@ -77,7 +82,7 @@ def compile_session(session_cls: type[CompiledSession], module: torch.nn.Module,
     session = session_cls(fn, target, graphs, breaks_before, cudagraphs)
     native = [TorchSession.to_native(session, x) for x in example]
     for arg, axis in dynamic:
-        torch._dynamo.mark_dynamic(native[arg], axis)
+        torch._dynamo.maybe_mark_dynamic(native[arg], axis)
     if cudagraphs:
         torch.compiler.cudagraph_mark_step_begin()
     with torch.inference_mode():
@@ -98,10 +103,6 @@ class CompileBackend(Backend):
     cudagraphs = False
 
     def unavailable_reason(self, target: Target) -> str | None:
-        if target.device == "cpu" and target.dtype == "fp16":
-            # Seen with torch 2.13: dynamo specialises seq_len of the fp16 LSTM on CPU and then
-            # fails its own dynamic-shape guard (ConstraintViolationError).
-            return "torch.compile cannot keep seq_len dynamic for an fp16 LSTM on CPU; fp16 is for CUDA"
         return torch_reason(target)
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
@@ -113,8 +114,25 @@ class CompileBackend(Backend):
         cfg = model.config
         state = np.zeros((cfg.num_layers, 2, cfg.hidden_size), np.float32)
         example = (np.zeros((2, cfg.input_size), np.float32), state, state)
-        return compile_session(CompiledStepSession, LSTMStep(copy_model(model, target)), target,
-                               example, dynamic=((0, 0), (1, 1), (2, 1)))
+        session = compile_session(CompiledStepSession, LSTMStep(copy_model(model, target)), target,
+                                  example, dynamic=((0, 0), (1, 1), (2, 1)))
+        check_state_round_trip(session, cfg.num_layers, cfg.input_size, cfg.hidden_size)
+        return session
+
+
+def check_state_round_trip(session: Session, num_layers: int, input_size: int, hidden_size: int,
+                           batch: int = 3) -> None:
+    """Feed the returned state back twice, at a batch other than the example's, and refuse a
+    state whose shape changed. Seen with torch 2.11 on CUDA: the compiled step returned a 4-D
+    state, and the next call failed deep inside nn.LSTM."""
+    state = np.zeros((num_layers, batch, hidden_size), np.float32)
+    x_t, h, c = session.to_native((np.zeros((batch, input_size), np.float32), state, state))
+    for _ in range(2):
+        _, h, c = session.run((x_t, h, c))
+        if tuple(h.shape) != state.shape or tuple(c.shape) != state.shape:
+            raise BackendError(f"torch.compile's step model returned a state of shape "
+                               f"{tuple(h.shape)} and {tuple(c.shape)} for {state.shape}: "
+                               "streaming with compile is broken in this torch")
 
 
 class CudaGraphsCompileBackend(CompileBackend):

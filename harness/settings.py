@@ -39,6 +39,11 @@ class ProcessSettings:
     # Dynamo treats nn.LSTM as a graph break unless this is set, and a plain torch.compile
     # then silently runs eager.
     dynamo_allow_rnn: bool = True
+    # Past its recompile limit dynamo silently runs the frame eagerly, which would time eager
+    # under the name "compile". Where seq_len cannot stay dynamic every length recompiles, so
+    # the limit is raised, and hitting it fails the row instead.
+    dynamo_recompile_limit: int = 32
+    dynamo_fail_on_recompile_limit: bool = True
     # ORT's worker threads spin after each call; when backends are interleaved that spinning
     # steals the cores from whichever backend runs next, so it is off by default.
     ort_allow_spinning: bool = False
@@ -72,6 +77,8 @@ def apply(settings: ProcessSettings) -> ProcessSettings:
             # Already fixed by earlier parallel work in this process; record what is in force.
             pass
     torch._dynamo.config.allow_rnn = settings.dynamo_allow_rnn
+    torch._dynamo.config.recompile_limit = settings.dynamo_recompile_limit
+    torch._dynamo.config.fail_on_recompile_limit_hit = settings.dynamo_fail_on_recompile_limit
     torch.backends.cuda.matmul.allow_tf32 = settings.cuda_allow_tf32
     torch.backends.cudnn.allow_tf32 = settings.cuda_allow_tf32
     threadpool_limits(limits=settings.numpy_blas_threads, user_api="blas")
