@@ -28,33 +28,71 @@ STEP_OUTPUTS = ("y", "h_out", "c_out")
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+EXPORTERS = ("auto", "dynamo", "torchscript")
 
 
-def export(model: LSTMPredictor, path: Path, dtype: torch.dtype = torch.float32) -> None:
-    model = model.to(dtype)
-    example = torch.zeros(2, 8, model.config.input_size, dtype=dtype)
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq_len")
+def fixed_axes(path: Path, dynamic: tuple[dict[int, str], ...]) -> list[tuple[str, int]]:
+    """(input, axis) pairs that were meant to be dynamic but were written with a fixed size."""
+    import onnx
+
+    inputs = onnx.load(str(path), load_external_data=False).graph.input
+    return [(inp.name, axis) for inp, axes in zip(inputs, dynamic, strict=True) for axis in axes
+            if not inp.type.tensor_type.shape.dim[axis].dim_param]
+
+
+def _export_with(exporter: str, module: torch.nn.Module, example: tuple[torch.Tensor, ...],
+                 path: Path, names: tuple[tuple[str, ...], tuple[str, ...]],
+                 dynamic: tuple[dict[int, str], ...]) -> None:
+    inputs, outputs = names
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (example,), str(path), dynamo=True, opset_version=OPSET,
-                          input_names=["x"], output_names=["y"],
-                          dynamic_shapes=({0: batch, 1: seq},), external_data=False,
-                          verbose=False)
+        if exporter == "dynamo":
+            dims = {label: torch.export.Dim(label) for axes in dynamic for label in axes.values()}
+            shapes = tuple({axis: dims[label] for axis, label in axes.items()} for axes in dynamic)
+            torch.onnx.export(module, example, str(path), dynamo=True, opset_version=OPSET,
+                              input_names=list(inputs), output_names=list(outputs),
+                              dynamic_shapes=shapes, external_data=False, verbose=False)
+        else:
+            torch.onnx.export(module, example, str(path), dynamo=False, opset_version=OPSET,
+                              input_names=list(inputs), output_names=list(outputs),
+                              dynamic_axes=dict(zip(inputs, dynamic, strict=True)))
 
 
-def export_step(model: LSTMPredictor, path: Path, dtype: torch.dtype = torch.float32) -> None:
+def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path,
+                  names: tuple[tuple[str, ...], tuple[str, ...]],
+                  dynamic: tuple[dict[int, str], ...], exporter: str = "auto") -> str:
+    """Write ``module`` to ``path`` with the ``dynamic`` axes symbolic; returns the exporter used.
+
+    ``auto`` takes the dynamo exporter, and falls back to the TorchScript one only when dynamo
+    wrote a dynamic axis as fixed. Seen with torch 2.11 on the GPU machine: its dynamo exporter
+    fixed seq_len to the example's length without an error, and ONNX Runtime would then refuse
+    every other length. The TorchScript exporter emits one ONNX LSTM node with seq_len free.
+    """
+    first = "torchscript" if exporter == "torchscript" else "dynamo"
+    _export_with(first, module, example, path, names, dynamic)
+    fixed = fixed_axes(path, dynamic) if exporter == "auto" else []
+    if fixed:
+        _export_with("torchscript", module, example, path, names, dynamic)
+        return f"torchscript (dynamo fixed {', '.join(f'{n}[{a}]' for n, a in fixed)})"
+    return first
+
+
+def export(model: LSTMPredictor, path: Path, dtype: torch.dtype = torch.float32,
+           exporter: str = "auto") -> str:
+    model = model.to(dtype).eval()
+    example = (torch.zeros(2, 8, model.config.input_size, dtype=dtype),)
+    return export_module(model, example, path, (("x",), ("y",)),
+                         ({0: "batch", 1: "seq_len"},), exporter)
+
+
+def export_step(model: LSTMPredictor, path: Path, dtype: torch.dtype = torch.float32,
+                exporter: str = "auto") -> str:
     cfg = model.config
-    model = model.to(dtype)
+    model = model.to(dtype).eval()
     state = torch.zeros(cfg.num_layers, 2, cfg.hidden_size, dtype=dtype)
     example = (torch.zeros(2, cfg.input_size, dtype=dtype), state, state.clone())
-    batch = torch.export.Dim("batch")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(LSTMStep(model.eval()).eval(), example, str(path), dynamo=True,
-                          opset_version=OPSET, input_names=list(STEP_INPUTS),
-                          output_names=list(STEP_OUTPUTS),
-                          dynamic_shapes=({0: batch}, {1: batch}, {1: batch}), external_data=False,
-                          verbose=False)
+    return export_module(LSTMStep(model).eval(), example, path, (STEP_INPUTS, STEP_OUTPUTS),
+                         ({0: "batch"}, {1: "batch"}, {1: "batch"}), exporter)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", action="store_true", help="export the streaming step model")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32",
                         help="weights, inputs and outputs in this dtype")
+    parser.add_argument("--exporter", choices=EXPORTERS, default="auto",
+                        help="auto: dynamo, or TorchScript where dynamo fixed a dynamic axis")
     args = parser.parse_args(argv)
     model = LSTMPredictor(ModelConfig(**json.loads(args.config_json)))
     model.load_state_dict(load_file(str(args.weights)))
     start = time.perf_counter()
-    (export_step if args.step else export)(model, args.out, DTYPES[args.dtype])
-    print(json.dumps({"export_s": time.perf_counter() - start}))
+    exporter = (export_step if args.step else export)(model, args.out, DTYPES[args.dtype],
+                                                      args.exporter)
+    print(json.dumps({"export_s": time.perf_counter() - start, "exporter": exporter}))
     return 0
 
 

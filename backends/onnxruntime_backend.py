@@ -6,6 +6,7 @@ On CUDA the inputs and outputs stay in device memory (torch tensors bound throug
 
 from __future__ import annotations
 
+import ctypes
 import json
 import subprocess
 import sys
@@ -19,10 +20,12 @@ from safetensors.torch import save_file
 from backends.artifacts import Artifact
 from backends.base import Backend, Session, Target
 from backends.onnx_export import DTYPES, STEP_INPUTS, STEP_OUTPUTS
-from harness.errors import BackendError
+from harness.errors import BackendError, BackendUnavailableError
 from harness.model import LSTMPredictor
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# The TensorRT major version onnxruntime-gpu 1.2x and 1.3x are built against.
+TENSORRT_LIBRARY = "libnvinfer.so.10"
 
 
 def _import_ort():
@@ -34,23 +37,24 @@ def _import_ort():
     return onnx, onnxruntime, None
 
 
-def export_in_subprocess(model: LSTMPredictor, path: Path, step: bool = False, dtype: str = "fp32"
-                        ) -> float:
+def export_in_subprocess(model: LSTMPredictor, path: Path, step: bool = False, dtype: str = "fp32",
+                        exporter: str = "auto") -> tuple[float, str]:
     """Export in a fresh interpreter (the step model with ``step``) in ``dtype``; returns the
-    export time measured there."""
+    export time measured there and the exporter that wrote the file."""
     weights = path.with_suffix(".weights.safetensors")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               str(weights))
     cmd = [sys.executable, "-m", "backends.onnx_export", "--weights", str(weights),
            "--config-json", json.dumps(model.config.to_dict()), "--out", str(path),
-           "--dtype", dtype, *(["--step"] if step else [])]
+           "--dtype", dtype, "--exporter", exporter, *(["--step"] if step else [])]
     project_root = Path(__file__).resolve().parent.parent
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=project_root, check=False)
     weights.unlink(missing_ok=True)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise BackendError(f"ONNX export failed (exit {done.returncode}): {tail}")
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["export_s"])
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(report["export_s"]), str(report["exporter"])
 
 
 def cuda_provider(target: Target) -> tuple[str, dict]:
@@ -83,12 +87,12 @@ def bind_cuda(binding: Any, inputs: dict[str, torch.Tensor], outputs: dict[str, 
 class OrtSession:
     """Common part of the CPU and CUDA sessions."""
 
-    def __init__(self, session: Any, artifact: Artifact, export_s: float) -> None:
+    def __init__(self, session: Any, artifact: Artifact, export: tuple[float, str]) -> None:
         self._session = session
         self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
         self._artifact = artifact
-        self._export_s = export_s
+        self._export_s, self._exporter = export
         # The exported file fixes the element type (float or float16) of inputs and outputs.
         fp16 = session.get_inputs()[0].type == "tensor(float16)"
         self._np_dtype = np.float16 if fp16 else np.float32
@@ -96,7 +100,8 @@ class OrtSession:
 
     def diagnostics(self) -> dict:
         return {"artifact_bytes": self._artifact.size_bytes, "artifact_sha256": self._artifact.sha256,
-                "export_s": self._export_s, "providers": self._session.get_providers()}
+                "export_s": self._export_s, "exporter": self._exporter,
+                "providers": self._session.get_providers()}
 
 
 class OrtCpuSession(OrtSession, Session):
@@ -113,8 +118,9 @@ class OrtCpuSession(OrtSession, Session):
 class OrtCudaSession(OrtSession, Session):
     """I/O binding on device memory: the input and a preallocated output are torch CUDA tensors."""
 
-    def __init__(self, session: Any, artifact: Artifact, export_s: float, output_size: int) -> None:
-        super().__init__(session, artifact, export_s)
+    def __init__(self, session: Any, artifact: Artifact, export: tuple[float, str],
+                 output_size: int) -> None:
+        super().__init__(session, artifact, export)
         self._output_size = output_size
         self._device = torch.device("cuda")
 
@@ -203,12 +209,13 @@ class OnnxRuntimeBackend(Backend):
             return [cuda_provider(target)]
         return [self.provider(target)]
 
-    def _load(self, model: LSTMPredictor, target: Target, step: bool) -> tuple[Any, Artifact, float]:
+    def _load(self, model: LSTMPredictor, target: Target, step: bool
+              ) -> tuple[Any, Artifact, tuple[float, str]]:
         """Export (in a subprocess), verify and check the file, open an ORT session on it."""
         onnx, ort, _ = _import_ort()
         target.workdir.mkdir(parents=True, exist_ok=True)
         path = target.workdir / f"lstm{'-step' if step else ''}-{target.dtype}.onnx"
-        export_s = export_in_subprocess(model, path, step=step, dtype=target.dtype)
+        export = export_in_subprocess(model, path, step=step, dtype=target.dtype)
         artifact = Artifact.record(path)
         onnx_model = onnx.load(str(artifact.verified_path()))
         onnx.checker.check_model(onnx_model)
@@ -220,7 +227,14 @@ class OnnxRuntimeBackend(Backend):
                                          "1" if target.ort_allow_spinning else "0")
         session = ort.InferenceSession(str(artifact.verified_path()), sess_options=options,
                                        providers=self.providers(target))
-        return session, artifact, export_s
+        wanted = self.provider(target)
+        if wanted not in session.get_providers():
+            # ORT falls back to the next provider (finally CPU) with only a logged warning when
+            # one cannot load its libraries (cuDNN, TensorRT): that would time the wrong device.
+            raise BackendUnavailableError(
+                f"onnxruntime could not start {wanted} (session runs on {session.get_providers()}); "
+                "its CUDA, cuDNN or TensorRT libraries are missing")
+        return session, artifact, export
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
         loaded = self._load(model, target, step=False)
@@ -244,7 +258,15 @@ class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):
     def unavailable_reason(self, target: Target) -> str | None:
         if target.device != "cuda":
             return "TensorRT runs on --device cuda only"
-        return super().unavailable_reason(target)
+        reason = super().unavailable_reason(target)
+        if reason is None:
+            # onnxruntime-gpu lists this provider whether or not TensorRT itself is installed.
+            try:
+                ctypes.CDLL(TENSORRT_LIBRARY)
+            except OSError:
+                return (f"onnxruntime lists TensorRT, but {TENSORRT_LIBRARY} cannot be loaded: "
+                        "install TensorRT 10")
+        return reason
 
     def provider(self, target: Target) -> str:
         return "TensorrtExecutionProvider"

@@ -49,6 +49,7 @@ class Row:
     prepare_s: float | None = None
     first_call_ms: float | None = None
     artifact_bytes: int | None = None
+    exporter: str | None = None  # which torch.onnx exporter wrote the ONNX file
     peak_rss_mb: float | None = None
     prepare_rss_mb: float | None = None
     infer_rss_mb: float | None = None

@@ -419,7 +419,7 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _diag_fields(diagnostics: dict) -> dict:
-    keys = ("graphs", "graph_breaks", "recompiles", "artifact_bytes", "isolation_startup_s")
+    keys = ("graphs", "graph_breaks", "recompiles", "artifact_bytes", "exporter", "isolation_startup_s")
     return {k: diagnostics[k] for k in keys if k in diagnostics}
 
 

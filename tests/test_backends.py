@@ -76,6 +76,18 @@ def test_compile_refuses_to_pass_for_eager_when_the_lstm_is_not_captured(checkpo
         torch._dynamo.reset()
 
 
+def test_a_compiled_step_model_whose_state_changes_shape_is_refused(cpu_target):
+    """What torch 2.11 did on CUDA: the returned state gained a dimension."""
+    from backends.base import TorchStepSession
+    from backends.compiled import check_state_round_trip
+
+    def grows_a_dimension(x_t, h, c):
+        return x_t, h.unsqueeze(0), c.unsqueeze(0)
+
+    with pytest.raises(BackendError, match=r"state of shape \(1, 1, 3, 64\)"):
+        check_state_round_trip(TorchStepSession(grows_a_dimension, cpu_target), 1, 1, 64)
+
+
 def test_onnx_artifact_has_dynamic_batch_and_seq_len(sessions):
     import onnx
 
@@ -84,6 +96,27 @@ def test_onnx_artifact_has_dynamic_batch_and_seq_len(sessions):
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param and dims[1].dim_param
     assert diag["artifact_bytes"] > 0 and diag["providers"] == ["CPUExecutionProvider"]
+    assert diag["exporter"] == "dynamo" or diag["exporter"].startswith("torchscript (dynamo fixed")
+
+
+def test_onnx_exporter_fallback_keeps_seq_len_free_and_agrees(checkpoint, tmp_path):
+    """The fallback taken where the dynamo exporter fixes seq_len (torch 2.11 did) must itself
+    keep batch and seq_len free and agree at lengths other than the example's."""
+    import onnxruntime as ort
+
+    from backends.onnx_export import fixed_axes
+    from backends.onnxruntime_backend import export_in_subprocess
+
+    path = tmp_path / "torchscript-exporter.onnx"
+    _, exporter = export_in_subprocess(checkpoint.model, path, exporter="torchscript")
+    assert exporter == "torchscript"
+    assert fixed_axes(path, ({0: "batch", 1: "seq_len"},)) == []
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = ReferenceModel(checkpoint.model)
+    for batch, seq_len in [(1, 50), (64, 200), (5, 3)]:
+        x = random_batch(batch, seq_len, 1, seed=batch)
+        result = compare(session.run(None, {"x": x})[0], reference.forward(x), TOL)
+        assert result.agrees, f"{batch}x{seq_len}: max abs err {result.max_abs_err:.2e}"
 
 
 def test_torchscript_round_trips_through_a_verified_file(sessions):
