@@ -43,6 +43,17 @@ def git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from ``git_commit``: the run then used code no commit holds."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                              capture_output=True, text=True, cwd=Path(__file__).resolve().parent,
+                              check=False, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(done.stdout.strip()) if done.returncode == 0 else None
+
+
 def optional_version(module: str) -> str | None:
     try:
         return __import__(module).__version__
@@ -104,6 +115,7 @@ def collect(device: str, settings: ProcessSettings, command: list[str] | None = 
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(command if command is not None else sys.argv),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "device": device,
         "device_name": device_name,
         "hostname": platform.node(),

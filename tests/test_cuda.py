@@ -47,12 +47,18 @@ def test_backend_agrees_on_cuda_with_device_resident_outputs(checkpoint, cuda_ta
 def test_cuda_event_clock_agrees_with_synchronised_host_clock(checkpoint, cuda_target):
     session = REGISTRY.create("eager").prepare(checkpoint.model, cuda_target)
     inputs = [session.to_native(sine_batch(1024, 50, seed=i)) for i in range(4)]
-    medians = {}
-    for events in (True, False):
-        timer = Timer(session.run, inputs, sync=session.synchronize, cuda_events=events)
-        timer.warm_up(0.2)
-        n = timer.calibrate(2e-3)
-        medians[events] = float(np.median([timer.time_calls(n) for _ in range(30)]))
+    timers = {events: Timer(session.run, inputs, sync=session.synchronize, cuda_events=events)
+              for events in (True, False)}
+    # An idle GPU clocks down (345 MHz seen on an H100, against 1980 under load): timing one
+    # clock after the other measured the ramp, events 26% slower. So warm up for a second and
+    # alternate the two clocks round by round, the way the runner interleaves backends.
+    timers[True].warm_up(1.0)
+    n = timers[True].calibrate(2e-3)
+    samples = {True: [], False: []}
+    for _ in range(40):
+        for events, timer in timers.items():
+            samples[events].append(timer.time_calls(n))
+    medians = {events: float(np.median(s)) for events, s in samples.items()}
     assert abs(medians[True] / medians[False] - 1.0) <= 0.10, medians
 
 
