@@ -124,7 +124,9 @@ def check_state_round_trip(session: Session, num_layers: int, input_size: int, h
                            batch: int = 3) -> None:
     """Feed the returned state back twice, at a batch other than the example's, and refuse a
     state whose shape changed. Seen with torch 2.11 on CUDA: the compiled step returned a 4-D
-    state, and the next call failed deep inside nn.LSTM."""
+    state, and the next call failed deep inside nn.LSTM. A recompile this causes is counted in
+    ``recompiles`` and its time in preparation, where it belongs: the first real batch would
+    pay it otherwise."""
     state = np.zeros((num_layers, batch, hidden_size), np.float32)
     x_t, h, c = session.to_native((np.zeros((batch, input_size), np.float32), state, state))
     for _ in range(2):

@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -31,36 +32,49 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 EXPORTERS = ("auto", "dynamo", "torchscript")
 
 
-def fixed_axes(path: Path, dynamic: tuple[dict[int, str], ...]) -> list[tuple[str, int]]:
-    """(input, axis) pairs that were meant to be dynamic but were written with a fixed size."""
-    import onnx
+# Axis -> name of each dynamic dimension, per input and per output.
+Axes = tuple[dict[int, str], ...]
+WINDOW_DYNAMIC: tuple[Axes, Axes] = (({0: "batch", 1: "seq_len"},), ({0: "batch"},))
+STEP_DYNAMIC: tuple[Axes, Axes] = (({0: "batch"}, {1: "batch"}, {1: "batch"}),) * 2
 
-    inputs = onnx.load(str(path), load_external_data=False).graph.input
+
+def fixed_axes(onnx_model: Any, dynamic: Axes) -> list[tuple[str, int]]:
+    """(input, axis) pairs of a loaded ONNX model that were meant to be dynamic but were
+    written with a fixed size."""
+    inputs = onnx_model.graph.input
     return [(inp.name, axis) for inp, axes in zip(inputs, dynamic, strict=True) for axis in axes
             if not inp.type.tensor_type.shape.dim[axis].dim_param]
 
 
+def fixed_axes_in_file(path: Path, dynamic: Axes) -> list[tuple[str, int]]:
+    import onnx
+
+    return fixed_axes(onnx.load(str(path), load_external_data=False), dynamic)
+
+
 def _export_with(exporter: str, module: torch.nn.Module, example: tuple[torch.Tensor, ...],
                  path: Path, names: tuple[tuple[str, ...], tuple[str, ...]],
-                 dynamic: tuple[dict[int, str], ...]) -> None:
+                 dynamic: tuple[Axes, Axes]) -> None:
     inputs, outputs = names
+    dynamic_inputs, dynamic_outputs = dynamic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
-            dims = {label: torch.export.Dim(label) for axes in dynamic for label in axes.values()}
-            shapes = tuple({axis: dims[label] for axis, label in axes.items()} for axes in dynamic)
+            dims = {label: torch.export.Dim(label) for axes in dynamic_inputs for label in axes.values()}
+            shapes = tuple({axis: dims[label] for axis, label in axes.items()} for axes in dynamic_inputs)
             torch.onnx.export(module, example, str(path), dynamo=True, opset_version=OPSET,
                               input_names=list(inputs), output_names=list(outputs),
                               dynamic_shapes=shapes, external_data=False, verbose=False)
         else:
             torch.onnx.export(module, example, str(path), dynamo=False, opset_version=OPSET,
                               input_names=list(inputs), output_names=list(outputs),
-                              dynamic_axes=dict(zip(inputs, dynamic, strict=True)))
+                              dynamic_axes={**dict(zip(inputs, dynamic_inputs, strict=True)),
+                                            **dict(zip(outputs, dynamic_outputs, strict=True))})
 
 
 def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path,
                   names: tuple[tuple[str, ...], tuple[str, ...]],
-                  dynamic: tuple[dict[int, str], ...], exporter: str = "auto") -> str:
+                  dynamic: tuple[Axes, Axes], exporter: str = "auto") -> str:
     """Write ``module`` to ``path`` with the ``dynamic`` axes symbolic; returns the exporter used.
 
     ``auto`` takes the dynamo exporter, and falls back to the TorchScript one only when dynamo
@@ -70,7 +84,7 @@ def export_module(module: torch.nn.Module, example: tuple[torch.Tensor, ...], pa
     """
     first = "torchscript" if exporter == "torchscript" else "dynamo"
     _export_with(first, module, example, path, names, dynamic)
-    fixed = fixed_axes(path, dynamic) if exporter == "auto" else []
+    fixed = fixed_axes_in_file(path, dynamic[0]) if exporter == "auto" else []
     if fixed:
         _export_with("torchscript", module, example, path, names, dynamic)
         return f"torchscript (dynamo fixed {', '.join(f'{n}[{a}]' for n, a in fixed)})"
@@ -81,8 +95,7 @@ def export(model: LSTMPredictor, path: Path, dtype: torch.dtype = torch.float32,
            exporter: str = "auto") -> str:
     model = model.to(dtype).eval()
     example = (torch.zeros(2, 8, model.config.input_size, dtype=dtype),)
-    return export_module(model, example, path, (("x",), ("y",)),
-                         ({0: "batch", 1: "seq_len"},), exporter)
+    return export_module(model, example, path, (("x",), ("y",)), WINDOW_DYNAMIC, exporter)
 
 
 def export_step(model: LSTMPredictor, path: Path, dtype: torch.dtype = torch.float32,
@@ -92,7 +105,7 @@ def export_step(model: LSTMPredictor, path: Path, dtype: torch.dtype = torch.flo
     state = torch.zeros(cfg.num_layers, 2, cfg.hidden_size, dtype=dtype)
     example = (torch.zeros(2, cfg.input_size, dtype=dtype), state, state.clone())
     return export_module(LSTMStep(model).eval(), example, path, (STEP_INPUTS, STEP_OUTPUTS),
-                         ({0: "batch"}, {1: "batch"}, {1: "batch"}), exporter)
+                         STEP_DYNAMIC, exporter)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,14 @@ from safetensors.torch import save_file
 
 from backends.artifacts import Artifact
 from backends.base import Backend, Session, Target
-from backends.onnx_export import DTYPES, STEP_INPUTS, STEP_OUTPUTS
+from backends.onnx_export import (
+    DTYPES,
+    STEP_DYNAMIC,
+    STEP_INPUTS,
+    STEP_OUTPUTS,
+    WINDOW_DYNAMIC,
+    fixed_axes,
+)
 from harness.errors import BackendError, BackendUnavailableError
 from harness.model import LSTMPredictor
 
@@ -62,15 +69,15 @@ def cuda_provider(target: Target) -> tuple[str, dict]:
     return ("CUDAExecutionProvider", {"use_tf32": int(target.allow_tf32)})
 
 
-def check_dynamic_axes(onnx_model: Any, axes: tuple[int, ...] = (0, 1)) -> None:
-    """Both batch and seq_len (the step model: batch) must be symbolic, or other shapes would
-    be refused or wrong."""
-    dims = onnx_model.graph.input[0].type.tensor_type.shape.dim
-    fixed = [i for i in axes if not dims[i].dim_param]
+def check_dynamic_axes(onnx_model: Any, step: bool) -> None:
+    """Batch and seq_len (the step model: batch) must be symbolic, or other shapes would be
+    refused or wrong."""
+    fixed = fixed_axes(onnx_model, (STEP_DYNAMIC if step else WINDOW_DYNAMIC)[0])
     if fixed:
-        shape = [d.dim_param or d.dim_value for d in dims]
-        raise BackendError(f"exported ONNX input has fixed axes {fixed} (shape {shape}); "
-                           f"axes {list(axes)} must be dynamic")
+        shapes = {inp.name: [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+                  for inp in onnx_model.graph.input}
+        raise BackendError(f"exported ONNX inputs have fixed axes {fixed} (shapes {shapes}); "
+                           "batch and seq_len must be dynamic")
 
 
 NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float16: np.float16}
@@ -219,7 +226,7 @@ class OnnxRuntimeBackend(Backend):
         artifact = Artifact.record(path)
         onnx_model = onnx.load(str(artifact.verified_path()))
         onnx.checker.check_model(onnx_model)
-        check_dynamic_axes(onnx_model, (0,) if step else (0, 1))
+        check_dynamic_axes(onnx_model, step)
         options = ort.SessionOptions()
         options.intra_op_num_threads = target.threads
         options.inter_op_num_threads = 1

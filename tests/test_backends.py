@@ -76,6 +76,20 @@ def test_compile_refuses_to_pass_for_eager_when_the_lstm_is_not_captured(checkpo
         torch._dynamo.reset()
 
 
+def test_auto_export_falls_back_when_dynamo_fixes_seq_len(checkpoint, tmp_path, monkeypatch):
+    """torch 2.13's dynamo exporter keeps seq_len free, so the check is told once that it did
+    not (what torch 2.11 did); the fallback must then write a file with seq_len free."""
+    from backends import onnx_export
+
+    real = onnx_export.fixed_axes_in_file
+    verdicts = iter([[("x", 1)]])
+    monkeypatch.setattr(onnx_export, "fixed_axes_in_file",
+                        lambda path, dynamic: next(verdicts, None) or real(path, dynamic))
+    path = tmp_path / "auto.onnx"
+    assert onnx_export.export(checkpoint.model, path) == "torchscript (dynamo fixed x[1])"
+    assert real(path, onnx_export.WINDOW_DYNAMIC[0]) == []
+
+
 def test_a_compiled_step_model_whose_state_changes_shape_is_refused(cpu_target):
     """What torch 2.11 did on CUDA: the returned state gained a dimension."""
     from backends.base import TorchStepSession
@@ -104,13 +118,13 @@ def test_onnx_exporter_fallback_keeps_seq_len_free_and_agrees(checkpoint, tmp_pa
     keep batch and seq_len free and agree at lengths other than the example's."""
     import onnxruntime as ort
 
-    from backends.onnx_export import fixed_axes
+    from backends.onnx_export import WINDOW_DYNAMIC, fixed_axes_in_file
     from backends.onnxruntime_backend import export_in_subprocess
 
     path = tmp_path / "torchscript-exporter.onnx"
     _, exporter = export_in_subprocess(checkpoint.model, path, exporter="torchscript")
     assert exporter == "torchscript"
-    assert fixed_axes(path, ({0: "batch", 1: "seq_len"},)) == []
+    assert fixed_axes_in_file(path, WINDOW_DYNAMIC[0]) == []
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     reference = ReferenceModel(checkpoint.model)
     for batch, seq_len in [(1, 50), (64, 200), (5, 3)]:
