@@ -11,7 +11,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -291,7 +291,8 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     checkpoint = _load_model(args, err)
     model_info = {"weights_sha256": checkpoint.sha256, "val_mse": checkpoint.metadata["val_mse"],
                   "config": checkpoint.config.model.to_dict()}
-    record = {**scenario.to_dict(), "device": devices[0], "devices": devices}
+    record = {**scenario.to_dict(), "device": devices[0], "devices": devices,
+              "timing": asdict(timing)}
     # One-window checks on the whole grid prove the forward pass; the streaming and rollout
     # modes check their own work at their own shapes on top of the one-window check there.
     grid = {} if scenario.mode == "forward" else {"check_batch_sizes": scenario.batch_sizes,

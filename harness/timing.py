@@ -25,6 +25,12 @@ class TimingConfig:
     # calls at batch 64: a one-call round also timed waking the threads after the previous
     # backend's round, which inflated eager's median there from 1.4 to 3.3 ms.
     min_round_s: float = 20e-3
+    # A pause before each round. After a parallel region, OpenMP's threads spin for a while
+    # in the process that ran it; with backends in separate workers that spin overlapped
+    # the next backend's round on this 2-core machine. The pause lets it end first: at
+    # batch 64 the IQR of eager's rounds fell from 35-47% of the median to 12-16%, and two
+    # consecutive runs then gave torch speedups within 2.3% instead of up to 8%.
+    settle_s: float = 3e-3
     min_rounds: int = 15
     max_rounds: int = 2000
     target_ci: float = 0.02  # stop once the median's 95% CI is within +-2% of it ...
@@ -170,6 +176,7 @@ def measure_interleaved(timers: Mapping[str, TimerLike], config: TimingConfig,
         for idx in rng.permutation(len(names)):
             name = names[idx]
             if name in live:
+                time.sleep(config.settle_s)
                 seconds = attempt(name, live[name].round)
                 if seconds is not None:
                     samples[name].append(seconds)
