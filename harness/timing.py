@@ -29,7 +29,7 @@ class TimingConfig:
     # in the process that ran it; with backends in separate workers that spin overlapped
     # the next backend's round on this 2-core machine. The pause lets it end first: at
     # batch 64 the IQR of eager's rounds fell from 35-47% of the median to 12-16%, and two
-    # consecutive runs then gave torch speedups within 2.3% instead of up to 8%.
+    # consecutive runs then gave torch speedups within 4.3% instead of up to 8%.
     settle_s: float = 3e-3
     min_rounds: int = 15
     max_rounds: int = 2000
