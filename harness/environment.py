@@ -34,24 +34,25 @@ def _cpuinfo() -> tuple[str, list[str]]:
     return model, [flag for flag in ISA_FLAGS if flag in flags]
 
 
-def git_commit() -> str | None:
+def _git(*args: str) -> str | None:
+    """stdout of a git command run in this checkout, or None where git or the repo is missing."""
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+        done = subprocess.run(["git", *args], capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent, check=False, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    out = _git("rev-parse", "HEAD")
+    return out.strip() or None if out is not None else None
 
 
 def git_dirty() -> bool | None:
     """Whether tracked files differ from ``git_commit``: the run then used code no commit holds."""
-    try:
-        done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                              capture_output=True, text=True, cwd=Path(__file__).resolve().parent,
-                              check=False, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return bool(done.stdout.strip()) if done.returncode == 0 else None
+    out = _git("status", "--porcelain", "--untracked-files=no")
+    return bool(out.strip()) if out is not None else None
 
 
 def optional_version(module: str) -> str | None:
