@@ -90,16 +90,50 @@ def test_auto_export_falls_back_when_dynamo_fixes_seq_len(checkpoint, tmp_path, 
     assert real(path, onnx_export.WINDOW_DYNAMIC[0]) == []
 
 
-def test_a_compiled_step_model_whose_state_changes_shape_is_refused(cpu_target):
-    """What torch 2.11 did on CUDA: the returned state gained a dimension."""
-    from backends.base import TorchStepSession
-    from backends.compiled import check_state_round_trip
+def test_the_compiled_step_model_returns_the_state_in_the_shape_it_was_given(checkpoint):
+    """torch 2.11's LSTM decomposition (on CUDA, and fp16 on CPU) returned the state with a
+    stray axis, (layers, 1, batch, hidden); the step model must hand back (layers, batch,
+    hidden) with the same values."""
+    from backends.compiled import StateShapedStep
+    from harness.model import LSTMStep
 
-    def grows_a_dimension(x_t, h, c):
-        return x_t, h.unsqueeze(0), c.unsqueeze(0)
+    class StrayAxisLSTM(torch.nn.Module):
+        def __init__(self, lstm):
+            super().__init__()
+            self.lstm = lstm
 
-    with pytest.raises(BackendError, match=r"state of shape \(1, 1, 3, 64\)"):
-        check_state_round_trip(TorchStepSession(grows_a_dimension, cpu_target), 1, 1, 64)
+        def forward(self, x, state):
+            out, (h, c) = self.lstm(x, state)
+            return out, (h.unsqueeze(1), c.unsqueeze(1))
+
+    model = checkpoint.model
+    step = StateShapedStep(model)
+    step.lstm = StrayAxisLSTM(model.lstm)
+    x_t = torch.from_numpy(sine_batch(3, 1, 0)[:, 0, :])
+    state = torch.randn(1, 3, 64)
+    with torch.inference_mode():
+        expected = LSTMStep(model)(x_t, state, state)
+        got = step(x_t, state, state)
+    assert [tuple(t.shape) for t in got] == [(3, 1), (1, 3, 64), (1, 3, 64)]
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_a_compile_that_fails_while_tracing_leaves_later_compiles_capturing(checkpoint, cpu_target):
+    """Seen on CUDA: after one step model failed while dynamo traced it, dynamo skipped that
+    code for good, and the next compile of the step model captured no graph at all."""
+    backend = CompileBackend()
+    first = backend.prepare_step(checkpoint.model, cpu_target)
+    wrong_state = np.zeros((1, 1, 3, 64), np.float32)
+    x_t = sine_batch(3, 1, 0)[:, 0, :]
+    with pytest.raises(BackendError, match="raised while torch.compile traced it: .*should also "
+                                           "be 3-D but got"):
+        first.run(first.to_native((x_t, wrong_state, wrong_state)))
+    second = backend.prepare_step(checkpoint.model, cpu_target)
+    state = np.zeros((1, 3, 64), np.float32)
+    y_t, h, c = second.to_numpy(second.run(second.to_native((x_t, state, state))))
+    expected = ReferenceModel(checkpoint.model).forward(x_t[:, np.newaxis, :])
+    assert h.shape == c.shape == (1, 3, 64)
+    assert compare(y_t, expected, TOL).agrees
 
 
 def test_onnx_artifact_has_dynamic_batch_and_seq_len(sessions):
