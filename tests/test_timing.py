@@ -76,8 +76,10 @@ def test_harness_overhead_per_call_is_small():
 def test_median_agrees_with_torch_utils_benchmark(checkpoint):
     """Same process, same callable: our median within 10% of blocked_autorange's.
 
-    One retry is allowed because this shared VM drifts by up to 40% between minutes; a real
-    disagreement would fail twice.
+    This shared VM drifts by up to 40% between minutes, and one timer's median read during a
+    slow spell once came out 20% above the other's, twice running. So each of our medians is
+    divided by theirs taken right after it, where the drift is shared, and the median of five
+    such ratios is judged, with one retry; a real disagreement would fail both.
     """
     import torch
     import torch.utils.benchmark as tb
@@ -89,23 +91,18 @@ def test_median_agrees_with_torch_utils_benchmark(checkpoint):
         with torch.inference_mode():
             return model(inp)
 
-    def once() -> tuple[float, float]:
-        # Alternate the two timers so minute-scale drift hits both alike.
-        ours, theirs = [], []
-        for _ in range(3):
-            cfg = TimingConfig(warmup_s=0.05, budget_s=0.5)
-            ours.append(measure_interleaved({"eager": Timer(run, [x])}, cfg)["eager"].summary.median)
-            theirs.append(tb.Timer("run(x)", globals={"run": run, "x": x},
-                                   num_threads=torch.get_num_threads())
-                          .blocked_autorange(min_run_time=0.5).median)
-        return float(np.median(ours)), float(np.median(theirs))
+    def ratio() -> float:
+        cfg = TimingConfig(warmup_s=0.05, budget_s=0.5)
+        ours = measure_interleaved({"eager": Timer(run, [x])}, cfg)["eager"].summary.median
+        theirs = tb.Timer("run(x)", globals={"run": run, "x": x},
+                          num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=0.5)
+        return ours / theirs.median
 
     for _ in range(2):
-        ours, theirs = once()
-        if abs(ours / theirs - 1.0) <= 0.10:
+        ratios = [ratio() for _ in range(5)]
+        if abs(np.median(ratios) - 1.0) <= 0.10:
             break
-    assert abs(ours / theirs - 1.0) <= 0.10, f"harness {ours * 1e3:.3f} ms vs " \
-        f"torch.utils.benchmark {theirs * 1e3:.3f} ms"
+    assert abs(np.median(ratios) - 1.0) <= 0.10, f"harness / torch.utils.benchmark: {ratios}"
 
 
 def test_a_failing_timer_is_dropped_and_the_others_go_on():
