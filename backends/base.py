@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from harness.errors import BackendUnavailableError
-from harness.model import LSTMPredictor
+from harness.core.errors import BackendUnavailableError
+from harness.core.model import LSTMPredictor
+from harness.core.targets import DEVICES
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -33,6 +34,9 @@ class Target:
     threads: int  # intra-op threads the backend's own runtime should use
     ort_allow_spinning: bool = False
     allow_tf32: bool = False
+    # (path, sha256) of artifacts an earlier worker of this run built and verified, which
+    # this one may load instead of building them again.
+    reuse: tuple[tuple[str, str], ...] = ()
 
     @property
     def torch_device(self) -> torch.device:
@@ -63,6 +67,10 @@ class Session(ABC):
 
     def diagnostics(self) -> dict:
         """Backend-specific facts for the results: artifact size, graph counts, ..."""
+        return {}
+
+    def artifacts(self) -> dict[str, str]:
+        """Path -> sha256 of the files this session loaded, for a later worker to reuse."""
         return {}
 
     @property
@@ -98,8 +106,44 @@ def feedback_rollout(predict: Callable[[np.ndarray], np.ndarray], window: np.nda
 
 
 class Backend(ABC):
+    """A runtime the harness can run the model through.
+
+    Besides preparing sessions, a backend declares what the engine needs to plan and record
+    a run, so that a new backend is one module plus its registration: the devices it can
+    serve, whether a run without ``--backends`` includes it, how its rows are timed, and
+    the versions of the libraries behind it.
+    """
+
     name: ClassVar[str]
     summary: ClassVar[str]
+    devices: ClassVar[tuple[str, ...]] = DEVICES  # the devices it can serve at all
+    # A run without --backends includes it on each of its devices.
+    in_default_set: ClassVar[bool] = False
+    # False: timed on its own after the others, outside their interleaved rounds.
+    interleaved: ClassVar[bool] = True
+    # False: left out of an explicit --backends list on a device it does not serve, rather
+    # than shown as an unavailable row there.
+    listed_off_device: ClassVar[bool] = True
+
+    def computes_in(self, dtype: str) -> str:
+        """The dtype its rows and checks report for a run in ``dtype``."""
+        return dtype
+
+    @classmethod
+    def versions(cls) -> dict[str, str | None]:
+        """The libraries behind this backend and their versions (None: not installed)."""
+        return {}
+
+    @classmethod
+    def machine_facts(cls) -> dict:
+        """What this backend's runtime reports about the machine (providers, devices)."""
+        return {}
+
+    @classmethod
+    def gemm_gflops(cls, device: str, threads: int) -> float | None:
+        """The sustained fp32 GEMM rate of this backend's own runtime, where it has a GEMM
+        of its own that torch and NumPy do not already measure; counts towards the peak."""
+        return None
 
     def unavailable_reason(self, target: Target) -> str | None:
         """None if this backend can serve ``target``, else a one-line reason."""

@@ -8,7 +8,9 @@ refuses to call itself compiled when nothing was captured.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,19 +27,40 @@ from backends.base import (
     copy_model,
     torch_reason,
 )
-from harness.errors import BackendError, BackendUnavailableError
-from harness.model import LSTMPredictor, LSTMStep
+from harness.core.errors import BackendError, BackendUnavailableError
+from harness.core.model import LSTMPredictor, LSTMStep
+
+# Every torch.compile of the same model adds entries to one shared per-code cache, and past
+# the recompile limit dynamo fails (or silently runs eager). Where torch can keep each
+# compile's entries apart, it does, so a process that compiles the model again and again
+# (a pytest session, a sweep over models, --no-isolate) never reaches that limit.
+ISOLATED = {"isolate_recompiles": True} \
+    if "isolate_recompiles" in inspect.signature(torch.compile).parameters else {}
+
+
+def _onednn_bf16() -> bool:
+    """Whether oneDNN can run bf16 on this CPU (torch asks the CPU's ISA)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return True if check is None else bool(check())
 
 
 def _graph_breaks() -> int:
     return int(sum(counters["graph_break"].values()))
 
 
+@dataclass
+class Counts:
+    """What inductor did for one compiled model: graphs compiled, and calls into them."""
+
+    graphs: int = 0
+    graph_calls: int = 0
+
+
 class CompiledSession(TorchSession):
-    def __init__(self, fn, target: Target, graphs: list[int], breaks_before: int,
+    def __init__(self, fn, target: Target, counts: Counts, breaks_before: int,
                  cudagraphs: bool = False) -> None:
         super().__init__(fn, target)
-        self._graphs = graphs
+        self._counts = counts
         self._breaks_before = breaks_before
         self._cudagraphs = cudagraphs
 
@@ -49,9 +72,9 @@ class CompiledSession(TorchSession):
         return super().run(x)
 
     def diagnostics(self) -> dict:
-        graphs = self._graphs[0]
+        graphs = self._counts.graphs
         return {"graphs": graphs, "graph_breaks": _graph_breaks() - self._breaks_before,
-                "recompiles": max(0, graphs - 1)}
+                "recompiles": max(0, graphs - 1), "graph_calls": self._counts.graph_calls}
 
 
 class CompiledStepSession(TorchStepSession, CompiledSession):
@@ -71,14 +94,19 @@ def compile_session(session_cls: type[CompiledSession], module: torch.nn.Module,
     CPU, and with torch 2.11 on CUDA in every dtype."""
     from torch._inductor.compile_fx import compile_fx
 
-    graphs = [0]
+    counts = Counts()
 
     def counting_inductor(gm: torch.fx.GraphModule, example_inputs):
-        graphs[0] += 1
+        counts.graphs += 1
         # The same switch torch.compile(mode="reduce-overhead") flips, kept explicit here
         # because a counting backend cannot take a mode.
         patches = {"triton.cudagraphs": True} if cudagraphs else None
-        return compile_fx(gm, example_inputs, config_patches=patches)
+        compiled = compile_fx(gm, example_inputs, config_patches=patches)
+
+        def counted(*args: Any) -> Any:
+            counts.graph_calls += 1
+            return compiled(*args)
+        return counted
 
     breaks_before = _graph_breaks()
     # fullgraph: a graph break raises rather than leaving part of the model eager. It also
@@ -86,8 +114,9 @@ def compile_session(session_cls: type[CompiledSession], module: torch.nn.Module,
     # to trace as skipped, and every later compile of the same module ran eager, capturing
     # nothing (seen on CUDA after a failed streaming step).
     fn = reporting_dynamo_failures(
-        torch.compile(module, backend=counting_inductor, dynamic=None, fullgraph=True))
-    session = session_cls(fn, target, graphs, breaks_before, cudagraphs)
+        torch.compile(module, backend=counting_inductor, dynamic=None, fullgraph=True,
+                      **ISOLATED))
+    session = session_cls(fn, target, counts, breaks_before, cudagraphs)
     native = [TorchSession.to_native(session, x) for x in example]
     for arg, axis in dynamic:
         torch._dynamo.maybe_mark_dynamic(native[arg], axis)
@@ -96,7 +125,7 @@ def compile_session(session_cls: type[CompiledSession], module: torch.nn.Module,
     with torch.inference_mode():
         fn(*native)
     session.synchronize()
-    if session.diagnostics()["graphs"] == 0:
+    if counts.graphs == 0:
         raise BackendError("torch.compile captured no graph, so it would silently run eager; "
                            "dynamo skips code that an earlier compile in this process failed "
                            "to trace without fullgraph")
@@ -127,9 +156,13 @@ def reporting_dynamo_failures(fn: Callable[..., Any]) -> Callable[..., Any]:
 class CompileBackend(Backend):
     name = "compile"
     summary = "torch.compile (inductor) with the LSTM captured, graph breaks and recompiles counted"
+    in_default_set = True
     cudagraphs = False
 
     def unavailable_reason(self, target: Target) -> str | None:
+        if target.device == "cpu" and target.dtype == "bf16" and not _onednn_bf16():
+            return ("inductor lowers a bf16 LSTM on the CPU to oneDNN, which has no bf16 LSTM "
+                    "on this processor (it needs AVX-512 BF16); eager bf16 does without oneDNN")
         return torch_reason(target)
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
@@ -165,6 +198,7 @@ class CudaGraphsCompileBackend(CompileBackend):
 
     name = "compile-cudagraphs"
     summary = "torch.compile (inductor) with CUDA graphs, i.e. mode=\"reduce-overhead\"; CUDA only"
+    devices = ("cuda",)
     cudagraphs = True
 
     def unavailable_reason(self, target: Target) -> str | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from backends.base import Backend, Session, Target, TorchSession, TorchStepSession, copy_model, torch_reason
-from harness.model import LSTMPredictor, LSTMStep
+from harness.core.model import LSTMPredictor, LSTMStep
 
 
 class EagerBackend(Backend):
     name = "eager"
     summary = "PyTorch eager under torch.inference_mode"
+    in_default_set = True
 
     def unavailable_reason(self, target: Target) -> str | None:
         return torch_reason(target)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from harness.model import LSTMPredictor, LSTMStep, ModelConfig
+from harness.core.model import LSTMPredictor, LSTMStep, ModelConfig
 
 OPSET = 18
 STEP_INPUTS = ("x", "h", "c")

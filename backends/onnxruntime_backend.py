@@ -21,14 +21,15 @@ from backends.artifacts import Artifact
 from backends.base import Backend, Session, Target
 from backends.onnx_export import (
     DTYPES,
+    OPSET,
     STEP_DYNAMIC,
     STEP_INPUTS,
     STEP_OUTPUTS,
     WINDOW_DYNAMIC,
     fixed_axes,
 )
-from harness.errors import BackendError, BackendUnavailableError
-from harness.model import LSTMPredictor
+from harness.core.errors import BackendError, BackendUnavailableError
+from harness.core.model import LSTMPredictor
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # The TensorRT major version onnxruntime-gpu 1.2x and 1.3x are built against.
@@ -42,6 +43,13 @@ def _import_ort():
     except ImportError as exc:
         return None, None, f"{exc.name} is not installed: pip install onnx onnxruntime"
     return onnx, onnxruntime, None
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
 
 
 def export_in_subprocess(model: LSTMPredictor, path: Path, step: bool = False, dtype: str = "fp32",
@@ -106,9 +114,11 @@ class OrtSession:
         self._torch_dtype = torch.float16 if fp16 else torch.float32
 
     def diagnostics(self) -> dict:
-        return {"artifact_bytes": self._artifact.size_bytes, "artifact_sha256": self._artifact.sha256,
-                "export_s": self._export_s, "exporter": self._exporter,
+        return {**self._artifact.facts(), "export_s": self._export_s, "exporter": self._exporter,
                 "providers": self._session.get_providers()}
+
+    def artifacts(self) -> dict[str, str]:
+        return {str(self._artifact.path): self._artifact.sha256}
 
 
 class OrtCpuSession(OrtSession, Session):
@@ -192,6 +202,43 @@ class OrtCudaStepSession(OrtCudaSession):
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     summary = "torch.onnx.export (dynamo, dynamic batch & seq_len) run by ONNX Runtime"
+    in_default_set = True
+
+    @classmethod
+    def versions(cls) -> dict[str, str | None]:
+        return {"onnx": _version("onnx"), "onnxruntime": _version("onnxruntime")}
+
+    @classmethod
+    def machine_facts(cls) -> dict:
+        _, ort, _ = _import_ort()
+        return {"providers": list(ort.get_available_providers()) if ort else []}
+
+    @classmethod
+    def gemm_gflops(cls, device: str, threads: int, seconds: float = 0.3,
+                    size: int = 1024) -> float | None:
+        """ONNX Runtime's MatMul on the CPU, with the harness's thread settings."""
+        onnx, ort, reason = _import_ort()
+        if reason or device != "cpu":
+            return None
+        from onnx import TensorProto, helper
+
+        from harness.core.roofline import best_gflops
+
+        spec = [size, size]
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+            [helper.make_tensor_value_info(n, TensorProto.FLOAT, spec) for n in ("a", "b")],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, spec)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
+                                       providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        feeds = {n: rng.standard_normal(spec, dtype=np.float32) for n in ("a", "b")}
+        return best_gflops(lambda: session.run(None, feeds), 2.0 * size ** 3, seconds)
 
     def unavailable_reason(self, target: Target) -> str | None:
         _, ort, reason = _import_ort()
@@ -222,8 +269,12 @@ class OnnxRuntimeBackend(Backend):
         onnx, ort, _ = _import_ort()
         target.workdir.mkdir(parents=True, exist_ok=True)
         path = target.workdir / f"lstm{'-step' if step else ''}-{target.dtype}.onnx"
-        export = export_in_subprocess(model, path, step=step, dtype=target.dtype)
-        artifact = Artifact.record(path)
+        artifact = Artifact.reused(path, target)
+        if artifact is None:
+            export = export_in_subprocess(model, path, step=step, dtype=target.dtype)
+            artifact = Artifact.record(path)
+        else:
+            export = (0.0, "reused from an earlier worker of this run")
         onnx_model = onnx.load(str(artifact.verified_path()))
         onnx.checker.check_model(onnx_model)
         check_dynamic_axes(onnx_model, step)
@@ -261,6 +312,7 @@ class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):
 
     name = "onnxruntime-trt"
     summary = "ONNX Runtime with TensorrtExecutionProvider (engine cache in the work directory)"
+    devices = ("cuda",)
 
     def unavailable_reason(self, target: Target) -> str | None:
         if target.device != "cuda":

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends.base import Backend, Session, Target
-from harness.model import LSTMPredictor
+from harness.core.model import LSTMPredictor
+from harness.core.targets import REFERENCE_DTYPE
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,15 @@ class ReferenceStepSession(Session):
 class ReferenceBackend(Backend):
     name = "reference"
     summary = "float64 NumPy LSTM written from the equations; the gold standard (CPU only)"
+    devices = ("cpu",)
+    in_default_set = True
+    # The comparator, not a runtime anyone ships: its slow BLAS rounds would disturb the
+    # others' pairing, and off the CPU it still judges every answer from the parent.
+    interleaved = False
+    listed_off_device = False
+
+    def computes_in(self, dtype: str) -> str:
+        return REFERENCE_DTYPE
 
     def unavailable_reason(self, target: Target) -> str | None:
         if target.device != "cpu":

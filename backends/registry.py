@@ -7,6 +7,7 @@ import difflib
 import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
+from types import ModuleType
 
 from backends.base import Backend
 from backends.compiled import CompileBackend, CudaGraphsCompileBackend
@@ -14,12 +15,13 @@ from backends.eager import EagerBackend
 from backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend
 from backends.reference import ReferenceBackend
 from backends.torchscript import TorchScriptBackend
-from harness.errors import InputError
+from harness.core.errors import InputError
 
 BUILTIN: tuple[type[Backend], ...] = (
-    ReferenceBackend, EagerBackend, TorchScriptBackend, CompileBackend, OnnxRuntimeBackend,
-    CudaGraphsCompileBackend, OnnxRuntimeTensorRTBackend,
+    ReferenceBackend, EagerBackend, TorchScriptBackend, CompileBackend, CudaGraphsCompileBackend,
+    OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend,
 )
+BASELINE = "eager"  # every speedup is this backend's time over the other's
 ENTRY_POINT_GROUP = "harness.backends"
 
 
@@ -36,6 +38,30 @@ class Registry:
 
     def names(self) -> list[str]:
         return list(self._backends)
+
+    def default_for(self, device: str) -> tuple[str, ...]:
+        """What a run without --backends runs on ``device``, in registration order."""
+        return tuple(name for name, cls in self._backends.items()
+                     if cls.in_default_set and device in cls.devices)
+
+    def listed_for(self, names: Iterable[str], device: str) -> tuple[str, ...]:
+        """An explicit list on ``device``: a backend that does not serve it stays (its rows
+        say why), unless it asks to be left out off its devices."""
+        return tuple(name for name in names if self._backends[name].listed_off_device
+                     or device in self._backends[name].devices)
+
+    def versions(self) -> dict[str, str | None]:
+        """The versions of every library behind a registered backend."""
+        return {k: v for cls in self._backends.values() for k, v in cls.versions().items()}
+
+    def gemm_gflops(self, device: str, threads: int) -> dict[str, float]:
+        """Each backend's own GEMM rate, where it has one (engine name -> GFLOP/s)."""
+        return {name: rate for name, cls in self._backends.items()
+                if device in cls.devices and (rate := cls.gemm_gflops(device, threads)) is not None}
+
+    def machine_facts(self) -> dict[str, dict]:
+        """What each backend's runtime reports about the machine, where it reports anything."""
+        return {name: facts for name, cls in self._backends.items() if (facts := cls.machine_facts())}
 
     def create(self, name: str) -> Backend:
         if name not in self._backends:
@@ -56,14 +82,19 @@ def _validated(candidates: Iterable[object], origin: str) -> list[type[Backend]]
     return found
 
 
-def plugin_backends(module_name: str) -> list[type[Backend]]:
+def import_plugin(module_name: str) -> ModuleType:
+    """A ``--plugin`` module: it lists backends in ``BACKENDS``, workloads in ``WORKLOADS``."""
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(f"cannot import plugin module {module_name!r}: {exc}") from exc
-    if not hasattr(module, "BACKENDS"):
-        raise InputError(f"plugin module {module_name!r} has no BACKENDS list")
-    return _validated(module.BACKENDS, f"plugin {module_name!r}")
+    if not hasattr(module, "BACKENDS") and not hasattr(module, "WORKLOADS"):
+        raise InputError(f"plugin module {module_name!r} has neither a BACKENDS nor a WORKLOADS list")
+    return module
+
+
+def plugin_backends(module_name: str) -> list[type[Backend]]:
+    return _validated(getattr(import_plugin(module_name), "BACKENDS", []), f"plugin {module_name!r}")
 
 
 def entry_point_backends() -> list[type[Backend]]:

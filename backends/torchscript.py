@@ -8,7 +8,7 @@ import torch
 
 from backends.artifacts import Artifact
 from backends.base import Backend, Session, Target, TorchSession, TorchStepSession, copy_model, torch_reason
-from harness.model import LSTMPredictor, LSTMStep
+from harness.core.model import LSTMPredictor, LSTMStep
 
 
 class TorchScriptSession(TorchSession):
@@ -17,7 +17,10 @@ class TorchScriptSession(TorchSession):
         self._artifact = artifact
 
     def diagnostics(self) -> dict:
-        return {"artifact_bytes": self._artifact.size_bytes, "artifact_sha256": self._artifact.sha256}
+        return self._artifact.facts()
+
+    def artifacts(self) -> dict[str, str]:
+        return {str(self._artifact.path): self._artifact.sha256}
 
 
 class TorchScriptStepSession(TorchStepSession, TorchScriptSession):
@@ -26,16 +29,19 @@ class TorchScriptStepSession(TorchStepSession, TorchScriptSession):
 
 def script_round_trip(module: torch.nn.Module, target: Target, kind: str
                       ) -> tuple[torch.jit.ScriptModule, Artifact]:
-    """Script, freeze, optimise, save, verify and load back ``module``."""
+    """Script, freeze, optimise, save, verify and load back ``module`` (or load the file an
+    earlier worker of the run saved, where the target lists it)."""
     path = target.workdir / f"lstm-{kind}-{target.device}-{target.dtype}.torchscript.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # torch.jit is deprecated upstream; TorchScript is still a backend users ship.
         warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(module)
-        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(scripted.eval()))
-        torch.jit.save(frozen, str(path))
-        artifact = Artifact.record(path)
+        artifact = Artifact.reused(path, target)
+        if artifact is None:
+            scripted = torch.jit.script(module)
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(scripted.eval()))
+            torch.jit.save(frozen, str(path))
+            artifact = Artifact.record(path)
         loaded = torch.jit.load(str(artifact.verified_path()), map_location=target.device)
     return loaded.eval(), artifact
 
@@ -43,6 +49,7 @@ def script_round_trip(module: torch.nn.Module, target: Target, kind: str
 class TorchScriptBackend(Backend):
     name = "torchscript"
     summary = "torch.jit.script + freeze + optimize_for_inference, round-tripped through a file"
+    in_default_set = True
 
     def unavailable_reason(self, target: Target) -> str | None:
         return torch_reason(target)

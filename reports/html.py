@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from harness.workloads import WORKLOADS
+from harness.workloads.columns import Column
 from reports import columns as cols
 from reports import plots
 
@@ -23,27 +25,17 @@ dt { font-weight: bold; }
 """
 
 
-def _cls(column_header: str, row: dict) -> str:
-    if column_header == "drifts at" and row.get("drift_horizon") is not None:
-        return "bad"
-    if column_header.startswith("agrees") and row.get("agrees") is not None:
-        return "ok" if row["agrees"] else "bad"
-    if column_header == "notes":
-        return "bad" if row.get("status") == "failed" else "warn"
-    return ""
-
-
-def _row_html(row: dict, new_shape: bool, columns: list[cols.Column]) -> str:
-    cells = [f'<td class="{c.justify} {_cls(c.header, row)}">{escape(c.cell(row))}</td>'
+def _row_html(row: dict, new_shape: bool, columns: tuple[Column, ...]) -> str:
+    cells = [f'<td class="{c.justify} {c.tone(row) or ""}">{escape(c.cell(row))}</td>'
              for c in columns]
     attrs = ' class="shape"' if new_shape else ""
     return f"<tr{attrs} data-backend=\"{escape(row['backend'])}\">{''.join(cells)}</tr>"
 
 
-def _results_tables(result: dict) -> list[str]:
+def _results_tables(result: dict, workloads: cols.Workloads) -> list[str]:
     parts = []
     for scenario, rows in cols.by_scenario(result):
-        columns = cols.columns_for(rows, cols.focus(result))
+        columns = cols.columns_for(rows, cols.focus(result), workloads)
         header = "".join(f"<th>{escape(c.header)}</th>" for c in columns)
         body = "".join(_row_html(r, b, columns)
                        for r, b in zip(rows, cols.shape_breaks(rows), strict=True))
@@ -53,16 +45,25 @@ def _results_tables(result: dict) -> list[str]:
     return parts
 
 
-def _checks_table(result: dict) -> str:
-    lines = cols.check_summary(result)
+def _checks_table(result: dict, workloads: cols.Workloads) -> str:
+    lines = cols.check_summary(result, workloads)
     if not lines:
         return ""
     header = "".join(f"<th>{escape(h)}</th>" for h in cols.CHECK_HEADERS)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in line) + "</tr>" for line in lines)
-    caption = cols.tolerance_caption(result)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in line.cells()) + "</tr>"
+                   for line in lines)
+    caption = cols.tolerance_caption(result, workloads)
     caption_html = f"<caption>{escape(caption)}</caption>" if caption else ""
     return (f"<h2>Agreement with the float64 reference</h2>\n<table class=\"checks\">{caption_html}"
             f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _verdict(result: dict) -> str:
+    text = cols.verdict_text(result)
+    if text is None:
+        return ""
+    tone = {"valid": "ok", "contended": "bad"}.get(result["verdict"]["verdict"], "warn")
+    return f'<p class="verdict {tone}">{escape(text)}</p>'
 
 
 def _environment(result: dict) -> str:
@@ -89,10 +90,11 @@ def _figures(result: dict) -> list[str]:
             for name, caption, png in figures if png is not None]
 
 
-def render_html(result: dict) -> str:
+def render_html(result: dict, workloads: cols.Workloads = WORKLOADS) -> str:
     scenario = result.get("scenario", {}).get("name", "")
     page_title = escape(f"lstm-harness report · {scenario}")
-    body = "\n".join([f"<h1>{page_title}</h1>", _environment(result), *_results_tables(result),
-                      _checks_table(result), *_figures(result)])
+    body = "\n".join([f"<h1>{page_title}</h1>", _environment(result), _verdict(result),
+                      *_results_tables(result, workloads), _checks_table(result, workloads),
+                      *_figures(result)])
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{page_title}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")

@@ -116,7 +116,7 @@ def agreement_errors(rows: list[dict], atol: float | None) -> bytes | None:
 
 def rollout_error(rows: list[dict]) -> bytes | None:
     """Error against the horizon for rollout rows that carry a per-step error list."""
-    curves = [r for r in rows if r.get("mode") == "rollout" and r.get("rollout_err")]
+    curves = [r for r in rows if r.get("rollout_err")]
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from harness.compare import Comparison, RowChange
-from harness.history import RunInfo
-from reports.columns import fmt
+from harness.core.compare import Comparison, RowChange
+from harness.io.history import RunInfo
+from harness.workloads.columns import fmt
 
 
 def history_table(runs: list[RunInfo], db: str) -> Table:
@@ -62,6 +62,8 @@ def comparison_table(comparison: Comparison, base_label: str, new_label: str,
             table.add_row(row["backend"], row["device"], row["dtype"], _shape(row),
                           *["—"] * 5, Text(side, style="yellow"))
     gate_text = "no gate" if threshold is None else f"gate: slower by > {threshold:.0%} and significant"
+    if comparison.contended and threshold is not None:
+        gate_text = f"gate not applied: {' and '.join(comparison.contended)} contended"
     table.caption = (f"Mann-Whitney U on the raw samples, two-sided, significant at "
                      f"{comparison.confidence:.0%} confidence (p < {1 - comparison.confidence:.2g}); "
                      f"{gate_text}")

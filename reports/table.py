@@ -7,9 +7,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from harness.workloads import WORKLOADS
+from harness.workloads.columns import Column
 from reports.columns import (
     BEST_HEADERS,
     CHECK_HEADERS,
+    Workloads,
     best_throughput,
     by_scenario,
     check_summary,
@@ -18,36 +21,35 @@ from reports.columns import (
     shape_breaks,
     title,
     tolerance_caption,
+    verdict_text,
 )
 
-
-def _styled(header: str, text: str, row: dict) -> Text | str:
-    if header.startswith("agrees") and row.get("agrees") is not None:
-        return Text(text, style="green" if row["agrees"] else "bold red")
-    if header == "drifts at" and row.get("drift_horizon") is not None:
-        return Text(text, style="bold red")
-    if header == "agrees" and row.get("agrees") is not None:
-        return Text(text, style="green" if row["agrees"] else "bold red")
-    if header == "notes" and text:
-        return Text(text, style="bold red" if row.get("status") == "failed" else "yellow")
-    return text
+TONES = {"ok": "green", "bad": "bold red", "warn": "yellow"}
 
 
-def scenario_table(result: dict, scenario: str, rows: list[dict]) -> Table:
+def _styled(column: Column, row: dict) -> Text | str:
+    tone = column.tone(row)
+    text = column.cell(row)
+    return Text(text, style=TONES[tone]) if tone else text
+
+
+def scenario_table(result: dict, scenario: str, rows: list[dict],
+                   workloads: Workloads = WORKLOADS) -> Table:
     table = Table(title=title(result, scenario), title_justify="left")
-    columns = columns_for(rows, focus(result))
+    columns = columns_for(rows, focus(result), workloads)
     for column in columns:
         table.add_column(column.header, justify=column.justify, no_wrap=True)
     for row, new_shape in zip(rows, shape_breaks(rows), strict=True):
         if new_shape:
             table.add_section()
-        table.add_row(*(_styled(c.header, c.cell(row), row) for c in columns))
+        table.add_row(*(_styled(c, row) for c in columns))
     return table
 
 
-def results_table(result: dict) -> Group:
+def results_table(result: dict, workloads: Workloads = WORKLOADS) -> Group:
     """Every scenario's table, in the order the scenarios appear in the results."""
-    return Group(*(scenario_table(result, name, rows) for name, rows in by_scenario(result)))
+    return Group(*(scenario_table(result, name, rows, workloads)
+                   for name, rows in by_scenario(result)))
 
 
 def best_throughput_table(result: dict) -> Table:
@@ -59,20 +61,27 @@ def best_throughput_table(result: dict) -> Table:
     return table
 
 
-def tables_for(result: dict) -> list[Table | Group]:
+def tables_for(result: dict, workloads: Workloads = WORKLOADS) -> list[Table | Group]:
     """What `run` prints: the results tables, the best throughput when the scenario's focus
     is throughput, and the agreement checks."""
     best = [best_throughput_table(result)] if focus(result) == "throughput" else []
-    return [results_table(result), *best, checks_table(result)]
+    return [results_table(result, workloads), *best, checks_table(result, workloads)]
 
 
-def checks_table(result: dict) -> Table:
+def report(result: dict, workloads: Workloads = WORKLOADS) -> list[Table | Group | Text]:
+    """What `report` shows of a results file: the results, the checks, the verdict."""
+    verdict = verdict_text(result)
+    return [results_table(result, workloads), checks_table(result, workloads),
+            *([Text(verdict)] if verdict else [])]
+
+
+def checks_table(result: dict, workloads: Workloads = WORKLOADS) -> Table:
     """Per backend: how many agreement checks passed, and the worst error seen."""
     table = Table(title="Agreement with the float64 reference", title_justify="left")
     for header in CHECK_HEADERS:
         table.add_column(header, no_wrap=True)
-    for backend, passed, *rest in check_summary(result):
-        done, total = passed.split("/")
-        table.add_row(backend, Text(passed, style="green" if done == total else "bold red"), *rest)
-    table.caption = tolerance_caption(result)
+    for line in check_summary(result, workloads):
+        label, passed, *rest = line.cells()
+        table.add_row(label, Text(passed, style=TONES["ok" if line.all_passed else "bad"]), *rest)
+    table.caption = tolerance_caption(result, workloads)
     return table

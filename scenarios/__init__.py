@@ -1,24 +1,26 @@
-"""Workload definitions: which mode, shapes, dtypes, devices and backends a run covers.
+"""Scenario definitions: which workload, shapes, dtypes, devices and backends a run covers.
 
 A ``Scenario`` is a frozen description; the presets below are the named ones, and user
 scenarios come from TOML files (``scenarios.toml_file``). ``resolve`` turns a ``--scenario``
-argument, a preset name or a path, into a Scenario.
+argument, a preset name or a path, into a Scenario. Which workload ``mode`` names, and which
+settings (``params``) it takes, the engine checks when it plans the run, against the
+workloads registered there, plugins included.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from harness.errors import InputError
+from harness.core.errors import InputError
+from harness.core.targets import AUTO_DEVICE, DEVICES, DTYPES
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-ALL_BACKENDS = ("reference", "eager", "torchscript", "compile", "onnxruntime")
-MODES = ("forward", "streaming", "rollout")
-DTYPES = ("fp32", "bf16", "fp16")
-DEVICES = ("cpu", "cuda", "auto")
 # What the forward table leads with: the median, the tail (p90, p99), or sequences/s.
 FOCUSES = ("median", "tail", "throughput")
+SCENARIO_DEVICES = (*DEVICES, AUTO_DEVICE)
 
 
 @dataclass(frozen=True)
@@ -29,31 +31,34 @@ class Scenario:
     seq_lens: tuple[int, ...] = (50,)
     dtypes: tuple[str, ...] = ("fp32",)
     devices: tuple[str, ...] = ("cpu",)
-    backends: tuple[str, ...] = ALL_BACKENDS
+    backends: tuple[str, ...] | None = None  # None: every default backend of each device
     budget_s: float = 2.0  # timing budget per row
-    # Per-dtype (dtype, atol, rtol) overrides of harness.agreement.DEFAULT_TOLERANCES.
+    # Per-dtype (dtype, atol, rtol) overrides of harness.core.agreement.DEFAULT_TOLERANCES.
     tolerances: tuple[tuple[str, float, float], ...] = ()
-    horizon: int = 200  # rollout mode: steps forecast by feeding predictions back
+    # The workload's own settings by name (a rollout's horizon, say), as (name, value) pairs.
+    params: tuple[tuple[str, Any], ...] = ()
     focus: str = "median"
     description: str = ""
+    source: str | None = None  # the TOML file it was read from, for messages
 
     def __post_init__(self) -> None:
-        for field_name, value, allowed in [("mode", self.mode, MODES), ("focus", self.focus, FOCUSES)]:
-            if value not in allowed:
-                raise InputError(f"scenario {self.name!r}: {field_name} must be one of "
-                                 f"{', '.join(allowed)}, got {value!r}")
+        where = self.source or f"scenario {self.name!r}"
+        if self.focus not in FOCUSES:
+            raise InputError(f"{where}: focus must be one of {', '.join(FOCUSES)}, "
+                             f"got {self.focus!r}")
         for field_name, values, allowed in [("dtypes", self.dtypes, DTYPES),
-                                            ("devices", self.devices, DEVICES)]:
+                                            ("devices", self.devices, SCENARIO_DEVICES)]:
             bad = [v for v in values if v not in allowed]
             if bad or not values:
-                raise InputError(f"scenario {self.name!r}: {field_name} must be a non-empty list "
-                                 f"of {', '.join(allowed)}, got {list(values)!r}")
+                raise InputError(f"{where}: {field_name} must be a non-empty list of "
+                                 f"{', '.join(allowed)}, got {list(values)!r}")
 
     def tolerance_overrides(self) -> dict[str, tuple[float, float]]:
         return {dtype: (atol, rtol) for dtype, atol, rtol in self.tolerances}
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        record = {k: v for k, v in asdict(self).items() if k not in ("params", "source")}
+        return {**record, **dict(self.params)}
 
 
 DEFAULT = Scenario(
@@ -80,14 +85,15 @@ PRESETS: dict[str, Scenario] = {s.name: s for s in (
 )}
 
 
-def resolve(name_or_path: str) -> Scenario:
-    """A preset by name, or a TOML file by path."""
+def resolve(name_or_path: str, workloads: Mapping[str, Any] | None = None) -> Scenario:
+    """A preset by name, or a TOML file by path, its mode one of ``workloads`` (by default
+    the built-in ones)."""
     if name_or_path in PRESETS:
         return PRESETS[name_or_path]
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         from scenarios.toml_file import load
 
-        return load(path)
+        return load(path, workloads) if workloads is not None else load(path)
     raise InputError(f"unknown scenario {name_or_path!r}; expected a preset "
                      f"({', '.join(PRESETS)}) or a path to a .toml file")

@@ -1,19 +1,24 @@
 """User scenarios from TOML files, parsed with stdlib tomllib and checked key by key.
 
 Every wrong key, type or value raises InputError naming the file, the key and what is
-allowed, so a typo in a scenario never silently falls back to a default.
+allowed, so a typo in a scenario never silently falls back to a default. Keys beyond the
+scenario's own are the settings of its workload (a rollout's ``horizon``), checked against
+that workload's declaration.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InputError
-from scenarios import DEVICES, DTYPES, FOCUSES, MODES, PRESETS, Scenario
+from harness.core.errors import InputError
+from harness.core.targets import DTYPES
+from harness.workloads import WORKLOADS
+from harness.workloads.base import SettingError, Workload, make_workload, settings_of
+from scenarios import FOCUSES, PRESETS, SCENARIO_DEVICES, Scenario
 
 
 def _is_int(v: Any) -> bool:
@@ -34,23 +39,26 @@ def _list_of(check: Callable[[Any], bool], what: str) -> tuple[Callable[[Any], b
 
 
 _POSITIVE_INTS = _list_of(lambda x: _is_int(x) and x >= 1, "integers >= 1")
-# key -> (is the value allowed?, what is allowed, in words)
-_SCALARS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "name": ((lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty string"),
-    "extends": _choice(tuple(PRESETS)),
-    "description": ((lambda v: isinstance(v, str)), "a string"),
-    "mode": _choice(MODES),
-    "focus": _choice(FOCUSES),
-    "batch_sizes": _POSITIVE_INTS,
-    "seq_lens": _POSITIVE_INTS,
-    "dtypes": _list_of(lambda x: x in DTYPES, f"{', '.join(map(repr, DTYPES))}"),
-    "devices": _list_of(lambda x: x in DEVICES, f"{', '.join(map(repr, DEVICES))}"),
-    "backends": _list_of(lambda x: isinstance(x, str) and x.strip() != "", "backend names"),
-    "budget_s": ((lambda v: _is_number(v) and v > 0), "a number > 0"),
-    "horizon": ((lambda v: _is_int(v) and v >= 1), "an integer >= 1"),
-}
+
+
+def _scalars(workloads: Mapping[str, type[Workload]]) -> dict[str, tuple[Callable[[Any], bool], str]]:
+    """key -> (is the value allowed?, what is allowed, in words)"""
+    return {
+        "name": ((lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty string"),
+        "extends": _choice(tuple(PRESETS)),
+        "description": ((lambda v: isinstance(v, str)), "a string"),
+        "mode": _choice(tuple(workloads)),
+        "focus": _choice(FOCUSES),
+        "batch_sizes": _POSITIVE_INTS,
+        "seq_lens": _POSITIVE_INTS,
+        "dtypes": _list_of(lambda x: x in DTYPES, f"{', '.join(map(repr, DTYPES))}"),
+        "devices": _list_of(lambda x: x in SCENARIO_DEVICES, f"{', '.join(map(repr, SCENARIO_DEVICES))}"),
+        "backends": _list_of(lambda x: isinstance(x, str) and x.strip() != "", "backend names"),
+        "budget_s": ((lambda v: _is_number(v) and v > 0), "a number > 0"),
+    }
+
+
 _TOLERANCE_KEYS = ("atol", "rtol")
-ALLOWED_KEYS = (*_SCALARS, "tolerances")
 
 
 def _fail(path: Path, key: str, expected: str, got: Any) -> InputError:
@@ -74,28 +82,44 @@ def _tolerances(path: Path, table: Any) -> tuple[tuple[str, float, float], ...]:
     return tuple(out)
 
 
-def parse(path: Path, data: dict) -> Scenario:
-    unknown = [k for k in data if k not in ALLOWED_KEYS]
-    if unknown:
-        raise InputError(f"{path}: unknown key {unknown[0]!r}; allowed keys are "
-                         f"{', '.join(ALLOWED_KEYS)}")
+def parse(path: Path, data: dict, workloads: Mapping[str, type[Workload]] = WORKLOADS) -> Scenario:
+    scalars = _scalars(workloads)
     fields: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     for key, value in data.items():
         if key == "tolerances":
             fields[key] = _tolerances(path, value)
-            continue
-        ok, expected = _SCALARS[key]
-        if not ok(value):
-            raise _fail(path, key, expected, value)
-        fields[key] = tuple(value) if isinstance(value, list) else value
+        elif key in scalars:
+            ok, expected = scalars[key]
+            if not ok(value):
+                raise _fail(path, key, expected, value)
+            fields[key] = tuple(value) if isinstance(value, list) else value
+        else:
+            extra[key] = value
     base = PRESETS[fields.pop("extends")] if "extends" in fields else None
+    mode = fields.get("mode", base.mode if base else "forward")
+    workload = workloads[mode]
+    unknown = [k for k in extra if k not in settings_of(workload)]
+    if unknown:
+        settings = ", ".join(settings_of(workload)) or "none"
+        raise InputError(f"{path}: unknown key {unknown[0]!r}; allowed keys are "
+                         f"{', '.join((*scalars, 'tolerances'))}, and mode {mode!r}'s settings "
+                         f"({settings})")
+    try:
+        make_workload(workload, extra)
+    except SettingError as exc:
+        raise _fail(path, exc.key, exc.expected, exc.got) from None
     fields.setdefault("name", path.stem)
     if "budget_s" in fields:
         fields["budget_s"] = float(fields["budget_s"])
+    # A file that changes the mode starts that workload's settings afresh.
+    inherited = dict(base.params) if base and base.mode == mode else {}
+    fields["params"] = tuple({**inherited, **extra}.items())
+    fields["source"] = str(path)
     return replace(base, **fields) if base else Scenario(**fields)
 
 
-def load(path: Path) -> Scenario:
+def load(path: Path, workloads: Mapping[str, type[Workload]] = WORKLOADS) -> Scenario:
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -103,4 +127,4 @@ def load(path: Path) -> Scenario:
         raise InputError(f"expected a scenario TOML file, but {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML: {exc}") from None
-    return parse(path, data)
+    return parse(path, data, workloads)

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.results import Check, Row, RunResult
-from harness.stats import paired_ratio, summarize, throughput
+from harness.core.results import (
+    Check,
+    ColdStart,
+    Identity,
+    Outcome,
+    Row,
+    RowAgreement,
+    RunResult,
+    Speedup,
+    TimingSummary,
+)
+from harness.core.stats import paired_ratio, summarize, throughput
 
 # Median ms per call, per backend and batch size, roughly as measured on the 2-core VM.
 MEDIANS = {"eager": {1: 0.23, 64: 1.5}, "onnxruntime": {1: 0.07, 64: 1.53},
@@ -22,16 +32,17 @@ def measured_row(backend: str, batch: int, samples_ms: np.ndarray, eager_ms: np.
     s = summarize(samples_ms)
     ratio = paired_ratio(eager_ms, samples_ms)
     seqs, steps = throughput(batch, 50, s.median / 1e3)
-    return Row(backend=backend, device="cpu", dtype="fp32", batch_size=batch, seq_len=50,
-               scenario=scenario, mode=mode, median_ms=s.median, p90_ms=s.p90, p99_ms=s.p99,
-               min_ms=s.min, mean_ms=s.mean, stdev_ms=s.stdev, iqr_ms=s.iqr,
-               ci95_low_ms=s.ci95_low, ci95_high_ms=s.ci95_high, noisy=s.noisy,
-               stop_reason="converged", rounds=s.n, calls_per_round=4, throughput_seq_s=seqs,
-               throughput_steps_s=steps, speedup_vs_eager=ratio.median,
-               speedup_ci95_low=ratio.ci95_low, speedup_ci95_high=ratio.ci95_high,
-               max_abs_err=2e-7 * (1 + batch / 64), max_rel_err=1e-4, agrees=True,
-               prepare_s=0.1, first_call_ms=2.0, peak_rss_mb=100.0, gflops=1.0, pct_peak=5.0,
-               samples_ms=[float(x) for x in samples_ms], **extra)
+    timing = TimingSummary(median_ms=s.median, p90_ms=s.p90, p99_ms=s.p99, min_ms=s.min,
+                           mean_ms=s.mean, stdev_ms=s.stdev, iqr_ms=s.iqr,
+                           ci95_low_ms=s.ci95_low, ci95_high_ms=s.ci95_high, noisy=s.noisy,
+                           stop_reason="ci", rounds=s.n, calls_per_round=4,
+                           samples_ms=[float(x) for x in samples_ms])
+    return Row(Identity(backend, "cpu", "fp32", batch, 50, scenario, mode), timing=timing,
+               speedup=Speedup(ratio.median, ratio.ci95_low, ratio.ci95_high),
+               agreement=RowAgreement(2e-7 * (1 + batch / 64), 1e-4, True),
+               cold_start=ColdStart(prepare_s=0.1, first_call_ms=2.0, peak_rss_mb=100.0),
+               workload={"throughput_seq_s": seqs, "throughput_steps_s": steps, "gflops": 1.0,
+                         "pct_peak": 5.0, **extra})
 
 
 def make_results(scale: float = 1.0, noise: float = 0.02, n: int = 30, seed: int = 0,
@@ -46,15 +57,16 @@ def make_results(scale: float = 1.0, noise: float = 0.02, n: int = 30, seed: int
                                                           seed + 100 * (i + 1) + batch)
             rows.append(measured_row(backend, batch, ms, eager))
             checks.append(Check(backend, batch, 50, "sine", 1e-7, 1e-4, True))
-        rows.append(Row("compile", "cpu", "fp32", batch, 50, status="unavailable",
-                        reason="torch.compile needs a C++ compiler"))
-        rows.append(Row("broken", "cpu", "fp32", batch, 50, status="failed",
-                        reason="RuntimeError: boom | twice"))
+        rows.append(Row(Identity("compile", "cpu", "fp32", batch, 50),
+                        Outcome.unavailable("torch.compile needs a C++ compiler")))
+        rows.append(Row(Identity("broken", "cpu", "fp32", batch, 50),
+                        Outcome.failed("RuntimeError: boom | twice")))
     if rollout:
         eager = samples(5.0 * scale, n, noise, seed + 7)
         for backend in ("eager", "onnxruntime"):
             rows.append(measured_row(backend, 64, eager if backend == "eager" else eager * 0.8,
-                                     eager, scenario="rollout", mode="rollout"))
+                                     eager, scenario="rollout", mode="rollout", horizon=20,
+                                     rollout_err=[1e-6 * 1.5 ** k for k in range(20)]))
     result = RunResult(
         environment={"device": "cpu", "device_name": "Fixture CPU", "git_commit": "abc123",
                      "timestamp": "2026-11-24T12:00:00+00:00", "command": "harness run",
@@ -62,10 +74,4 @@ def make_results(scale: float = 1.0, noise: float = 0.02, n: int = 30, seed: int
         scenario={"name": "default", "mode": "forward"}, model={"weights_sha256": "0" * 64},
         tolerance={"dtype": "fp32", "atol": 1e-5, "rtol": 1e-4}, rows=tuple(rows),
         checks=tuple(checks))
-    data = result.to_dict()
-    if rollout:
-        # rollout_err is not a Row field (yet): rows of mode "rollout" may carry it as JSON.
-        for row in data["rows"]:
-            if row["mode"] == "rollout":
-                row["rollout_err"] = [1e-6 * 1.5 ** k for k in range(20)]
-    return data
+    return result.to_dict()

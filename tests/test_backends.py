@@ -7,9 +7,9 @@ import torch
 from backends.compiled import CompileBackend
 from backends.reference import ReferenceModel
 from backends.registry import load_registry
-from harness.agreement import DEFAULT_TOLERANCES, compare
-from harness.data import random_batch, sine_batch
-from harness.errors import BackendError, InputError
+from harness.core.agreement import DEFAULT_TOLERANCES, compare
+from harness.core.data import random_batch, sine_batch
+from harness.core.errors import BackendError, InputError
 
 REGISTRY = load_registry()
 TOL = DEFAULT_TOLERANCES["fp32"]
@@ -75,6 +75,7 @@ def test_compile_refuses_to_pass_for_eager_when_the_lstm_is_not_captured(checkpo
         torch._dynamo.config.allow_rnn = True
         torch._dynamo.reset()
 
+@pytest.mark.slow
 
 def test_auto_export_falls_back_when_dynamo_fixes_seq_len(checkpoint, tmp_path, monkeypatch):
     """torch 2.13's dynamo exporter keeps seq_len free, so the check is told once that it did
@@ -95,7 +96,7 @@ def test_the_compiled_step_model_returns_the_state_in_the_shape_it_was_given(che
     stray axis, (layers, 1, batch, hidden); the step model must hand back (layers, batch,
     hidden) with the same values."""
     from backends.compiled import StateShapedStep
-    from harness.model import LSTMStep
+    from harness.core.model import LSTMStep
 
     class StrayAxisLSTM(torch.nn.Module):
         def __init__(self, lstm):
@@ -146,6 +147,7 @@ def test_onnx_artifact_has_dynamic_batch_and_seq_len(sessions):
     assert diag["artifact_bytes"] > 0 and diag["providers"] == ["CPUExecutionProvider"]
     assert diag["exporter"] == "dynamo" or diag["exporter"].startswith("torchscript (dynamo fixed")
 
+@pytest.mark.slow
 
 def test_onnx_exporter_fallback_keeps_seq_len_free_and_agrees(checkpoint, tmp_path):
     """The fallback taken where the dynamo exporter fixes seq_len (torch 2.11 did) must itself
@@ -206,3 +208,74 @@ def test_plugin_modules_add_backends():
     assert "wrong" in registry and "eager" in registry
     with pytest.raises(InputError, match="cannot import plugin"):
         load_registry(["tests.plugins.no_such_module"])
+
+
+def test_onnxruntime_answers_with_its_own_runtime(sessions, checkpoint):
+    """Bit for bit what a fresh InferenceSession on the verified file answers, and not what
+    eager answers: a session that loaded the file but answered through torch is caught."""
+    import onnxruntime as ort
+
+    session = sessions["onnxruntime"]
+    path = session._artifact.verified_path()
+    fresh = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for x in (sine_batch(64, 50, seed=31), random_batch(5, 77, 1, seed=32)):
+        ours = session.run(session.to_native(x))
+        np.testing.assert_array_equal(ours, fresh.run(None, {"x": x})[0])
+        eager = sessions["eager"].run(sessions["eager"].to_native(x)).numpy()
+        assert not np.array_equal(ours, eager)
+
+
+def _plus_one(t: torch.Tensor) -> torch.Tensor:
+    return t + 1
+
+
+def test_torchscript_answers_through_the_scripted_module(sessions):
+    """The TorchScript executor, not eager, ran the last call: its last optimized graph is
+    the LSTM's, where a moment before it was another scripted function's."""
+    torch.jit.script(_plus_one)(torch.zeros(1))
+    marker = str(torch.jit.last_executed_optimized_graph())
+    session = sessions["torchscript"]
+    session.run(session.to_native(sine_batch(4, 50, seed=33)))
+    graph = str(torch.jit.last_executed_optimized_graph())
+    assert graph != marker and "lstm" in graph.lower()
+
+@pytest.mark.slow
+
+def test_compile_runs_its_graphs_and_stays_within_its_graph_bound(checkpoint, cpu_target):
+    """Over the agreement grid (batch 1, 64, 1024 x seq_len 50, 200) the compiled model runs
+    on at most two graphs: one with batch and seq_len dynamic, and one for batch 1, which
+    dynamo specialises (it never treats a size of 1 as dynamic). A compile that recompiled
+    at every shape, or calls that bypassed the graphs, would fail here."""
+    from harness.engine.handles import LocalHandle
+    from harness.workloads.base import CheckContext
+    from harness.workloads.forward import FORWARD, Forward
+
+    handle = LocalHandle.open(CompileBackend(), checkpoint.model, cpu_target, sine_batch(1, 50, 0))
+    timed = [(1, 50)]
+    ctx = CheckContext(ReferenceModel(checkpoint.model), TOL, 1, 0, Forward().check_shapes(timed), timed)
+    checks = FORWARD.check(ctx, handle, "compile", "fp32").checks
+    assert len(checks) == 12 and all(c.agrees for c in checks)
+    diagnostics = handle.facts().diagnostics
+    assert diagnostics["graphs"] <= 2 and diagnostics["recompiles"] <= 1
+    assert diagnostics["graph_breaks"] == 0
+    # the call that compiled it, the first call, and 18 checked calls (sine, random and its
+    # repeat at 6 shapes)
+    assert diagnostics["graph_calls"] == 1 + 1 + 18
+    handle.close()
+
+
+@pytest.mark.slow
+def test_a_dozen_fp16_compiles_in_one_process_stay_under_the_recompile_limit(checkpoint, tmp_path,
+                                                                            process_settings):
+    """fp16 on the CPU takes inductor's LSTM decomposition, which specialises seq_len, so each
+    new length recompiles. Each compile keeps its own cache entries; sharing one, the sixth
+    compile called at five lengths hit dynamo's limit."""
+    from backends.base import Target
+
+    target = Target("cpu", "fp16", tmp_path, process_settings.intra_op_threads)
+    for _ in range(12):
+        session = CompileBackend().prepare(checkpoint.model, target)
+        for seq_len in (3, 4, 5, 6, 7):
+            y = session.to_numpy(session.run(session.to_native(sine_batch(2, seq_len, seed=seq_len))))
+            assert y.shape == (2, 1) and np.isfinite(y).all()
+        assert session.diagnostics()["recompiles"] >= 4  # seq_len really was specialised

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from backends.torchscript import TorchScriptBackend
-from harness.checkpoint import paths_for, sha256_file
-from harness.cli import main
-from harness.errors import BackendError, InputError
-from harness.memory import check_fits
-from harness.training import TrainConfig
+from harness.cli.main import main
+from harness.core.checkpoint import paths_for, sha256_file
+from harness.core.errors import BackendError, InputError
+from harness.core.memory import check_fits
+from harness.core.training import TrainConfig
+from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--batch-sizes", "1", "--budget", "0.05"]
 
 
 def _cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
@@ -37,7 +37,7 @@ def _one_line(stderr: str) -> str:
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["run", "--dtype", "fp23"], "unknown dtype 'fp23'; expected one of fp32, fp16, bf16 (did you mean fp32"),
+    (["run", "--dtype", "fp23"], "unknown dtype 'fp23'; expected one of fp32, bf16, fp16 (did you mean fp32"),
     (["run", "--batch-sizes", "1.5"], "--batch-sizes expects comma-separated integers >= 1, got '1.5'"),
     (["run", "--seq-len", "0"], "--seq-len expects integers >= 1, got 0"),
     (["run", "--backend-timeout", "0"], "--backend-timeout expects a number > 0, got 0"),
@@ -67,6 +67,7 @@ def private_cache(checkpoint, tmp_path):
     meta.write_text(json.dumps(checkpoint.metadata))
     return tmp_path, weights, meta, checkpoint.metadata
 
+@pytest.mark.slow
 
 def test_a_truncated_checkpoint_exits_2_with_one_line(private_cache):
     cache, weights, _, _ = private_cache
@@ -75,6 +76,7 @@ def test_a_truncated_checkpoint_exits_2_with_one_line(private_cache):
     assert done.returncode == 2
     assert "refusing a modified or truncated file" in _one_line(done.stderr)
 
+@pytest.mark.slow
 
 def test_a_checkpoint_for_another_model_exits_2_with_one_line(private_cache):
     cache, _, meta, metadata = private_cache
@@ -89,6 +91,7 @@ class _Payload:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))
 
+@pytest.mark.slow
 
 def test_a_malicious_pickle_checkpoint_is_refused_through_the_cli(private_cache):
     cache, weights, meta, metadata = private_cache
@@ -120,6 +123,7 @@ def test_a_modified_artifact_is_refused_before_loading(checkpoint, cpu_target, m
         TorchScriptBackend().prepare(checkpoint.model, cpu_target)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])
 def test_a_missing_onnx_package_makes_its_rows_unavailable_and_the_rest_run(checkpoint, cache_dir,
                                                                              tmp_path, missing):

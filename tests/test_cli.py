@@ -8,22 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.cli import main
+from harness.cli.main import main
+from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--batch-sizes", "1", "--budget", "0.05"]
 
-
-@pytest.fixture()
-def cached(checkpoint, cache_dir, monkeypatch):
-    """Point the CLI at the session's trained checkpoint."""
-    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
-    return cache_dir
-
+@pytest.mark.slow
 
 def test_run_writes_every_documented_field(cached, tmp_path, capsys):
     out = tmp_path / "results.json"
-    code = main(["run", "--backends", "reference,eager,onnxruntime", "--out", str(out), *FAST])
+    code = main(["run", "--backends", "reference,eager,onnxruntime", "--out", str(out), *FAST,
+                 "--processes", "2"])
     assert code == 0
     data = json.loads(out.read_text())
     assert {"environment", "rows", "checks", "schema_version"} <= set(data)
@@ -43,9 +38,25 @@ def test_run_writes_every_documented_field(cached, tmp_path, capsys):
     assert rows["eager"]["speedup_vs_eager"] == pytest.approx(1.0)
     shapes = {(c["batch_size"], c["seq_len"]) for c in data["checks"]}
     assert {(1, 50), (64, 50), (1024, 50), (1, 200), (64, 200), (1024, 200)} <= shapes
+    # two worker processes per backend, each with its rounds; the machine's load accounted
+    for row in rows.values():
+        assert row["processes"] == 2 and set(row["samples_process"]) == {0, 1}
+        assert len(row["samples_foreign_load"]) == len(row["samples_ms"])
+        assert row["verdict"] in ("valid", "contended") and row["foreign_load"] >= 0
+    assert data["verdict"]["verdict"] in ("valid", "contended")
+    # every fact a backend reports is kept, not only the ones a list allowed through
+    assert {"artifact_sha256", "export_s", "exporter", "providers"} <= set(rows["onnxruntime"]["diagnostics"])
+    # the peak is the best of every GEMM engine installed, each one recorded
+    peak = env["peak"]
+    assert {"torch", "numpy", "onnxruntime"} <= set(peak["by_engine"])
+    assert env["peak_gflops"] == peak["gflops"] == max(peak["by_engine"].values())
+    doc = (ROOT / "docs" / "results-schema.md").read_text()
+    undocumented = {k for row in rows.values() for k in (*row, *row["diagnostics"]) if f"`{k}`" not in doc}
+    assert undocumented == set()
     printed = capsys.readouterr().out
     assert "onnxruntime" in printed and "✓" in printed
 
+@pytest.mark.slow
 
 def test_a_disagreeing_backend_makes_run_exit_1(cached, capsys):
     code = main(["run", "--plugin", "tests.plugins.wrong_backend", "--backends", "eager,wrong",
@@ -55,6 +66,7 @@ def test_a_disagreeing_backend_makes_run_exit_1(cached, capsys):
     assert "✗" in captured.out and "FAILED" in captured.err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message; a GPU is present")
 def test_cuda_without_a_gpu_exits_2_with_one_line():
     done = subprocess.run([sys.executable, "-m", "harness", "run", "--device", "cuda"],
@@ -81,15 +93,31 @@ def test_bad_input_exits_2_naming_expected_and_actual(argv, fragment, capsys):
     assert fragment in " ".join(err.split()) and "Traceback" not in err
 
 
-def test_unwritable_out_is_refused_before_any_work(cached, tmp_path, capsys):
-    assert main(["run", "--out", str(tmp_path), *FAST]) == 2
-    assert "writable file path" in capsys.readouterr().err
+@pytest.mark.parametrize("flag, where, fragment", [
+    ("--out", "a-folder", "writable file path for --out, got {path}, which is a directory"),
+    ("--out", "a-file/results.json", "writable file path for --out, got {path}"),
+    ("--workdir", "a-file", "writable directory path for --workdir, got {path}, which is a file"),
+    ("--db", "a-file/history.sqlite", "writable file path for --db, got {path}"),
+])
+def test_an_unwritable_output_is_refused_in_one_line_before_any_work(tmp_path, capsys, flag,
+                                                                     where, fragment):
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-file").write_text("not a folder")
+    path = tmp_path / where
+    # No cached checkpoint: the refusal must come before the model is loaded or trained.
+    code = main(["run", flag, str(path), "--cache-dir", str(tmp_path / "no-cache"), *FAST])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("error: expected a ") and fragment.format(path=path) in lines[0]
+    assert not (tmp_path / "no-cache").exists()
 
 
 def test_debug_shows_the_traceback():
     with pytest.raises(Exception, match="did you mean eager"):
         main(["--debug", "run", "--backends", "egaer"])
 
+@pytest.mark.slow
 
 def test_module_entry_point_runs():
     done = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True,
@@ -104,3 +132,19 @@ def test_installed_console_script_runs():
                     "(CI installs it with pip install -e)")
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "train" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_backend_k_times_slower_than_eager_gets_a_speedup_of_one_over_k(cached, tmp_path):
+    """eager's time over the backend's, paired round by round: 1/3 for thrice-eager."""
+    from tests.plugins.slow_backend import K
+
+    out = tmp_path / "slow.json"
+    code = main(["run", "--plugin", "tests.plugins.slow_backend", "--backends", "eager,thrice-eager",
+                 "--batch-sizes", "64", "--budget", "1", "--out", str(out), "--no-history"])
+    assert code in (0, 3)  # 3: the machine was busy, and the run says so
+    row = next(r for r in json.loads(out.read_text())["rows"] if r["backend"] == "thrice-eager")
+    assert row["agrees"] is True
+    assert row["speedup_vs_eager"] == pytest.approx(1 / K, rel=0.1)
+    assert row["speedup_ci95_low"] <= row["speedup_vs_eager"] <= row["speedup_ci95_high"]
+    assert row["speedup_ci95_high"] < 1 / K * 1.25 and row["speedup_ci95_low"] > 1 / K * 0.75

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.compare import compare_results, compare_samples, row_key
+from harness.core.compare import compare_results, compare_samples, row_key
 from tests.results_fixture import make_results, samples
 
 

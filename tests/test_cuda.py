@@ -9,16 +9,15 @@ import torch
 from backends.base import Target
 from backends.reference import ReferenceModel
 from backends.registry import load_registry
-from harness.agreement import DEFAULT_TOLERANCES, compare
-from harness.cli import main
-from harness.data import random_batch, sine_batch
-from harness.timing import Timer
+from harness.cli.main import main
+from harness.core.agreement import DEFAULT_TOLERANCES, compare
+from harness.core.data import random_batch, sine_batch
+from harness.core.timing import Timer
+from tests.conftest import skip_unless_usable
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA GPU; none is visible to torch here")
+pytestmark = pytest.mark.cuda
 REGISTRY = load_registry()
-CUDA_BACKENDS = ["eager", "torchscript", "compile", "compile-cudagraphs", "onnxruntime",
-                 "onnxruntime-trt"]
+CUDA_BACKENDS = REGISTRY.default_for("cuda")
 
 
 @pytest.fixture()
@@ -29,10 +28,7 @@ def cuda_target(tmp_path, process_settings):
 @pytest.mark.parametrize("name", CUDA_BACKENDS)
 def test_backend_agrees_on_cuda_with_device_resident_outputs(checkpoint, cuda_target, name):
     backend = REGISTRY.create(name)
-    reason = backend.unavailable_reason(cuda_target)
-    if name in ("onnxruntime", "onnxruntime-trt") and reason:
-        pytest.skip(f"{name} not usable with this onnxruntime build: {reason}")
-    assert reason is None, reason
+    skip_unless_usable(backend, cuda_target)
     session = backend.prepare(checkpoint.model, cuda_target)
     reference = ReferenceModel(checkpoint.model)
     for batch, seq_len in [(1, 50), (64, 200), (1024, 50)]:

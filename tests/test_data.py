@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.data import SineConfig, chronological_split, make_windows, sine_batch, sine_series
-from harness.errors import InputError
+from harness.core.data import SineConfig, chronological_split, make_windows, sine_batch, sine_series
+from harness.core.errors import InputError
 
 
 def test_default_series_is_the_classic_sine():

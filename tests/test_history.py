@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from harness import history
-from harness.errors import InputError
+from harness.core.errors import InputError
+from harness.io import history
 from tests.results_fixture import make_results
 
 

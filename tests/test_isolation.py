@@ -18,14 +18,16 @@ import numpy as np
 import pytest
 
 from backends.eager import EagerBackend
-from harness.cli import main
-from harness.data import sine_batch
-from harness.errors import BackendError
-from harness.handles import LocalHandle
-from harness.isolation import WorkerHandle, death_reason
+from harness.cli.main import main
+from harness.core.data import sine_batch
+from harness.core.errors import BackendError
+from harness.engine.handles import LocalHandle
+from harness.engine.isolation import WorkerHandle, death_reason
+from harness.workloads.base import PRIMARY
+from harness.workloads.forward import FORWARD
+from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--batch-sizes", "1", "--budget", "0.05"]
 PLUGINS = ["--plugin", "tests.plugins.faults", "--plugin", "tests.plugins.wrong_backend"]
 
 
@@ -44,6 +46,7 @@ def fault_run(checkpoint, cache_dir, tmp_path_factory):
     data = json.loads(out.read_text())
     return code, {r["backend"]: r for r in data["rows"]}, printed.getvalue()
 
+@pytest.mark.slow
 
 def test_a_run_with_faulty_backends_exits_1_and_keeps_eager(fault_run):
     code, rows, printed = fault_run
@@ -56,6 +59,7 @@ def test_a_run_with_faulty_backends_exits_1_and_keeps_eager(fault_run):
     assert eager["isolation_startup_s"] > 0 and eager["prepare_s"] is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend, fragments", [
     ("segfault", ("SIGSEGV", "the worker died during", "while timing batch=1 seq_len=50")),
     ("abort", ("SIGABRT", "during prepare")),
@@ -68,6 +72,7 @@ def test_a_crash_or_exception_fails_only_that_backend_and_says_why(fault_run, ba
         assert fragment in row["reason"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend, max_abs_err", [("nan", None), ("wrong", 1e-3), ("stale", None)])
 def test_wrong_answers_are_measured_but_marked_disagreeing(fault_run, backend, max_abs_err):
     row = fault_run[1][backend]
@@ -75,6 +80,7 @@ def test_wrong_answers_are_measured_but_marked_disagreeing(fault_run, backend, m
     if max_abs_err is not None:
         assert row["max_abs_err"] == pytest.approx(max_abs_err, rel=1e-3)
 
+@pytest.mark.slow
 
 def test_repeat_calls_report_determinism(fault_run):
     rows = fault_run[1]
@@ -82,6 +88,7 @@ def test_repeat_calls_report_determinism(fault_run):
     # A stale cache answers the repeat with the first call's (different) input's output.
     assert rows["stale"]["deterministic"] is False and rows["stale"]["repeat_max_diff"] > 1e-3
 
+@pytest.mark.slow
 
 def test_a_hanging_backend_times_out_and_eager_goes_on(checkpoint, cache_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
@@ -95,21 +102,23 @@ def test_a_hanging_backend_times_out_and_eager_goes_on(checkpoint, cache_dir, tm
     assert "timeout: no answer to" in rows["hang"]["reason"] and "within 10 s" in rows["hang"]["reason"]
     assert rows["eager"]["status"] == "ok" and rows["eager"]["median_ms"] > 0
 
+@pytest.mark.slow
 
 def test_a_worker_gives_the_same_bits_as_this_process(checkpoint, cpu_target, process_settings):
     x = sine_batch(8, 50, 3)
     worker = WorkerHandle.open(EagerBackend(), checkpoint.model, cpu_target, x, process_settings, 120)
     try:
         local = LocalHandle.open(EagerBackend(), checkpoint.model, cpu_target, x)
-        np.testing.assert_array_equal(worker.predict(x), local.predict(x))
-        timer = worker.timer([x])
+        np.testing.assert_array_equal(worker.outputs(FORWARD, x), local.outputs(FORWARD, x))
+        timer = worker.timer(FORWARD, PRIMARY, [x])
         timer.warm_up(0.0)
         assert timer.calibrate(1e-3) >= 1 and timer.round() > 0
-        assert worker.startup_s > 0 and "isolation_startup_s" in worker.diagnostics()
+        assert worker.info.startup_s > 0 and worker.info.pid != os.getpid()
+        assert local.info.startup_s is None and local.info.pid == os.getpid()
     finally:
         worker.close()
     with pytest.raises(BackendError):
-        worker.predict(x)  # closed: refused, not hung
+        worker.outputs(FORWARD, x)  # closed: refused, not hung
 
 
 def test_a_dead_worker_is_named_by_its_signal():
@@ -118,12 +127,34 @@ def test_a_dead_worker_is_named_by_its_signal():
     assert death_reason(3) == "exit status 3"
 
 
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (the run's workers, its resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, or a zombie nobody has reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _default_sigint() -> None:
     # A shell's background job starts with SIGINT ignored, and Python then never raises
     # KeyboardInterrupt; give the child the disposition a terminal would.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_signal_mid_run_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_path, signum):
     """SIGTERM or Ctrl-C mid-run: exit 128+signal, the file holds every finished shape.
@@ -132,25 +163,37 @@ def test_a_signal_mid_run_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_p
     """
     out = tmp_path / "partial.json"
     env = {**os.environ, "LSTM_HARNESS_CACHE": str(cache_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backends", "eager",
-                             "--batch-sizes", "1,64,1024", "--budget", "2", "--out", str(out)],
+    planned = [(1, 50), (64, 50), (1024, 50)]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backends", "reference,eager",
+                             "--batch-sizes", "1,64,1024", "--budget", "2", "--no-history",
+                             "--out", str(out)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert out.exists(), "no shape finished in time"
+    workers = _children(proc.pid)
+    assert len(workers) >= 4  # two processes each for reference and eager
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
     rows = json.loads(out.read_text())["rows"]
-    assert rows and all(r["status"] == "ok" and r["median_ms"] > 0 for r in rows)
+    shapes = list(dict.fromkeys((r["batch_size"], r["seq_len"]) for r in rows))
+    # exactly the finished shapes: the first ones planned, each with a row per backend
+    assert shapes == planned[:len(shapes)] and len(rows) == 2 * len(shapes)
+    assert all(r["status"] == "ok" and r["median_ms"] > 0 for r in rows)
+    time.sleep(1.0)  # a killed parent's orphans are reaped by init
+    assert [pid for pid in workers if _alive(pid)] == []
     if signum == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
         return
     assert proc.returncode == 128 + signum, stderr
-    assert f"saved to {out}" in " ".join(stderr.split()) and "Traceback" not in stderr
+    said = " ".join(stderr.split())
+    assert f"the {len(rows)} rows of every finished shape" in said and f"saved to {out}" in said
+    assert "Traceback" not in stderr
     assert "eager" in stdout  # the finished rows are shown too
 
+@pytest.mark.slow
 
 def test_without_isolation_a_raising_backend_still_fails_alone(checkpoint, cache_dir, tmp_path,
                                                                monkeypatch):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import InputError
-from harness.model import LSTMPredictor, ModelConfig, validate_input
+from harness.core.errors import InputError
+from harness.core.model import LSTMPredictor, ModelConfig, validate_input
 
 
 def test_predictor_has_the_seed_architecture():

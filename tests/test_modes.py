@@ -9,38 +9,36 @@ import pytest
 from backends.base import Session, Target, feedback_rollout
 from backends.reference import ReferenceModel
 from backends.registry import load_registry
-from harness.agreement import DEFAULT_TOLERANCES, Tolerance, compare, compare_rollout, rollout_tolerance
-from harness.cli import main
-from harness.data import random_batch, sine_batch, sine_forecast_batch
-from harness.errors import BackendUnavailableError
-from harness.handles import LocalHandle
-from scenarios import ALL_BACKENDS, EXAMPLES_DIR
-from tests.conftest import requires_cuda
+from harness.cli.main import main
+from harness.core.agreement import DEFAULT_TOLERANCES, Tolerance, compare, compare_rollout, rollout_tolerance
+from harness.core.data import random_batch, sine_batch, sine_forecast_batch
+from harness.core.errors import BackendUnavailableError
+from harness.engine.handles import LocalHandle
+from harness.workloads.forward import FORWARD
+from harness.workloads.rollout import Rollout
+from harness.workloads.streaming import Streaming
+from scenarios import EXAMPLES_DIR
+from scenarios.toml_file import load
+from tests.conftest import FAST, requires_cuda, skip_unless_usable
 
 REGISTRY = load_registry()
 TOL = DEFAULT_TOLERANCES["fp32"]
-FAST = ["--batch-sizes", "1", "--budget", "0.05"]
-
-
-@pytest.fixture()
-def cached(checkpoint, cache_dir, monkeypatch):
-    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
-    return cache_dir
 
 
 def _check_stream(handle: LocalHandle, reference: ReferenceModel, name: str) -> None:
     for x in (sine_batch(3, 50, seed=11), random_batch(3, 50, 1, seed=12)):
-        ys, h, c = handle.stream(x)
+        ys, h, c = handle.outputs(Streaming(), x)
         ref_ys, ref_h, ref_c = reference.stream(x)
         assert ys.shape == (3, 50, 1) and h.shape == c.shape == (1, 3, 64)
         for actual, expected, what in ((ys, ref_ys, "outputs"), (h, ref_h, "h"), (c, ref_c, "c")):
             result = compare(actual, expected, TOL)
             assert result.agrees, f"{name} {what}: max abs err {result.max_abs_err:.2e}"
         # The last streamed output is the windowed forward pass of the same backend.
-        assert compare(ys[:, -1], handle.predict(x), TOL).agrees
+        assert compare(ys[:, -1], handle.outputs(FORWARD, x), TOL).agrees
 
 
-@pytest.mark.parametrize("name", ALL_BACKENDS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "onnxruntime" else n
+                                  for n in REGISTRY.default_for("cpu")])
 def test_streaming_the_window_reproduces_the_windowed_pass(checkpoint, cpu_target, name):
     """Outputs at every step and the final h and c, against the float64 reference."""
     handle = LocalHandle.open(REGISTRY.create(name), checkpoint.model, cpu_target,
@@ -54,8 +52,7 @@ def test_streaming_the_window_reproduces_the_windowed_pass(checkpoint, cpu_targe
 def test_streaming_and_rollout_on_cuda(checkpoint, tmp_path, name):
     target = Target("cuda", "fp32", tmp_path, 1)
     backend = REGISTRY.create(name)
-    if backend.unavailable_reason(target):
-        pytest.skip(f"{name} cannot serve CUDA here: {backend.unavailable_reason(target)}")
+    skip_unless_usable(backend, target)
     reference = ReferenceModel(checkpoint.model)
     try:
         handle = LocalHandle.open(backend, checkpoint.model, target, sine_batch(1, 50, 0), with_step=True)
@@ -64,7 +61,7 @@ def test_streaming_and_rollout_on_cuda(checkpoint, tmp_path, name):
         assert "no streaming step model" in str(exc)
         handle = LocalHandle.open(backend, checkpoint.model, target, sine_batch(1, 50, 0))
     windows, _ = sine_forecast_batch(4, 50, 100, seed=1)
-    forecast = handle.rollout(windows, 100)
+    forecast = handle.outputs(Rollout(horizon=100), windows)
     expected = feedback_rollout(reference.forward, windows, 100)
     assert compare_rollout(forecast, expected, rollout_tolerance(TOL)).agrees
     handle.close()
@@ -111,6 +108,7 @@ def test_compare_rollout_finds_the_first_step_out_of_tolerance():
     assert result.step_err[:4] == (0.0, 0.0, 0.0, 2e-4) and result.step_err[4] == np.inf
     assert compare_rollout(expected, expected, Tolerance(0.0, 0.0)).drift_horizon is None
 
+@pytest.mark.slow
 
 def test_a_backend_within_tolerance_for_one_step_is_caught_drifting_in_a_rollout(cached, tmp_path, capsys):
     out = tmp_path / "rollout.json"
@@ -137,6 +135,7 @@ def test_a_backend_within_tolerance_for_one_step_is_caught_drifting_in_a_rollout
     printed = " ".join(capsys.readouterr().out.split())
     assert "rollout (rollout)" in printed and f"step {drifting['drift_horizon']}" in printed
 
+@pytest.mark.slow
 
 def test_streaming_mode_times_step_and_window_and_refuses_a_backend_without_a_step_model(
         cached, tmp_path, capsys):
@@ -159,16 +158,19 @@ def test_streaming_mode_times_step_and_window_and_refuses_a_backend_without_a_st
     assert "streaming (streaming)" in printed and "no streaming step model" in printed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(EXAMPLES_DIR.glob("*.toml")), ids=lambda p: p.stem)
 def test_example_scenario_files_run_and_record_the_effective_scenario(cached, tmp_path, path):
     out = tmp_path / "example.json"
-    code = main(["run", "--scenario", str(path), "--horizon", "10", "--out", str(out), *FAST])
+    rollout = load(path).mode == "rollout"
+    horizon = ["--horizon", "10"] if rollout else []
+    code = main(["run", "--scenario", str(path), *horizon, "--out", str(out), *FAST])
     assert code == 0
     data = json.loads(out.read_text())
     scenario = data["scenario"]
     # The flags override the file's fields, and the result records what actually ran.
     assert scenario["budget_s"] == 0.05 and scenario["batch_sizes"] == [1]
-    assert scenario["horizon"] == 10 and scenario["name"] == path.stem
+    assert scenario.get("horizon") == (10 if rollout else None) and scenario["name"] == path.stem
     assert {r["scenario"] for r in data["rows"]} == {path.stem}
     assert {r["mode"] for r in data["rows"]} == {scenario["mode"]}
     assert {r["backend"] for r in data["rows"]} == set(scenario["backends"])

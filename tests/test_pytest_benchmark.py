@@ -18,15 +18,17 @@ from rich.console import Console
 
 from backends.base import Target
 from backends.eager import EagerBackend
-from harness import settings
-from harness.checkpoint import Checkpoint
-from harness.cli import main
-from harness.data import sine_batch
-from harness.errors import InputError
-from harness.handles import LocalHandle
-from harness.timing import TimingConfig, measure_interleaved
-from reports.pytest_benchmark import from_pytest_benchmark
-from reports.sources import is_pytest_benchmark
+from harness.cli.main import main
+from harness.core import settings
+from harness.core.checkpoint import Checkpoint
+from harness.core.data import sine_batch
+from harness.core.errors import InputError
+from harness.core.timing import TimingConfig, measure_interleaved
+from harness.engine.handles import LocalHandle
+from harness.io.pytest_benchmark import from_pytest_benchmark
+from harness.io.sources import is_pytest_benchmark
+from harness.workloads.base import PRIMARY, window_payloads
+from harness.workloads.forward import FORWARD
 from reports.table import checks_table, results_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +40,8 @@ THREADS = 1  # see test_harness_and_pytest_benchmark_medians_agree
 
 def run_benchmarks(cache_dir: Path, json_path: Path, *args: str) -> subprocess.CompletedProcess:
     """The documented command, timed for real, in a fresh process (as a user would run it)."""
-    cmd = [sys.executable, "-m", "pytest", "tests/benchmarks", "--benchmark-enable",
-           "--benchmark-only", f"--benchmark-max-time={MAX_TIME_S}", "--benchmark-json", str(json_path),
+    cmd = [sys.executable, "-m", "pytest", "tests/benchmarks", "--benchmark-only",
+           f"--benchmark-max-time={MAX_TIME_S}", "--benchmark-json", str(json_path),
            "-p", "no:cacheprovider", *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False,
                           env={**os.environ, "LSTM_HARNESS_CACHE": str(cache_dir)})
@@ -60,7 +62,7 @@ def harness_median_s(checkpoint: Checkpoint, workdir: Path) -> float:
     target = Target(device="cpu", dtype="fp32", workdir=workdir, threads=THREADS)
     handle = LocalHandle.open(EagerBackend(), checkpoint.model, target, sine_batch(batch, seq_len, 0))
     config = TimingConfig(budget_s=MAX_TIME_S)
-    timer = handle.timer([sine_batch(batch, seq_len, 1000 + i) for i in range(config.n_inputs)])
+    timer = handle.timer(FORWARD, PRIMARY, window_payloads(SHAPE, 0, config.n_inputs))
     return measure_interleaved({"eager": timer}, config)["eager"].summary.median
 
 
@@ -94,6 +96,7 @@ def run(checkpoint, cache_dir, process_settings, tmp_path_factory) -> BenchRun:
                      "--harness-plugin", "tests.plugins.wrong_backend",
                      "-k", f"eager-cpu-fp32-batch1- or {EAGER_64} or wrong-cpu-fp32-batch1-")
 
+@pytest.mark.slow
 
 def test_a_disagreeing_backend_fails_naming_its_error(run):
     done, data = run.done, run.data
@@ -104,6 +107,7 @@ def test_a_disagreeing_backend_fails_naming_its_error(run):
     # It was not timed: a speedup only counts if the backend agrees.
     assert {b["extra_info"]["backend"] for b in data["benchmarks"]} == {"eager"}
 
+@pytest.mark.slow
 
 def test_benchmarks_record_the_harness_facts(run, checkpoint):
     data = run.data
@@ -123,6 +127,7 @@ def test_benchmarks_record_the_harness_facts(run, checkpoint):
         assert bench["stats"]["iterations"] == info["calls_per_round"]
     assert data["machine_info"]["lstm_harness"]["versions"]["torch"]
 
+@pytest.mark.slow
 
 def test_converter_renders_a_real_run_as_the_harness_table(run):
     data = run.data
@@ -148,6 +153,7 @@ def test_converter_renders_a_real_run_as_the_harness_table(run):
     assert f"{rows[SHAPE]['median_ms']:.3f}" in text
     assert result["environment"]["source"] == "pytest-benchmark"
 
+@pytest.mark.slow
 
 def test_report_command_renders_a_pytest_benchmark_file(run, tmp_path, capsys):
     path = tmp_path / "bench.json"
@@ -166,6 +172,7 @@ def test_converter_refuses_what_it_cannot_read():
     with pytest.raises(InputError, match="'test_sort' lacks backend"):
         from_pytest_benchmark(foreign)
 
+@pytest.mark.slow
 
 def test_harness_and_pytest_benchmark_medians_agree(run, checkpoint, cache_dir, tmp_path,
                                                     process_settings):
@@ -188,3 +195,27 @@ def test_harness_and_pytest_benchmark_medians_agree(run, checkpoint, cache_dir, 
                f"after pytest-benchmark's {run.median_s(EAGER_64) * 1e3:.3f} ms")
     print(summary)
     assert within(run), summary
+
+@pytest.mark.slow
+
+def test_the_plain_test_command_runs_each_benchmark_once_untimed(cached):
+    """Without a timing option, pytest-benchmark is disabled: one call, as a correctness test,
+    and no table of timings."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "tests/benchmarks", "-q",
+                           "-p", "no:cacheprovider", "-k", "eager-cpu-fp32-batch1-seq50"],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "1 passed" in done.stdout and "benchmark:" not in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("torch").cuda.is_available(),
+                    reason="checks what happens without a GPU; this machine has one")
+def test_requiring_a_gpu_turns_every_gpu_skip_into_a_failure():
+    env = {**os.environ, "LSTM_HARNESS_REQUIRE_GPU": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "tests/test_cuda.py", "-q",
+                           "-p", "no:cacheprovider", "-rf"], capture_output=True, text=True,
+                          cwd=ROOT, env=env, check=False)
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert " skipped" not in done.stdout and "needs a CUDA GPU" in done.stdout
+    assert "LSTM_HARNESS_REQUIRE_GPU=1 requires it" in done.stdout

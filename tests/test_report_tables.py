@@ -8,14 +8,17 @@ import json
 import pytest
 from rich.console import Console
 
-from harness.errors import InputError
-from harness.results import SCHEMA_VERSION
-from reports.columns import COLUMNS, by_scenario
-from reports.jsonio import write_json
+from harness.core.errors import InputError
+from harness.core.results import SCHEMA_VERSION
+from harness.io.jsonio import write_json
+from harness.io.sources import as_results, is_pytest_benchmark, load_results
+from harness.workloads.forward import FORWARD
+from reports.columns import by_scenario
 from reports.markdown import render_markdown
-from reports.sources import as_results, is_pytest_benchmark, load_results
 from reports.table import checks_table, results_table
 from tests.results_fixture import make_results
+
+COLUMNS = FORWARD.columns("median")
 
 
 def render(data: dict) -> str:
@@ -84,7 +87,7 @@ def test_markdown_is_one_pipe_table_per_scenario_with_escaped_reasons():
 
 
 def test_a_newer_schema_or_a_foreign_file_is_refused_in_one_line(tmp_path):
-    with pytest.raises(InputError, match="schema_version <= 1, got 99"):
+    with pytest.raises(InputError, match=f"schema_version <= {SCHEMA_VERSION}, got 99"):
         as_results({**make_results(), "schema_version": 99}, "x.json")
     path = tmp_path / "other.json"
     path.write_text(json.dumps({"hello": 1}))
@@ -101,9 +104,25 @@ def test_every_row_and_check_field_is_documented_in_the_schema():
     from dataclasses import fields
     from pathlib import Path
 
-    from harness.results import Check, Row
+    from harness.core.results import ROW_KEYS, Check
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "results-schema.md").read_text()
     assert f"(`schema_version` {SCHEMA_VERSION})" in doc
-    missing = [f.name for f in (*fields(Row), *fields(Check)) if f"`{f.name}`" not in doc]
+    missing = [k for k in (*ROW_KEYS, "diagnostics", *(f.name for f in fields(Check)))
+               if f"`{k}`" not in doc]
     assert missing == []
+
+
+def test_a_version_1_file_is_migrated_keeping_every_backend_fact():
+    v1 = make_results()
+    v1["schema_version"] = 1
+    v1["environment"]["ort_providers"] = ["CPUExecutionProvider"]
+    for row in v1["rows"]:
+        del row["diagnostics"]
+        row.update(graphs=2, graph_breaks=0, recompiles=1, exporter=None)
+    data = as_results(v1, "old.json")
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert all(r["diagnostics"] == {"graphs": 2, "graph_breaks": 0, "recompiles": 1}
+               and "graphs" not in r for r in data["rows"])
+    assert data["environment"]["backends"] == {"onnxruntime": {"providers": ["CPUExecutionProvider"]}}
+    assert render(data) == render(make_results())

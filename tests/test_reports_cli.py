@@ -7,19 +7,15 @@ import io
 import pytest
 from rich.console import Console
 
-from harness.cli import main
-from reports.jsonio import write_json
-from reports.progress import parse_event, run_progress
+from harness.cli.main import main
+from harness.cli.progress import run_progress
+from harness.engine.events import Event, Phase
+from harness.io.jsonio import write_json
 from tests.results_fixture import make_results
 
 RUN = ["run", "--backends", "reference,eager", "--batch-sizes", "1,4", "--budget", "0.05"]
 
-
-@pytest.fixture()
-def cached(checkpoint, cache_dir, monkeypatch):
-    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
-    return cache_dir
-
+@pytest.mark.slow
 
 def test_two_runs_then_history_compare_and_every_report_format(cached, history_db, tmp_path, capsys):
     results = tmp_path / "first.json"
@@ -49,6 +45,7 @@ def test_two_runs_then_history_compare_and_every_report_format(cached, history_d
     assert main(["report", str(results), "--format", "md"]) == 0
     assert capsys.readouterr().out.startswith("### lstm-harness · default")
 
+@pytest.mark.slow
 
 def test_no_history_records_nothing(cached, history_db, capsys):
     assert main([*RUN[:4], "1", "--budget", "0.05", "--no-history"]) == 0
@@ -76,7 +73,7 @@ def test_compare_gate_on_files_fails_a_significant_slowdown(tmp_path, capsys):
     (["compare", "a.json", "b.json", "--fail-on-regression", "lots"], "percentage such as 5%"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, capsys):
-    from harness import history
+    from harness.io import history
 
     history.record(history_db, make_results())  # run 1 exists, run 2 does not
     assert main(argv) == 2
@@ -94,7 +91,7 @@ def test_history_without_a_database_says_so(history_db, capsys):
 def test_a_history_that_cannot_be_written_warns_but_keeps_the_run_verdict(tmp_path, capsys):
     from argparse import Namespace
 
-    from harness.report_commands import record_run
+    from harness.cli.report_commands import record_run
 
     junk = tmp_path / "junk.sqlite"
     junk.write_text("not a database " * 100)
@@ -106,12 +103,12 @@ def test_a_history_that_cannot_be_written_warns_but_keeps_the_run_verdict(tmp_pa
 def test_live_progress_has_a_task_per_backend_phase_and_shape():
     console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
     with run_progress(console) as on_event:
-        on_event("eager", "prepare")
-        on_event("onnxruntime", "prepare")
-        on_event("onnxruntime", "failed: RuntimeError: no")
-        on_event("eager", "check")
-        on_event("eager", "time batch=64 seq_len=50")
-        on_event("reference", "time batch=64 seq_len=50")
+        on_event(Event("eager", Phase.PREPARE))
+        on_event(Event("onnxruntime", Phase.PREPARE))
+        on_event(Event("onnxruntime", Phase.FAILED, reason="RuntimeError: no"))
+        on_event(Event("eager", Phase.CHECK))
+        on_event(Event("eager", Phase.TIME, shape=(64, 50), workload="forward"))
+        on_event(Event("reference", Phase.TIME, shape=(64, 50), workload="forward"))
         tasks = on_event.progress.tasks
         assert [(t.description, t.fields["phase"], t.finished) for t in tasks] == [
             ("eager", "[cyan]prepare[/]", True),
@@ -121,4 +118,13 @@ def test_live_progress_has_a_task_per_backend_phase_and_shape():
             ("reference batch=64 seq_len=50", "[cyan]time[/]", False)]
     assert all(t.finished and t.elapsed is not None for t in tasks)
     assert "eager batch=64 seq_len=50" in console.file.getvalue()
-    assert parse_event("time batch=1 seq_len=50") == ("time", "batch=1 seq_len=50")
+
+
+def test_off_a_terminal_each_event_is_one_plain_line():
+    console = Console(file=io.StringIO(), force_terminal=False, width=200)
+    with run_progress(console) as on_event:
+        on_event(Event("eager", Phase.TIME, shape=(64, 50), workload="streaming", tag="cpu/bf16"))
+        on_event(Event("onnxruntime", Phase.FAILED, reason="SIGSEGV: the worker died"))
+    lines = console.file.getvalue().splitlines()
+    assert lines[0].endswith("eager [cpu/bf16]: time batch=64 seq_len=50 (streaming)")
+    assert lines[1].endswith("onnxruntime: failed: SIGSEGV: the worker died")

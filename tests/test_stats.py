@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness.stats import is_noisy, median_ci, paired_ratio, summarize, throughput
+from harness.core.stats import is_noisy, median_ci, paired_ratio, summarize, throughput
 
 
 def test_summary_of_a_known_sample():
@@ -33,6 +33,19 @@ def test_noisy_flag_follows_iqr_over_median():
 
 def test_throughput():
     assert throughput(64, 50, 0.002) == (32000.0, 1600000.0)
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    """A worked example where the three plausible answers differ: per-round ratios
+    [2, 0.5, 3, 2, 2] have median 2; the ratio of medians is 30 / 20 = 1.5; pairing the
+    sorted samples gives [2, 2, 1.5, 1.6, 1.25], median 1.6."""
+    base = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
+    fast = np.array([5.0, 40.0, 10.0, 20.0, 25.0])
+    r = paired_ratio(base, fast)
+    assert r.median == 2.0
+    assert (r.ci95_low, r.ci95_high) == (0.5, 3.0)  # five pairs: the CI is their range
+    assert np.median(base) / np.median(fast) == 1.5
+    assert np.median(np.sort(base) / np.sort(fast)) == 1.6
 
 
 def test_paired_ratio_cancels_shared_drift():

@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from harness.timing import Timer, TimingConfig, measure_interleaved
+from harness.core.timing import Timer, TimingConfig, measure_interleaved
 
 
 def test_timer_rotates_through_every_input():
@@ -72,6 +72,7 @@ def test_harness_overhead_per_call_is_small():
     best = min(timer.time_calls(n) for _ in range(20))
     assert best < 5e-6, f"overhead {best * 1e6:.2f} µs per call"
 
+@pytest.mark.slow
 
 def test_median_agrees_with_torch_utils_benchmark(checkpoint):
     """Same process, same callable: our median within 10% of blocked_autorange's.
@@ -106,7 +107,7 @@ def test_median_agrees_with_torch_utils_benchmark(checkpoint):
 
 
 def test_a_failing_timer_is_dropped_and_the_others_go_on():
-    from harness.errors import BackendError
+    from harness.core.errors import BackendError
 
     calls = {"ok": 0, "bad": 0}
 

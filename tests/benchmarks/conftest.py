@@ -1,8 +1,11 @@
-"""The pytest-benchmark suite's wiring: cases from the harness's own registry and scenario,
-backends prepared once per session through the harness's own handles.
+"""The pytest-benchmark suite's wiring: cases planned by the harness's own planner from its
+registry and default scenario, backends prepared once per session through its own handles,
+agreement judged by its own check.
 
-Only the clock loop and the statistics are pytest-benchmark's; what is measured, on which
-inputs, after which preparation, is exactly what ``python -m harness run`` measures.
+pytest-benchmark owns the clock loop and the statistics. It times the harness's Timer making
+one call at a time, one backend after another, where ``python -m harness run`` times rounds
+of many calls interleaved across backends; on CUDA both synchronise before the clock is
+read, and the run also times with CUDA events.
 """
 
 from __future__ import annotations
@@ -10,27 +13,29 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterator
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from backends.base import Target
 from backends.reference import ReferenceModel
 from backends.registry import Registry, load_registry
-from harness import environment, settings
-from harness.checkpoint import Checkpoint, load_or_train
-from harness.data import random_batch, sine_batch
-from harness.handles import LocalHandle
-from harness.runner import REFERENCE
-from harness.training import TrainConfig
+from harness.core import settings
+from harness.core.checkpoint import Checkpoint, load_or_train
+from harness.core.data import sine_batch
+from harness.core.targets import DEVICES
+from harness.core.training import TrainConfig
+from harness.engine.context import environment_for
+from harness.engine.handles import LocalHandle
+from harness.engine.plan import Overrides, Plan, RunConfig, plan
+from harness.workloads.base import CheckContext
+from harness.workloads.forward import FORWARD
 from scenarios import DEFAULT
+from tests.conftest import skip_unless_usable
 
-DEVICES = ("cpu", "cuda")
 SETTINGS_KEY = pytest.StashKey[settings.ProcessSettings]()
-NO_GPU = "needs a CUDA GPU; none is visible to torch here"
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,6 @@ class Case:
         """pytest-benchmark's table groups by this: all backends side by side per shape."""
         return f"{self.device} {self.dtype} batch={self.batch_size} seq_len={self.seq_len}"
 
-    @property
-    def row_dtype(self) -> str:
-        """The dtype a result row shows: the reference computes in float64 whatever is asked."""
-        return "fp64" if self.backend == REFERENCE else self.dtype
 
 
 def _threads(text: str) -> int:
@@ -82,22 +83,14 @@ def _registry(config: pytest.Config) -> Registry:
     return load_registry(tuple(config.getoption("harness_plugin", default=[]) or ()))
 
 
-def cases(registry: Registry) -> list[Case]:
-    """The scenario's backends (then any plugin or entry-point ones) x devices x shapes."""
-    names = [*DEFAULT.backends, *(n for n in registry.names() if n not in DEFAULT.backends)]
-    return [Case(name, device, dtype, batch, seq_len)
-            for device in DEVICES for dtype in DEFAULT.dtypes for seq_len in DEFAULT.seq_lens
-            for batch in DEFAULT.batch_sizes for name in names]
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
     # One plain parameter per field, so pytest-benchmark's saved "params" stay readable and
     # --benchmark-group-by param:batch_size works.
-    no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
     metafunc.parametrize([f.name for f in fields(Case)], [
-        pytest.param(*astuple(case), id=case.id, marks=[no_gpu] if case.device == "cuda" else [])
+        pytest.param(*astuple(case), id=case.id,
+                     marks=[pytest.mark.cuda] if case.device == "cuda" else [])
         for case in cases(_registry(metafunc.config))
     ])
 
@@ -105,6 +98,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture()
 def case(backend: str, device: str, dtype: str, batch_size: int, seq_len: int) -> Case:
     return Case(backend, device, dtype, batch_size, seq_len)
+
+
+def benchmark_plan(registry: Registry) -> Plan:
+    """The default scenario on every device, through the engine's planner: its backends,
+    then every other registered one (CUDA-only variants, plugins), in its dtypes and shapes."""
+    names = (*registry.default_for("cpu"),
+             *(n for n in registry.names() if n not in registry.default_for("cpu")))
+    scenario = replace(DEFAULT, backends=names, devices=DEVICES)
+    return plan(scenario, Overrides(), registry)
+
+
+def cases(registry: Registry) -> list[Case]:
+    """One per backend x device x dtype x shape of the plan."""
+    return [Case(name, config.device, config.dtype, batch, seq_len)
+            for config in benchmark_plan(registry).configs
+            for batch, seq_len in config.timed_shapes for name in config.backends]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -149,9 +158,7 @@ class Handles:
                         threads=self._process.intra_op_threads,
                         ort_allow_spinning=self._process.ort_allow_spinning)
         backend = self._registry.create(case.backend)
-        reason = backend.unavailable_reason(target)
-        if reason:
-            pytest.skip(f"{case.backend} unavailable: {reason}")
+        skip_unless_usable(backend, target)
         key = (case.backend, case.device, case.dtype)
         if key not in self._open:
             # The same first batch as the runner's, so prepare and first-call figures match.
@@ -181,37 +188,40 @@ def handles(checkpoint: Checkpoint, registry: Registry, process_settings: settin
     opened.close()
 
 
-class AgreementInputs:
-    """Real sine windows and random inputs per shape, with the float64 reference's answers.
+class Checks:
+    """The engine's one-window agreement check at one benchmark's shape, on sine and random
+    inputs. One context per device and dtype: the float64 reference computes each answer
+    once, however many backends are checked against it."""
 
-    Computed once per shape: the reference is slow at batch 1024, and every backend at that
-    shape is checked against the same answers.
-    """
-
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    def __init__(self, checkpoint: Checkpoint, registry: Registry) -> None:
         self._reference = ReferenceModel(checkpoint.model)
         self._input_size = checkpoint.model.config.input_size
-        self._cache: dict[tuple[int, int], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        self._configs = {(c.device, c.dtype): c for c in benchmark_plan(registry).configs}
+        self._contexts: dict[tuple[str, str, tuple[int, int]], CheckContext] = {}
 
-    def get(self, batch: int, seq_len: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """{kind: (inputs, expected outputs)} for kind in sine, random."""
-        if (batch, seq_len) not in self._cache:
-            inputs = {"sine": sine_batch(batch, seq_len, seed=1),
-                      "random": random_batch(batch, seq_len, self._input_size, seed=2)}
-            self._cache[batch, seq_len] = {kind: (x, self._reference.forward(x))
-                                           for kind, x in inputs.items()}
-        return self._cache[batch, seq_len]
+    def config(self, case: Case) -> RunConfig:
+        return self._configs[case.device, case.dtype]
+
+    def run(self, case: Case, handle: LocalHandle, dtype: str) -> list:
+        config = self.config(case)
+        shape = (case.batch_size, case.seq_len)
+        key = (case.device, case.dtype, shape)
+        if key not in self._contexts:
+            self._contexts[key] = CheckContext(self._reference, config.tolerance, self._input_size,
+                                               config.seed, [shape], [shape])
+        return FORWARD.check(self._contexts[key], handle, case.backend, dtype).checks
 
 
 @pytest.fixture(scope="session")
-def agreement_inputs(checkpoint: Checkpoint) -> AgreementInputs:
-    return AgreementInputs(checkpoint)
+def checks(checkpoint: Checkpoint, registry: Registry) -> Checks:
+    return Checks(checkpoint, registry)
 
 
 @pytest.fixture(scope="session")
 def environments(process_settings: settings.ProcessSettings) -> dict[str, dict]:
     """The harness's environment record per device, collected once."""
-    return {device: environment.collect(device, process_settings)
+    registry = load_registry()
+    return {device: environment_for(device, process_settings, registry)
             for device in DEVICES if device == "cpu" or torch.cuda.is_available()}
 
 
@@ -220,7 +230,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     applied = config.stash.get(SETTINGS_KEY, None)
     if applied is None:
         return
-    env = environment.collect("cpu", applied)
+    env = environment_for("cpu", applied, _registry(config))
     # pytest-benchmark warns when a compared run's machine_info differs: per-run fields
     # (timestamp, command line) would make it warn every time.
     for key in ("timestamp", "command"):

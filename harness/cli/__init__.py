@@ -1,0 +1,1 @@
+"""The command line: parsing, the live progress display, and turning errors into exit codes."""

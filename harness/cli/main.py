@@ -1,0 +1,204 @@
+"""Command line: ``python -m harness run|train|doctor|scenarios|report|history|compare``.
+
+Errors inside the code are typed exceptions; this module alone turns them into one-line
+messages and exit codes: 0 success, 1 a backend disagreed or failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.cli import report_commands
+from harness.cli.common import apply_settings, load_model
+from harness.cli.run import EXIT_FAILED, EXIT_OK, cmd_run, interrupted_status
+from harness.core.errors import CheckpointError, HarnessError, InputError
+from harness.core.targets import DTYPES
+from harness.core.training import TrainConfig
+
+EXIT_USAGE = 2
+
+
+def _positive_ints(flag: str):
+    def parse(text: str) -> tuple[int, ...]:
+        values = []
+        for part in text.split(","):
+            part = part.strip()
+            try:
+                value = int(part)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{flag} expects comma-separated integers >= 1, got {part!r}") from None
+            if value < 1:
+                raise argparse.ArgumentTypeError(
+                    f"{flag} expects integers >= 1, got {value}")
+            values.append(value)
+        return tuple(values)
+    return parse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _positive_float(flag: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} expects a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{flag} expects a number > 0, got {text}")
+        return value
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so every bad input takes one path."""
+
+    def error(self, message: str) -> None:
+        raise InputError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="Run one trained LSTMPredictor through many "
+                     "inference backends; prove they agree with a float64 reference; time them.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    common = _Parser(add_help=False)
+    common.add_argument("--cache-dir", type=Path, default=None,
+                        help="checkpoint cache (default: $LSTM_HARNESS_CACHE or ~/.cache/lstm-harness)")
+    common.add_argument("--threads", type=_positive_ints("--threads"), default=None,
+                        help="intra-op threads for torch and ORT (default: physical cores)")
+    common.add_argument("--ort-spinning", action="store_true",
+                        help="let ONNX Runtime's threads spin between calls (off by default: "
+                        "spinning steals the cores from interleaved backends)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
+
+    run = sub.add_parser("run", parents=[common], help="check agreement and time every backend")
+    run.add_argument("--scenario", default=None, metavar="NAME|FILE",
+                     help="a preset (see `harness scenarios`) or a scenario TOML file; the flags "
+                     "below override its fields (default: the `default` preset)")
+    run.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                     help="cpu (the default scenario's), cuda or auto")
+    run.add_argument("--backends", type=_names, default=None,
+                     help="comma-separated backend names (default: all)")
+    run.add_argument("--batch-sizes", type=_positive_ints("--batch-sizes"), default=None)
+    run.add_argument("--seq-len", type=_positive_ints("--seq-len"), default=None,
+                     help="one or more comma-separated sequence lengths (default: 50)")
+    run.add_argument("--dtype", type=_names, default=None,
+                     help=f"comma-separated: {', '.join(DTYPES)} (default fp32)")
+    run.add_argument("--horizon", type=_positive_ints("--horizon"), default=None,
+                     help="rollout mode: steps to forecast (default 200)")
+    run.add_argument("--atol", type=float, default=None, help="absolute tolerance (default per dtype)")
+    run.add_argument("--rtol", type=float, default=None, help="relative tolerance (default per dtype)")
+    run.add_argument("--budget", type=_positive_float("--budget"), default=None,
+                     help="timing budget per row in seconds (default 2)")
+    run.add_argument("--out", type=Path, default=None, help="write results JSON here")
+    run.add_argument("--workdir", type=Path, default=None,
+                     help="where exported artifacts go (default: a temporary directory)")
+    run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                     help="import MODULE and register the backends in its BACKENDS list")
+    run.add_argument("--seed", type=int, default=0)
+    report_commands.add_db_flags(run, recording=True)
+
+    run.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                     help="prepare and measure each backend in its own worker process, so a crash "
+                     "or hang costs only its rows (default; --no-isolate runs all in this process)")
+    run.add_argument("--processes", type=_positive_ints("--processes"), default=None,
+                     help="fresh worker processes per backend whose rounds make up each row, "
+                     "so the CIs span what differs between processes (default 2)")
+    run.add_argument("--allow-contended", action="store_true",
+                     help="exit 0 even when work outside the run took the CPU during too many "
+                     "rounds (the verdict still says contended)")
+    run.add_argument("--backend-timeout", type=_positive_float("--backend-timeout"), default=600.0,
+                     metavar="SECONDS", help="longest wait for one call into an isolated backend, "
+                     "preparation included (default 600)")
+
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="which backends, devices, dtypes and providers are usable here")
+    doctor.add_argument("--plugin", action="append", default=[], metavar="MODULE")
+
+    train = sub.add_parser("train", parents=[common], help="train and cache the checkpoint")
+    train.add_argument("--epochs", type=_positive_ints("--epochs"), default=None)
+    sub.add_parser("scenarios", help="list the scenario presets, one line each")
+    report_commands.add_parsers(sub)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from harness.core.checkpoint import default_cache_dir, paths_for
+
+    apply_settings(args)
+    config = TrainConfig() if args.epochs is None else TrainConfig(epochs=args.epochs[0])
+    for path in paths_for(args.cache_dir or default_cache_dir(), config):
+        path.unlink(missing_ok=True)  # `train` always trains afresh
+    checkpoint = load_model(args, err, config)
+    out.print_json(data=checkpoint.metadata)
+    return EXIT_OK
+
+
+def cmd_scenarios(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from scenarios import EXAMPLES_DIR, PRESETS
+
+    width = max(len(name) for name in PRESETS)
+    for name, scenario in PRESETS.items():
+        out.print(f"{name:<{width}}  {scenario.mode:<9}  {scenario.description}", highlight=False)
+    out.print(f"TOML examples: {EXAMPLES_DIR}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from backends.registry import load_registry
+    from harness.engine.doctor import availability, machine_summary
+
+    settings = apply_settings(args)
+    registry = load_registry(args.plugin)
+    for key, value in machine_summary(registry).items():
+        out.print(f"{key}: {value}", highlight=False)
+    table = Table(title="Backends on this machine", title_justify="left")
+    for header in ("backend", "device", "dtype", "status"):
+        table.add_column(header, no_wrap=header != "status")
+    for entry in availability(registry, settings.intra_op_threads):
+        status = Text("usable", style="green") if entry.available else \
+            Text(f"unavailable: {entry.reason}", style="yellow")
+        table.add_row(entry.backend, entry.device, entry.dtype, status)
+    out.print(table)
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "doctor": cmd_doctor, "scenarios": cmd_scenarios,
+            **report_commands.COMMANDS}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Off a terminal (CI logs, pipes) rich would wrap the wide table at 80 columns.
+    width = None if sys.stdout.isatty() else 220
+    out, err = Console(width=width), Console(stderr=True, width=width)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args, out, err)
+    except (InputError, CheckpointError) as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except HarnessError as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        err.print("interrupted")
+        return interrupted_status(exc)

@@ -1,0 +1,189 @@
+"""The `report`, `history` and `compare` commands, and recording a run into history.
+
+Kept apart from harness/cli/run.py so the run command stays small; harness/cli/main.py
+registers these parsers, dispatches to them, and turns their typed errors into messages and
+exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.core.errors import InputError
+
+FORMATS = ("table", "md", "html")
+EXIT_CONTENDED = 3  # as `run`: neither pass nor fail, the numbers were taken on a busy machine
+
+
+def _percentage(text: str) -> float:
+    """'5%' or '5' -> 0.05."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"--fail-on-regression expects a percentage such as 5%, "
+                                         f"got {text!r}")
+    return float(match.group(1)) / 100.0
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.5 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"--confidence expects a number in [0.5, 1), got {text!r}")
+    return value
+
+
+def add_db_flags(parser: argparse.ArgumentParser, recording: bool) -> None:
+    parser.add_argument("--db", type=Path, default=None,
+                        help="history database (default: $LSTM_HARNESS_DB or "
+                        "$XDG_DATA_HOME/lstm-harness/history.sqlite)")
+    if recording:
+        parser.add_argument("--no-history", action="store_true", help="do not record this run")
+
+
+def add_parsers(sub) -> None:
+    report = sub.add_parser("report", help="render a results file (or pytest-benchmark JSON)")
+    report.add_argument("results", type=Path, help="results JSON from `run --out`")
+    report.add_argument("--format", choices=FORMATS, default="table")
+    report.add_argument("--output", type=Path, default=None, help="write here (default: stdout)")
+    report.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE so rows of its WORKLOADS show their own columns")
+
+    history = sub.add_parser("history", help="list recorded runs, most recent first")
+    add_db_flags(history, recording=False)
+    history.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+
+    compare = sub.add_parser("compare", help="compare two runs row by row, with significance")
+    compare.add_argument("base", help="a run id from `history` or a results JSON file")
+    compare.add_argument("new", help="a run id from `history` or a results JSON file")
+    add_db_flags(compare, recording=False)
+    compare.add_argument("--fail-on-regression", type=_percentage, default=None, metavar="PCT",
+                         help="exit 1 when a row is slower by more than PCT and significantly so")
+    compare.add_argument("--confidence", type=_confidence, default=0.95,
+                         help="confidence of the significance test (default 0.95)")
+
+
+def db_path(args: argparse.Namespace) -> Path:
+    from harness.io.history import default_db_path
+
+    return args.db or default_db_path()
+
+
+def record_run(args: argparse.Namespace, data: dict, err: Console) -> None:
+    """Record a finished run unless --no-history; say where it went."""
+    if args.no_history:
+        return
+    from harness.io.history import record
+
+    db = db_path(args)
+    try:
+        err.print(f"recorded as run {record(db, data)} in {db}", highlight=False)
+    except InputError as exc:
+        # The run itself is done and printed; losing its history entry must not change its verdict.
+        err.print(f"[bold yellow]warning:[/] run not recorded: {exc}", highlight=False, soft_wrap=True)
+
+
+def _render(data: dict, fmt: str, width: int | None, workloads: dict) -> str:
+    if fmt == "md":
+        from reports.markdown import render_markdown
+
+        return render_markdown(data, workloads)
+    if fmt == "html":
+        from reports.html import render_html
+
+        return render_html(data, workloads)
+    import io
+
+    from reports.table import report
+
+    console = Console(file=io.StringIO(), width=width or 220, force_terminal=False, color_system=None)
+    for part in report(data, workloads):
+        console.print(part)
+    return console.file.getvalue()
+
+
+def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from harness.cli.common import check_writable
+    from harness.io.sources import load_results
+    from harness.workloads import load_workloads
+
+    check_writable(args.output, "--output")
+    workloads = load_workloads(args.plugin)
+    data = load_results(args.results)
+    if args.output is None and args.format == "table":
+        from reports.table import report
+
+        for part in report(data, workloads):
+            out.print(part)
+        return 0
+    text = _render(data, args.format, out.width, workloads)
+    if args.output is None:
+        out.file.write(text)
+        return 0
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"expected a writable file for --output, got {args.output}: "
+                         f"{exc.strerror or exc}") from exc
+    err.print(f"{args.format} report written to {args.output}", highlight=False)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from harness.io.history import list_runs
+    from reports.runs import history_table
+
+    db = db_path(args)
+    if not db.exists():
+        err.print(f"no history yet: {db} does not exist", highlight=False)
+        return 0
+    out.print(history_table(list_runs(db, args.limit), str(db)))
+    return 0
+
+
+def _side(text: str, args: argparse.Namespace) -> tuple[dict, str]:
+    """A run id from history when it is a number and no such file exists, else a results file."""
+    from harness.io.sources import load_results
+
+    path = Path(text)
+    if text.isdigit() and not path.exists():
+        from harness.io.history import load
+
+        db = db_path(args)
+        if not db.exists():
+            raise InputError(f"expected a results file or a run id from `harness history`, got {text!r}: "
+                             f"there is no such file and no history database at {db}")
+        return load(db, int(text)), f"run {text}"
+    return load_results(path), path.name
+
+
+def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from harness.core.compare import compare_results
+    from reports.runs import comparison_table
+
+    (base, base_label), (new, new_label) = _side(args.base, args), _side(args.new, args)
+    comparison = compare_results(base, new, args.confidence)
+    out.print(comparison_table(comparison, base_label, new_label, args.fail_on_regression))
+    failures = comparison.failures(args.fail_on_regression)
+    if failures:
+        names = ", ".join(f"{c.base['backend']} {c.base['batch_size']}×{c.base['seq_len']}"
+                          for c in failures)
+        err.print(f"[bold red]FAILED:[/] {len(failures)} row(s) regressed: {names}")
+        return 1
+    if comparison.contended:
+        sides = " and ".join(label for side, label in (("base", base_label), ("new", new_label))
+                             if side in comparison.contended)
+        gate = "the regression gate was not applied: " if args.fail_on_regression is not None else ""
+        err.print(f"[bold yellow]CONTENDED:[/] {gate}{sides} was timed while work outside the run "
+                  "took the CPU; compare runs made on a quiet machine", highlight=False)
+        return EXIT_CONTENDED if args.fail_on_regression is not None else 0
+    return 0
+
+
+COMMANDS = {"report": cmd_report, "history": cmd_history, "compare": cmd_compare}

@@ -1,0 +1,134 @@
+"""`python -m harness run`: plan, load the model, run each device x dtype, print and record."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.cli import report_commands
+from harness.cli.common import apply_settings, check_writable, load_model
+from harness.cli.progress import run_progress
+from harness.core.results import RunResult, merge_results
+from harness.core.roofline import Peak
+from harness.core.training import TrainConfig
+from harness.engine.context import environment_for, machine_peak
+from harness.engine.plan import Overrides, cuda_available, plan
+from harness.engine.runner import benchmark
+
+EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_CONTENDED = 3  # the numbers were taken while something else used the machine
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that the run unwinds and keeps its rows."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+def interrupted_status(exc: KeyboardInterrupt) -> int:
+    """The shell's convention: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def overrides_from(args: argparse.Namespace) -> Overrides:
+    return Overrides(batch_sizes=args.batch_sizes, seq_lens=args.seq_len, backends=args.backends,
+                     dtypes=args.dtype, devices=(args.device,) if args.device else None,
+                     budget_s=args.budget, processes=args.processes[0] if args.processes else None,
+                     atol=args.atol, rtol=args.rtol,
+                     params={"horizon": args.horizon[0]} if args.horizon else {})
+
+
+def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from backends.registry import load_registry
+    from harness.io.jsonio import write_json
+    from harness.workloads import load_workloads
+    from reports.columns import verdict_text
+    from reports.table import tables_for
+    from scenarios import DEFAULT, resolve
+
+    check_writable(args.out, "--out")
+    check_writable(args.workdir, "--workdir", directory=True)
+    if not args.no_history:
+        check_writable(report_commands.db_path(args), "--db")
+    settings = apply_settings(args)
+    registry = load_registry(args.plugin)
+    workloads = load_workloads(args.plugin)
+    scenario = resolve(args.scenario, workloads) if args.scenario else DEFAULT
+    with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp:
+        the_plan = plan(scenario, overrides_from(args), registry, workloads,
+                        model=TrainConfig().model, workdir=args.workdir or Path(tmp), seed=args.seed,
+                        isolate=args.isolate, backend_timeout_s=args.backend_timeout)
+        checkpoint = load_model(args, err)
+        the_plan.workload.refuse_model(checkpoint.model.config)
+        model_info = {"weights_sha256": checkpoint.sha256, "val_mse": checkpoint.metadata["val_mse"],
+                      "config": checkpoint.config.model.to_dict()}
+        record = the_plan.record()
+        results: list[RunResult] = []  # one finished result per device x dtype
+        latest: list[RunResult] = []  # everything finished so far, kept for an interrupt
+
+        def save_partial(partial: RunResult) -> None:
+            latest[:] = [merge_results([*results, partial])]
+            if args.out is not None:
+                write_json(args.out, latest[0].to_dict())
+
+        several = len(the_plan.configs) > 1
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            with run_progress(err) as on_event:
+                peaks: dict[str, Peak] = {}
+                for config in the_plan.configs:
+                    if config.device not in peaks:
+                        err.print(f"measuring machine peak (fp32 GEMM on {config.device})…")
+                        usable = config.device == "cpu" or cuda_available()
+                        peaks[config.device] = machine_peak(config.device, settings, registry) \
+                            if usable else Peak.best_of({})
+                    tag = f"{config.device}/{config.dtype}"
+                    results.append(benchmark(
+                        checkpoint.model, model_info, config, registry, settings,
+                        environment_for(config.device, settings, registry), record,
+                        on_event=(lambda e, tag=tag: on_event(e.tagged(tag))) if several else on_event,
+                        peak=peaks[config.device], on_rows=save_partial))
+        except KeyboardInterrupt as exc:
+            _report_interrupted(latest[0] if latest else None, args.out, out, err, workloads)
+            return interrupted_status(exc)
+        finally:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+    result = merge_results(results)
+    data = result.to_dict()
+    for table in tables_for(data, workloads):
+        out.print(table)
+    if args.out is not None:
+        err.print(f"results written to {write_json(args.out, data)}")
+    report_commands.record_run(args, data, err)
+    verdict = verdict_text(data)
+    if verdict:
+        err.print(verdict, style="bold red" if result.contended else None, highlight=False,
+                  soft_wrap=True)
+    if result.failed:
+        err.print("[bold red]FAILED:[/] at least one backend disagreed with the reference or failed")
+        return EXIT_FAILED
+    if result.contended and not args.allow_contended:
+        return EXIT_CONTENDED
+    return EXIT_OK
+
+
+def _report_interrupted(partial: RunResult | None, out_path: Path | None, out: Console,
+                        err: Console, workloads: dict) -> None:
+    """Show what finished before the interrupt and say where it is kept."""
+    from reports.table import tables_for
+
+    if partial is None:
+        err.print("interrupted before the first shape was finished: no rows to keep")
+        return
+    for table in tables_for(partial.to_dict(), workloads):
+        out.print(table)
+    n = len(partial.rows)
+    where = f"saved to {out_path}" if out_path is not None else "not saved (no --out given)"
+    err.print(f"interrupted: the {n} rows of every finished shape are shown above and {where}",
+              highlight=False, soft_wrap=True)

@@ -1,0 +1,118 @@
+"""Comparing two runs row by row: the change in median and whether it is significant.
+
+Pure functions on results dicts. Significance is a two-sided Mann-Whitney U test on the raw
+per-round samples: it assumes nothing about their distribution (timings are skewed, with
+long right tails) and asks whether one side's rounds tend to be slower than the other's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode")
+MIN_SAMPLES = 3  # fewer rounds than this cannot make any difference significant at 95%
+
+Key = tuple
+
+
+def row_key(row: dict) -> Key:
+    return tuple(row.get(f, "forward") if f == "mode" else row[f] for f in KEY_FIELDS)
+
+
+@dataclass(frozen=True)
+class SampleTest:
+    ratio: float  # median(new) / median(base): above 1 is slower
+    p_value: float | None  # None when either side has too few samples to test
+    significant: bool
+
+
+def compare_samples(base: np.ndarray | list[float], new: np.ndarray | list[float],
+                 confidence: float = 0.95) -> SampleTest:
+    """Ratio of medians, and whether the two samples differ at the given confidence."""
+    b, n = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
+    if b.size == 0 or n.size == 0:
+        raise ValueError("compare_samples needs samples on both sides")
+    ratio = float(np.median(n) / np.median(b))
+    if min(b.size, n.size) < MIN_SAMPLES:
+        return SampleTest(ratio, None, False)
+    p = float(mannwhitneyu(b, n, alternative="two-sided").pvalue)
+    return SampleTest(ratio, p, p < 1.0 - confidence)
+
+
+@dataclass(frozen=True)
+class RowChange:
+    key: Key
+    base: dict
+    new: dict
+    test: SampleTest | None  # None when a side was not measured
+    agreement_lost: bool  # agreed in BASE, disagrees or fails in NEW
+
+    def regressed(self, threshold: float) -> bool:
+        """Slower by more than `threshold` (0.05 = 5%) and significantly so."""
+        return self.test is not None and self.test.significant and self.test.ratio > 1.0 + threshold
+
+    def verdict(self, threshold: float) -> str:
+        if self.agreement_lost:
+            return "agreement lost"
+        if self.test is None:
+            return "not measured"
+        if self.test.p_value is None:
+            return "too few samples"
+        if not self.test.significant:
+            return "no significant change"
+        if self.regressed(threshold):
+            return "slower"
+        if self.test.ratio > 1.0:
+            return "slower, within threshold"
+        return "faster"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    changes: tuple[RowChange, ...]
+    only_base: tuple[dict, ...]
+    only_new: tuple[dict, ...]
+    confidence: float
+    contended: tuple[str, ...] = ()  # "base" and/or "new": sides timed on a busy machine
+
+    @property
+    def gate_applies(self) -> bool:
+        """A speed gate neither passes nor fails on a run timed while the machine was busy."""
+        return not self.contended
+
+    def failures(self, threshold: float | None) -> list[RowChange]:
+        """Rows that fail the gate: lost agreement always; slower only with a threshold, and
+        only when neither side was contended."""
+        speed = threshold is not None and self.gate_applies
+        return [c for c in self.changes
+                if c.agreement_lost or (speed and c.regressed(threshold))]
+
+
+def _measured(row: dict) -> bool:
+    return row.get("status", "ok") == "ok" and bool(row.get("samples_ms"))
+
+
+def _lost_agreement(base: dict, new: dict) -> bool:
+    return base.get("agrees") is True and (new.get("agrees") is False or new.get("status") == "failed")
+
+
+def compare_results(base: dict, new: dict, confidence: float = 0.95) -> Comparison:
+    base_rows = {row_key(r): r for r in base.get("rows", [])}
+    new_rows = {row_key(r): r for r in new.get("rows", [])}
+    changes = []
+    for key, b in base_rows.items():
+        if key not in new_rows:
+            continue
+        n = new_rows[key]
+        test = (compare_samples(b["samples_ms"], n["samples_ms"], confidence)
+                if _measured(b) and _measured(n) else None)
+        changes.append(RowChange(key, b, n, test, _lost_agreement(b, n)))
+    contended = tuple(side for side, result in (("base", base), ("new", new))
+                      if (result.get("verdict") or {}).get("verdict") == "contended")
+    return Comparison(tuple(changes),
+                      tuple(r for k, r in base_rows.items() if k not in new_rows),
+                      tuple(r for k, r in new_rows.items() if k not in base_rows), confidence,
+                      contended)

@@ -1,0 +1,145 @@
+"""Load accounting: how much of the machine was busy with work that is not this run's.
+
+Interleaving cancels drift that slows every backend alike; a neighbour taking a core does
+not slow them alike (a two-thread OpenMP backend stalls at every barrier, a thread pool less
+so), and no pairing cancels it. So every timed round is measured for the CPU the machine
+spent outside the run: the system-wide busy time (``/proc/stat``), minus the CPU time of the
+run's own processes (every thread of the parent and of each worker, in nanoseconds from
+``schedstat``), plus the time the hypervisor stole. What the host does to the guest shows in
+none of those counters, so each round also times a fixed canary workload.
+
+Off Linux none of this can be read; the samples are then None, and nothing is invented.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PROC = Path("/proc")
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """Cumulative CPU counters at one instant, in seconds."""
+
+    wall: float
+    busy: float  # every CPU's non-idle time, steal excluded
+    steal: float  # time the hypervisor ran something else while this guest wanted to run
+    own: float  # CPU time of the run's own processes, every thread
+
+
+@dataclass(frozen=True)
+class RoundLoad:
+    """What one round saw of the machine."""
+
+    foreign_cores: float  # CPU used outside the run, plus steal, over the round's wall time
+    canary_s: float  # the canary's time at the start of the round
+
+
+def _system_times() -> tuple[float, float] | None:
+    """(busy, steal) seconds summed over every CPU, from the first line of /proc/stat."""
+    try:
+        fields = (PROC / "stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq) * _TICK_S, steal * _TICK_S
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of every live thread of ``pid`` (schedstat, nanoseconds); 0 if it is gone.
+
+    A thread that exits takes its time with it, so the run's own figure can only err low,
+    which errs towards calling a round contended, never clean."""
+    total = 0
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
+class LoadMeter:
+    """Samples the counters around each round; the run's processes are ``pids``."""
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self.pids = tuple(dict.fromkeys(pids))
+        self.available = _system_times() is not None and (PROC / "self" / "task").is_dir()
+
+    def sample(self) -> CpuSample | None:
+        system = _system_times()
+        if system is None:
+            return None
+        busy, steal = system
+        return CpuSample(time.perf_counter(), busy, steal, sum(process_cpu_s(p) for p in self.pids))
+
+
+def foreign_cores(before: CpuSample, after: CpuSample) -> float:
+    """Cores' worth of CPU spent outside the run between two samples (never below zero)."""
+    wall = after.wall - before.wall
+    if wall <= 0:
+        return 0.0
+    outside = (after.busy - before.busy) - (after.own - before.own)
+    return max(0.0, outside + (after.steal - before.steal)) / wall
+
+
+_CANARY = np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32)
+
+
+def canary_s(warm_up: int = 10, repeats: int = 5) -> float:
+    """The fastest of a few fixed float32 GEMMs in this process, after a few more to bring
+    the core up to speed: how fast the machine is now."""
+    for _ in range(warm_up):
+        np.dot(_CANARY, _CANARY)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.dot(_CANARY, _CANARY)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@dataclass(frozen=True)
+class ProcessShare:
+    pid: int
+    name: str
+    cores: float  # its CPU time over the window's wall time
+
+
+def process_times() -> dict[int, tuple[str, float]]:
+    """pid -> (name, CPU seconds so far) for every process the system shows."""
+    found: dict[int, tuple[str, float]] = {}
+    for entry in PROC.iterdir() if PROC.is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The name sits in parentheses and may itself hold spaces or parentheses.
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        found[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) * _TICK_S)
+    return found
+
+
+def busiest(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+            wall_s: float, exclude: Iterable[int], limit: int = 3) -> list[ProcessShare]:
+    """The processes outside ``exclude`` that used the most CPU between two snapshots."""
+    skip = set(exclude)
+    shares = [ProcessShare(pid, name, (cpu - before[pid][1]) / wall_s)
+              for pid, (name, cpu) in after.items()
+              if pid in before and pid not in skip and wall_s > 0]
+    return sorted((s for s in shares if s.cores > 0), key=lambda s: -s.cores)[:limit]

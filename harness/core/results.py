@@ -1,0 +1,297 @@
+"""Result records: one Row per backend x device x dtype x shape, and the run around them.
+
+A row is assembled from parts, each owned by one concern: who was measured (identity),
+whether it could be (outcome), what the clock saw (timing), against eager (speedup), what
+the float64 reference said (agreement), what preparing it cost (cold start), the fields the
+workload adds, and the backend's own diagnostics. ``to_dict`` flattens the parts into the
+documented JSON keys; the backend's diagnostics stay nested under ``diagnostics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any
+
+# 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
+# one workload appear only on that workload's rows. harness.io.sources migrates version 1.
+SCHEMA_VERSION = 2
+
+
+class Status(StrEnum):
+    OK = "ok"
+    UNAVAILABLE = "unavailable"  # the backend cannot serve this target; the reason says why
+    FAILED = "failed"  # it tried and broke: crashed, hung, raised
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status = Status.OK
+    reason: str | None = None
+
+    @classmethod
+    def unavailable(cls, reason: str) -> Outcome:
+        return cls(Status.UNAVAILABLE, reason)
+
+    @classmethod
+    def failed(cls, reason: str) -> Outcome:
+        return cls(Status.FAILED, reason)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+
+@dataclass(frozen=True)
+class Identity:
+    backend: str
+    device: str
+    dtype: str
+    batch_size: int
+    seq_len: int
+    scenario: str = "default"
+    mode: str = "forward"
+
+
+@dataclass(frozen=True)
+class TimingSummary:
+    """What the clock saw for a row, in milliseconds per call (per step, per rollout: the
+    workload says what one call is)."""
+
+    median_ms: float
+    p90_ms: float | None  # None: the raw samples were not kept (a pytest-benchmark save)
+    p99_ms: float | None
+    min_ms: float
+    mean_ms: float
+    stdev_ms: float
+    iqr_ms: float
+    ci95_low_ms: float | None
+    ci95_high_ms: float | None
+    noisy: bool
+    stop_reason: str
+    rounds: int
+    calls_per_round: int | None
+    samples_ms: list[float] = field(default_factory=list)
+
+
+class Verdict(StrEnum):
+    """Whether a measurement can be trusted as taken on a quiet machine."""
+
+    VALID = "valid"  # every round's outside load was measured, and few had to be set aside
+    CONTENDED = "contended"  # work outside the run took the machine during too many rounds
+    UNCHECKED = "unchecked"  # the load could not be measured here (not Linux)
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What the machine did while a row was timed (``harness.core.load``)."""
+
+    verdict: Verdict
+    foreign_load: float | None  # cores used outside the run, mean over every round taken
+    canary_rel: float | None  # the canary's median time over the run's best (1: as fast)
+    rounds_set_aside: int  # rounds taken again because outside work took the machine
+    processes: int  # worker processes whose rounds make up the row
+    samples_foreign_load: list[float | None] = field(default_factory=list)  # per sample
+    samples_canary_rel: list[float | None] = field(default_factory=list)  # per sample
+    samples_process: list[int] = field(default_factory=list)  # per sample
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "verdict": str(self.verdict)}
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """Eager's time over this backend's, the median of per-round ratios, with its 95% CI."""
+
+    speedup_vs_eager: float
+    speedup_ci95_low: float
+    speedup_ci95_high: float
+
+
+@dataclass(frozen=True)
+class RowAgreement:
+    """Agreement with the float64 reference at the row's shape, over every check there."""
+
+    max_abs_err: float
+    max_rel_err: float
+    agrees: bool
+    # the same input twice: bitwise-identical outputs, and the largest difference if not
+    deterministic: bool | None = None
+    repeat_max_diff: float | None = None
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Preparing the backend, its first call, and the memory it took."""
+
+    isolation_startup_s: float | None = None  # spawning the backend's worker, when isolated
+    prepare_s: float | None = None
+    first_call_ms: float | None = None
+    peak_rss_mb: float | None = None
+    prepare_rss_mb: float | None = None
+    infer_rss_mb: float | None = None
+    cuda_max_mem_mb: float | None = None
+    gpu_mem_growth_mb: float | None = None  # device-reported (NVML), sees ORT's CUDA arena
+    h2d_ms: float | None = None  # copying one input batch to where run() wants it
+    d2h_ms: float | None = None  # reading one output batch back to the host
+
+
+_PARTS = (Identity, Outcome, TimingSummary, LoadSummary, Speedup, RowAgreement, ColdStart)
+# Every documented key that is not a workload's: present on every row, null where unknown.
+ROW_KEYS = tuple(f.name for part in _PARTS for f in fields(part))
+
+
+@dataclass(frozen=True)
+class Row:
+    identity: Identity
+    outcome: Outcome = Outcome()
+    timing: TimingSummary | None = None
+    load: LoadSummary | None = None
+    speedup: Speedup | None = None
+    agreement: RowAgreement | None = None
+    cold_start: ColdStart | None = None
+    workload: Mapping[str, Any] = field(default_factory=dict)  # the workload's own fields
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)  # the backend's own facts
+
+    def __post_init__(self) -> None:
+        clash = sorted(set(self.workload) & (set(ROW_KEYS) | {"diagnostics"}))
+        if clash:
+            raise ValueError(f"workload fields {clash} would overwrite documented row keys")
+
+    @property
+    def backend(self) -> str:
+        return self.identity.backend
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.identity.batch_size, self.identity.seq_len
+
+    @property
+    def failed(self) -> bool:
+        """Broke, or answered wrongly: either fails the run."""
+        return self.outcome.status is Status.FAILED or (
+            self.agreement is not None and not self.agreement.agrees)
+
+    def with_outcome(self, outcome: Outcome) -> Row:
+        return replace(self, outcome=outcome)
+
+    def to_dict(self) -> dict:
+        data = {**dict.fromkeys(ROW_KEYS), "samples_ms": []}
+        for part in (self.identity, self.outcome, self.timing, self.speedup, self.agreement,
+                     self.cold_start):
+            if part is not None:
+                data.update(asdict(part))
+        if self.load is not None:
+            data.update(self.load.to_dict())
+        data["status"] = str(self.outcome.status)
+        data.update(self.workload)
+        data["diagnostics"] = dict(self.diagnostics)
+        return data
+
+
+@dataclass(frozen=True)
+class Check:
+    """One agreement check of one backend on one input batch."""
+
+    backend: str
+    batch_size: int
+    seq_len: int
+    inputs: str  # "sine" or "random"
+    max_abs_err: float
+    max_rel_err: float
+    agrees: bool
+    mode: str = "forward"  # the workload whose check this is
+    dtype: str = "fp32"
+    # set where the same input was run twice (the random inputs of every shape); the repeat
+    # is judged against the reference too, and counts in ``agrees`` and the errors
+    deterministic: bool | None = None
+    repeat_max_diff: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BusyProcess:
+    """A process outside the run, and how much CPU it used while the run was timing."""
+
+    pid: int
+    name: str
+    cores: float
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """The run's verdict: valid only when every timed row is."""
+
+    verdict: Verdict
+    rows_contended: int
+    max_foreign_cores: float  # the threshold a round was judged against
+    max_set_aside: float
+    busiest: tuple[BusyProcess, ...] = ()  # the busiest processes outside the run
+
+    @classmethod
+    def of(cls, rows: tuple[Row, ...], max_foreign_cores: float, max_set_aside: float,
+           busiest: tuple[BusyProcess, ...] = ()) -> RunVerdict:
+        verdicts = [r.load.verdict for r in rows if r.load is not None]
+        contended = sum(v is Verdict.CONTENDED for v in verdicts)
+        verdict = Verdict.CONTENDED if contended else \
+            Verdict.UNCHECKED if Verdict.UNCHECKED in verdicts else Verdict.VALID
+        return cls(verdict, contended, max_foreign_cores, max_set_aside, busiest)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "verdict": str(self.verdict)}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    environment: dict
+    scenario: dict
+    model: dict
+    tolerance: dict
+    rows: tuple[Row, ...]
+    checks: tuple[Check, ...]
+    verdict: RunVerdict | None = None
+
+    @property
+    def contended(self) -> bool:
+        return self.verdict is not None and self.verdict.verdict is Verdict.CONTENDED
+
+    @property
+    def failed(self) -> bool:
+        """A disagreement or a failed backend makes the whole run fail."""
+        return any(r.failed for r in self.rows) or any(not c.agrees for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "environment": self.environment,
+            "scenario": self.scenario,
+            "model": self.model,
+            "tolerance": self.tolerance,
+            "verdict": None if self.verdict is None else self.verdict.to_dict(),
+            "rows": [r.to_dict() for r in self.rows],
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+def merge_results(results: list[RunResult]) -> RunResult:
+    """One result from the runs of a scenario's devices x dtypes: rows and checks side by
+    side (each carries its device and dtype), the first run's context, every tolerance."""
+    first = results[0]
+    tolerance = dict(first.tolerance)
+    if len({r.tolerance["dtype"] for r in results}) > 1:
+        tolerance["by_dtype"] = {r.tolerance["dtype"]: r.tolerance for r in results}
+    rows = tuple(row for r in results for row in r.rows)
+    verdict = None
+    if first.verdict is not None:
+        busiest: dict[int, BusyProcess] = {}
+        for process in (p for r in results if r.verdict for p in r.verdict.busiest):
+            if process.pid not in busiest or process.cores > busiest[process.pid].cores:
+                busiest[process.pid] = process
+        verdict = RunVerdict.of(rows, first.verdict.max_foreign_cores, first.verdict.max_set_aside,
+                                tuple(sorted(busiest.values(), key=lambda p: -p.cores)[:3]))
+    return RunResult(environment=first.environment, scenario=first.scenario, model=first.model,
+                     tolerance=tolerance, rows=rows,
+                     checks=tuple(c for r in results for c in r.checks), verdict=verdict)

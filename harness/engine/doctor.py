@@ -1,0 +1,49 @@
+"""`python -m harness doctor`: which backends, devices and dtypes work here, and why not.
+
+Everything it says comes from the backends themselves: their reasons, their libraries'
+versions and what their runtimes report about the machine.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from backends.base import Target
+from backends.registry import Registry
+from harness.core.environment import cuda_info, library_versions
+from harness.core.targets import DEVICES, DTYPES
+
+
+@dataclass(frozen=True)
+class Availability:
+    backend: str
+    device: str
+    dtype: str
+    reason: str | None  # None: usable
+
+    @property
+    def available(self) -> bool:
+        return self.reason is None
+
+
+def availability(registry: Registry, threads: int) -> list[Availability]:
+    """One entry per backend x device x dtype: usable, or the backend's own reason."""
+    entries = []
+    with tempfile.TemporaryDirectory(prefix="lstm-harness-doctor-") as tmp:
+        for name in registry.names():
+            backend = registry.create(name)
+            for device in DEVICES:
+                for dtype in DTYPES:
+                    target = Target(device, dtype, Path(tmp), threads)
+                    entries.append(Availability(name, device, dtype,
+                                                backend.unavailable_reason(target)))
+    return entries
+
+
+def machine_summary(registry: Registry) -> dict:
+    import torch
+
+    return {"versions": {**library_versions(), **registry.versions()},
+            "torch_cuda_build": torch.version.cuda, **registry.machine_facts(), **cuda_info()}

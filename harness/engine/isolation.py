@@ -1,0 +1,213 @@
+"""Process isolation: each backend prepared and measured in its own long-lived worker process.
+
+A ``WorkerHandle`` is a ``Handle`` whose requests travel over a pipe to a spawned worker,
+which holds a ``LocalHandle`` and executes them there; one generic loop serves every verb. A
+backend that segfaults, aborts, hangs or raises then costs only its own rows: the parent sees
+the dead worker (signal name from its exit code) or the timeout, kills it, and raises
+``BackendError``, which the runner records.
+
+Timed rounds run inside the worker with the worker's clock; only the seconds per call cross
+the pipe, so the pipe's round trip is outside every measurement.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import numpy as np
+import torch
+
+from backends.base import Backend, Target
+from harness.core.errors import BackendError, BackendUnavailableError, InputError
+from harness.core.model import LSTMPredictor, ModelConfig
+from harness.core.settings import ProcessSettings, apply
+from harness.engine.handles import Handle, LocalHandle, OpenInfo, Request, describe
+
+_CONTEXT = multiprocessing.get_context("spawn")  # fork would copy torch's threads and CUDA state
+_CLOSE_GRACE_S = 5.0
+# Spawning and importing torch is the harness's own cost, not the backend's: it has its own,
+# generous limit, so a short --backend-timeout on a loaded machine does not fail the start.
+_START_TIMEOUT_S = 300.0
+
+
+class FailureKind(Enum):
+    INPUT = "input"  # the workload refused its inputs: InputError
+    UNAVAILABLE = "unavailable"  # the backend cannot serve this: BackendUnavailableError
+    ERROR = "error"  # anything else the backend raised: BackendError
+
+
+_RAISE: dict[FailureKind, type[Exception]] = {
+    FailureKind.INPUT: InputError, FailureKind.UNAVAILABLE: BackendUnavailableError,
+    FailureKind.ERROR: BackendError}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The worker's answer: a value, or what failed and how."""
+
+    value: Any = None
+    failure: FailureKind | None = None
+    message: str = ""
+
+    @classmethod
+    def of(cls, work: Callable[[], Any]) -> Reply:
+        try:
+            return cls(work())
+        except InputError as exc:
+            return cls(failure=FailureKind.INPUT, message=str(exc))
+        except BackendUnavailableError as exc:
+            return cls(failure=FailureKind.UNAVAILABLE, message=str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which records it
+            return cls(failure=FailureKind.ERROR, message=describe(exc))
+
+    def unwrap(self, what: str) -> Any:
+        if self.failure is None:
+            return self.value
+        if self.failure is FailureKind.ERROR:
+            raise BackendError(f"{self.message} (in {what})")
+        raise _RAISE[self.failure](self.message)
+
+
+@dataclass(frozen=True)
+class _Close:
+    """Ends the worker's loop."""
+
+
+def _serve(conn: Connection, backend_cls: type[Backend], weights: dict[str, np.ndarray],
+           model_config: ModelConfig, target: Target, settings: ProcessSettings,
+           first_batch: np.ndarray, with_step: bool) -> None:
+    """Worker main: prepare, report, then execute requests until told to close or the parent goes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    apply(settings)
+    conn.send(Reply("started"))
+
+    def open_local() -> LocalHandle:
+        model = LSTMPredictor(model_config)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        return LocalHandle.open(backend_cls(), model.eval(), target, first_batch, with_step=with_step)
+
+    opened = Reply.of(open_local)
+    conn.send(Reply(opened.value.info) if opened.failure is None else opened)
+    if opened.failure is not None:
+        return
+    handle = opened.value
+    try:
+        while not isinstance(request := conn.recv(), _Close):
+            conn.send(Reply.of(lambda r=request: handle.call(r)))
+        handle.close()
+        conn.send(Reply())
+    except (EOFError, OSError):  # the parent is gone: nobody to answer
+        return
+
+
+def death_reason(exitcode: int | None) -> str:
+    """``SIGSEGV``, ``SIGABRT``, ... for a worker killed by a signal, else its exit status."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+class WorkerHandle(Handle):
+    """A ``Handle`` whose backend lives in a spawned worker process."""
+
+    def __init__(self, name: str, process: Any, conn: Connection, timeout_s: float) -> None:
+        self.name = name
+        self._process = process
+        self._conn = conn
+        self._timeout_s = timeout_s
+        self._failure: str | None = None
+
+    @classmethod
+    def open(cls, backend: Backend, model: LSTMPredictor, target: Target, first_batch: np.ndarray,
+             settings: ProcessSettings, timeout_s: float, with_step: bool = False) -> WorkerHandle:
+        """Spawn the worker, which prepares the backend and makes the first call.
+
+        The model travels as plain arrays and its config, never as a pickled module.
+        """
+        weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        parent_conn, child_conn = _CONTEXT.Pipe()
+        process = _CONTEXT.Process(
+            target=_serve, name=f"harness-{backend.name}",
+            args=(child_conn, type(backend), weights, model.config, target, settings, first_batch,
+                  with_step))
+        start = time.perf_counter()
+        process.start()
+        child_conn.close()
+        handle = cls(backend.name, process, parent_conn, timeout_s)
+        try:
+            handle._receive("start-up", _START_TIMEOUT_S)
+            startup_s = time.perf_counter() - start
+            info: OpenInfo = handle._receive("prepare")
+        except BaseException:  # a failed start, or Ctrl-C while preparing: no orphan left
+            handle.close()
+            raise
+        handle.info = OpenInfo(info.prepare_s, info.prepare_rss_mb, info.first_call_ms,
+                               process.pid, startup_s)
+        return handle
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def call(self, request: Request) -> Any:
+        """One request in the worker; ``BackendError`` if it raised, died or timed out."""
+        what = type(request).__name__
+        if self._failure:
+            raise BackendError(self._failure)
+        try:
+            self._conn.send(request)
+        except OSError:
+            self._fail(f"{death_reason(self._wait_exit())}: the worker died before {what}")
+        return self._receive(what)
+
+    def _receive(self, what: str, timeout_s: float | None = None) -> Any:
+        timeout_s = timeout_s or self._timeout_s
+        ready = wait([self._conn, self._process.sentinel], timeout_s)
+        if self._conn in ready:
+            try:
+                reply: Reply = self._conn.recv()
+            except (EOFError, OSError):
+                pass  # the worker died while answering; the exit code says how
+            else:
+                return reply.unwrap(what)
+        if not ready:
+            self._fail(f"timeout: no answer to {what} within {timeout_s:g} s")
+        self._fail(f"{death_reason(self._wait_exit())}: the worker died during {what}")
+
+    def _wait_exit(self) -> int | None:
+        self._process.join(_CLOSE_GRACE_S)
+        return self._process.exitcode
+
+    def _fail(self, reason: str) -> None:
+        self._failure = reason
+        self._stop()
+        raise BackendError(reason)
+
+    def _stop(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._conn.close()
+
+    def close(self) -> None:
+        """Ask the worker to finish; kill it if it does not within a few seconds."""
+        if self._conn.closed:
+            return
+        self._failure = self._failure or "the worker was closed"
+        try:
+            self._conn.send(_Close())
+            if self._conn.poll(_CLOSE_GRACE_S):
+                self._conn.recv()
+        except (OSError, EOFError):
+            pass  # already dead: nothing to ask
+        self._stop()

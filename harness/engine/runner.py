@@ -1,0 +1,384 @@
+"""The runner: prepare every backend, prove it agrees with the reference, then time it.
+
+Order of work, per run:
+  1. open a handle per backend: prepare it (timed, memory sampled), make its first call, and
+     let the workload check agreement with the float64 reference through it;
+  2. open each backend again in more fresh worker processes (``TimingConfig.processes``),
+     reusing the artifacts the first one verified, and check them at the timed shapes;
+  3. for each timed shape and each process in turn, time every backend's workload timers
+     round-robin (``harness.core.timing``), accounting for the machine's load in every
+     round, then pool the processes' rounds into a row, with speedups against eager pair by
+     pair and CIs that span the processes.
+A backend that is unavailable or fails becomes rows that say why; the others go on.
+
+The runner knows no workload by name: what is checked, what is timed and what a row adds
+are the workload's (``harness.workloads``); where a backend runs is the handle's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from backends.base import Backend, Target
+from backends.reference import ReferenceModel
+from backends.registry import BASELINE, Registry
+from harness.core.data import sine_batch
+from harness.core.errors import BackendError, BackendUnavailableError
+from harness.core.load import LoadMeter, busiest, process_times
+from harness.core.memory import MemoryUse
+from harness.core.model import LSTMPredictor
+from harness.core.results import (
+    BusyProcess,
+    Check,
+    ColdStart,
+    Identity,
+    LoadSummary,
+    Outcome,
+    Row,
+    RowAgreement,
+    RunResult,
+    RunVerdict,
+    Speedup,
+    Verdict,
+)
+from harness.core.roofline import Peak
+from harness.core.settings import ProcessSettings
+from harness.core.stats import paired_ratio
+from harness.core.timing import Measurement, TimerKey, TimerLike, combine, measure_interleaved
+from harness.engine.events import Event, OnEvent, Phase
+from harness.engine.handles import CopyTimes, Handle, LocalHandle, describe
+from harness.engine.isolation import WorkerHandle
+from harness.engine.plan import RunConfig
+from harness.workloads.base import CheckContext, Checked, RowContext, Shape
+
+OnRows = Callable[[RunResult], None]  # the result so far, after each completed shape
+COPY_TIMES = CopyTimes()
+Measured = dict[str, dict[str, Measurement]]  # backend -> timer role -> measurement
+
+
+@dataclass
+class _Live:
+    """A backend that opened, in each of its worker processes, and what was learnt about it
+    (runner-private). The first process carries the cold start, memory and diagnostics."""
+
+    backend: Backend
+    handles: list[Handle]
+    checked: Checked = field(default_factory=lambda: Checked([]))
+    memory: MemoryUse = MemoryUse(0.0)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.close()
+
+
+class _Watch:
+    """The processes outside the run, and how much CPU each used while it was timing."""
+
+    def __init__(self) -> None:
+        self.cpu_s: dict[int, tuple[str, float]] = {}
+        self.wall_s = 0.0
+
+    def over(self, own: set[int], measure: Callable[[], Measured]) -> Measured:
+        before, start = process_times(), time.perf_counter()
+        result = measure()
+        wall = time.perf_counter() - start
+        for share in busiest(before, process_times(), wall, own, limit=50):
+            name, cpu = self.cpu_s.get(share.pid, (share.name, 0.0))
+            self.cpu_s[share.pid] = (name, cpu + share.cores * wall)
+        self.wall_s += wall
+        return result
+
+    def top(self, limit: int = 3) -> tuple[BusyProcess, ...]:
+        if not self.wall_s:
+            return ()
+        shares = [BusyProcess(pid, name, cpu / self.wall_s) for pid, (name, cpu) in self.cpu_s.items()]
+        return tuple(sorted(shares, key=lambda p: -p.cores)[:limit])
+
+
+class Runner:
+    def __init__(self, model: LSTMPredictor, config: RunConfig, registry: Registry,
+                 settings: ProcessSettings, on_event: OnEvent | None = None) -> None:
+        self.model = model
+        self.config = config
+        self.registry = registry
+        self.settings = settings
+        self._event = on_event or (lambda event: None)
+        config.workload.refuse_model(model.config)
+        self.reference = ReferenceModel(model)
+        self.target = Target(device=config.device, dtype=config.dtype, workdir=config.workdir,
+                             threads=settings.intra_op_threads,
+                             ort_allow_spinning=settings.ort_allow_spinning,
+                             allow_tf32=settings.cuda_allow_tf32)
+        self._watch = _Watch()
+
+    def run(self, peak_gflops: float | None = None, on_rows: OnRows | None = None) -> RunResult:
+        """The whole run. ``on_rows`` sees the result so far after every completed shape.
+
+        Every worker is closed on the way out, by an exception or Ctrl-C included.
+        """
+        live: dict[str, _Live] = {}
+        try:
+            return self._run(live, peak_gflops, on_rows or (lambda result: None))
+        finally:
+            for backend in live.values():
+                backend.close()
+
+    # -- phases -------------------------------------------------------------------------
+    def _open(self, backend: Backend, target: Target) -> Handle | Outcome:
+        reason = backend.unavailable_reason(target)
+        if reason:
+            return Outcome.unavailable(reason)
+        self._event(Event(backend.name, Phase.PREPARE))
+        first = sine_batch(*self.config.timed_shapes[0], self.config.seed)
+        with_step = self.config.workload.needs_step_model
+        try:
+            if self.config.isolate:
+                return WorkerHandle.open(backend, self.model, target, first, self.settings,
+                                         self.config.backend_timeout_s, with_step=with_step)
+            return LocalHandle.open(backend, self.model, target, first, with_step=with_step)
+        except BackendUnavailableError as exc:
+            return Outcome.unavailable(str(exc))
+        except Exception as exc:  # noqa: BLE001 - any backend failure becomes a failed row
+            self._event(Event(backend.name, Phase.FAILED, reason=describe(exc)))
+            return Outcome.failed(describe(exc))
+
+    def _check(self, backend: Backend, handle: Handle, ctx: CheckContext) -> Checked | Outcome:
+        self._event(Event(backend.name, Phase.CHECK))
+        try:
+            return self.config.workload.check(ctx, handle, backend.name,
+                                              backend.computes_in(self.config.dtype))
+        except Exception as exc:  # noqa: BLE001
+            self._event(Event(backend.name, Phase.FAILED, reason=describe(exc)))
+            return Outcome.failed(f"during the agreement check, {describe(exc)}")
+
+    def _first_process(self, backend: Backend, ctx: CheckContext) -> _Live | Outcome:
+        handle = self._open(backend, self.target)
+        if isinstance(handle, Outcome):
+            return handle
+        live = _Live(backend, [handle])
+        checked = self._check(backend, handle, ctx)
+        if isinstance(checked, Outcome):
+            live.close()
+            return checked
+        try:
+            facts = handle.facts()
+        except BackendError as exc:
+            live.close()
+            return Outcome.failed(describe(exc))
+        live.checked, live.memory, live.artifacts = checked, facts.memory, facts.artifacts
+        return live
+
+    def _another_process(self, live: _Live, ctx: CheckContext) -> Outcome | None:
+        """One more worker for ``live``'s backend, loading the artifacts the first one
+        verified, checked at the timed shapes before its rounds count."""
+        target = replace(self.target, reuse=tuple(live.artifacts.items()))
+        handle = self._open(live.backend, target)
+        if isinstance(handle, Outcome):
+            return Outcome(handle.status, f"in worker process {len(live.handles) + 1}: {handle.reason}")
+        live.handles.append(handle)
+        checked = self._check(live.backend, handle, ctx)
+        if isinstance(checked, Outcome):
+            return Outcome.failed(f"in worker process {len(live.handles)}: {checked.reason}")
+        live.checked = Checked([*live.checked.checks, *checked.checks], live.checked.fields)
+        return None
+
+    def _measure(self, shape: Shape, live: dict[str, _Live], refused: dict[str, Outcome],
+                 process: int) -> Measured:
+        """Time every live backend's ``process``-th worker at ``shape``; a backend that fails
+        moves to ``refused``."""
+        cfg, workload = self.config, self.config.workload
+
+        def drop(key: TimerKey, exc: BaseException) -> None:
+            if key.backend not in live:  # its other timer failed first
+                return
+            reason = describe(exc)
+            self._event(Event(key.backend, Phase.FAILED, reason=reason))
+            refused[key.backend] = Outcome.failed(
+                f"while timing batch={shape[0]} seq_len={shape[1]}, {reason}")
+            live.pop(key.backend).close()
+
+        payloads = workload.timer_payloads(shape, cfg.seed, cfg.timing.n_inputs)
+        interleaved: dict[TimerKey, TimerLike] = {}
+        solo: dict[TimerKey, TimerLike] = {}
+        for name, backend in list(live.items()):
+            group = interleaved if backend.backend.interleaved else solo
+            for role, payload in payloads.items():
+                key = TimerKey(name, role)
+                try:
+                    group[key] = backend.handles[process].timer(workload, role, payload)
+                except Exception as exc:  # noqa: BLE001
+                    drop(key, exc)
+                    break
+        for name in live:
+            self._event(Event(name, Phase.TIME, shape=shape, workload=workload.name))
+        own = {os.getpid(), *(h.info.pid for b in live.values() for h in b.handles)}
+        meter = LoadMeter(own)
+        timing = replace(cfg.timing, budget_s=cfg.timing.budget_s / cfg.timing.processes)
+        measured: Measured = {}
+        # Backends that are not interleaved (the float64 reference) are timed on their own,
+        # after the others, so their slow rounds do not disturb the others' pairing.
+        for group in (interleaved, solo):
+            if group:
+                found = self._watch.over(own, lambda g=group: measure_interleaved(
+                    g, timing, on_failure=drop, meter=meter if meter.available else None,
+                    process=process))
+                for key, m in found.items():
+                    measured.setdefault(key.backend, {})[key.role] = m
+        return measured
+
+    # -- the run ------------------------------------------------------------------------
+    def _run(self, live: dict[str, _Live], peak_gflops: float | None, on_rows: OnRows) -> RunResult:
+        cfg = self.config
+        ctx = CheckContext(self.reference, cfg.tolerance, self.model.config.input_size, cfg.seed,
+                           cfg.check_shapes, cfg.timed_shapes)
+        backends = {name: self.registry.create(name) for name in cfg.backends}
+        refused: dict[str, Outcome] = {}
+        for name, backend in backends.items():
+            opened = self._first_process(backend, ctx)
+            if isinstance(opened, Outcome):
+                refused[name] = opened
+            else:
+                live[name] = opened
+        for _ in range(1, cfg.timing.processes):
+            for name in list(live):
+                failure = self._another_process(live[name], ctx.at(cfg.timed_shapes))
+                if failure is not None:
+                    refused[name] = failure
+                    live.pop(name).close()
+        checks = [c for b in live.values() for c in b.checked.checks]
+
+        timed: list[tuple[Row, Measurement | None]] = []  # every row so far, and its timing
+        for shape in cfg.timed_shapes:
+            parts: dict[str, dict[str, list[Measurement]]] = {}
+            for process in range(cfg.timing.processes):
+                if not live:
+                    break
+                for name, roles in self._measure(shape, live, refused, process).items():
+                    for role, m in roles.items():
+                        parts.setdefault(name, {}).setdefault(role, []).append(m)
+            measured = {name: {role: combine(ms) for role, ms in roles.items()}
+                        for name, roles in parts.items() if name in live}
+            for name, backend in backends.items():
+                identity = Identity(name, cfg.device, backend.computes_in(cfg.dtype), *shape,
+                                    cfg.scenario, cfg.workload.name)
+                if name in refused:
+                    timed.append((Row(identity, refused[name]), None))
+                else:
+                    timed.append(self._row(identity, live[name], measured, peak_gflops))
+            on_rows(self._result(self._judged(timed), checks))
+        diagnostics = {}
+        for name, backend in live.items():
+            try:
+                diagnostics[name] = backend.handles[0].facts().diagnostics
+            except BackendError:
+                pass  # the row already says how the backend failed
+        rows = [replace(r, diagnostics=diagnostics.get(r.backend, {})) for r in self._judged(timed)]
+        return self._result(rows, checks)
+
+    def _judged(self, timed: list[tuple[Row, Measurement | None]]) -> list[Row]:
+        """The rows with their load accounts, each row's canary judged against the fastest
+        row's (a row's median canary: one round's canary jitters by tens of percent)."""
+        medians = [median for _, m in timed if m is not None and (median := m.canary_median())]
+        best = min(medians) if medians else None
+        return [row if m is None else
+                replace(row, load=load_summary(m, self.config.timing.max_set_aside, best))
+                for row, m in timed]
+
+    def _result(self, rows: list[Row], checks: list[Check]) -> RunResult:
+        cfg, tol = self.config, self.config.tolerance
+        record = {"dtype": cfg.dtype, "atol": tol.atol, "rtol": tol.rtol,
+                  **cfg.workload.tolerance_record(tol)}
+        verdict = RunVerdict.of(tuple(rows), cfg.timing.max_foreign_cores, cfg.timing.max_set_aside,
+                                self._watch.top())
+        return RunResult(environment={}, scenario={}, model={}, tolerance=record,
+                         rows=tuple(rows), checks=tuple(checks), verdict=verdict)
+
+    def _row(self, identity: Identity, live: _Live, measured: Measured,
+             peak_gflops: float | None) -> tuple[Row, Measurement]:
+        workload = self.config.workload
+        shape = (identity.batch_size, identity.seq_len)
+        mine = measured[identity.backend]
+        primary = mine[workload.primary]
+        speedup = None
+        if BASELINE in measured and live.backend.interleaved:
+            base = measured[BASELINE][workload.primary]
+            ratio = paired_ratio(np.array(base.samples_s), np.array(primary.samples_s),
+                                 primary.processes)
+            speedup = Speedup(ratio.median, ratio.ci95_low, ratio.ci95_high)
+        checks = [c for c in live.checked.checks if (c.batch_size, c.seq_len) == shape]
+        info, memory = live.handles[0].info, live.memory
+        cold = ColdStart(
+            isolation_startup_s=info.startup_s, prepare_s=info.prepare_s,
+            first_call_ms=info.first_call_ms, prepare_rss_mb=info.prepare_rss_mb,
+            infer_rss_mb=memory.rss_mb, peak_rss_mb=max(info.prepare_rss_mb, memory.rss_mb),
+            cuda_max_mem_mb=memory.cuda_peak_mb, gpu_mem_growth_mb=memory.device_growth_mb,
+            **self._copy_times(live.handles[0], shape))
+        fields = {**live.checked.fields.get(shape, {}),
+                  **workload.row_fields(shape, mine, RowContext(self.model.config, peak_gflops))}
+        return Row(identity, timing=primary.to_summary(), speedup=speedup,
+                   agreement=row_agreement(checks, workload.error_mode), cold_start=cold,
+                   workload=fields), primary
+
+    def _copy_times(self, handle: Handle, shape: Shape) -> dict:
+        """Host-to-device and device-to-host copy times, measured beside the timed calls."""
+        try:
+            h2d, d2h = handle.outputs(COPY_TIMES, sine_batch(*shape, self.config.seed))
+        except BackendError:
+            return {}
+        return {"h2d_ms": h2d, "d2h_ms": d2h}
+
+
+def load_summary(m: Measurement, max_set_aside: float, best_canary: float | None) -> LoadSummary:
+    """The row's account of the machine: its verdict, the outside load over every round it
+    took, and the canary's time against the run's best."""
+    processes = len(set(m.processes)) or 1
+    if not m.load_checked:
+        return LoadSummary(Verdict.UNCHECKED, None, None, len(m.set_aside), processes,
+                           samples_process=list(m.processes))
+    every = [load.foreign_cores for load in (*m.loads, *m.set_aside)]
+    canary = [load.canary_s / best_canary for load in m.loads] if best_canary else []
+    return LoadSummary(
+        verdict=Verdict.CONTENDED if m.contended(max_set_aside) else Verdict.VALID,
+        foreign_load=float(np.mean(every)),
+        canary_rel=m.canary_median() / best_canary if best_canary else None,
+        rounds_set_aside=len(m.set_aside), processes=processes,
+        samples_foreign_load=[load.foreign_cores for load in m.loads],
+        samples_canary_rel=canary, samples_process=list(m.processes))
+
+
+def row_agreement(checks: list[Check], error_mode: str) -> RowAgreement:
+    """A row's agreement: every check at its shape must agree; its errors are those of the
+    workload's ``error_mode`` checks."""
+    shown = [c for c in checks if c.mode == error_mode] or checks
+    repeats = [c for c in checks if c.deterministic is not None]
+    return RowAgreement(
+        max_abs_err=max(c.max_abs_err for c in shown), max_rel_err=max(c.max_rel_err for c in shown),
+        agrees=all(c.agrees for c in checks),
+        deterministic=all(c.deterministic for c in repeats) if repeats else None,
+        repeat_max_diff=max(c.repeat_max_diff for c in repeats) if repeats else None)
+
+
+def benchmark(model: LSTMPredictor, model_info: dict, config: RunConfig, registry: Registry,
+              settings: ProcessSettings, environment: dict, scenario: dict,
+              on_event: OnEvent | None = None, peak: Peak | None = None,
+              on_rows: OnRows | None = None) -> RunResult:
+    """Run the benchmark and attach the context every result must carry.
+
+    ``on_rows`` receives the partial result, context attached, after every completed shape.
+    """
+    peak_gflops = peak.gflops if peak else None
+    environment = {**environment, "peak_gflops": peak_gflops,
+                   "peak": peak.to_dict() if peak else None}
+
+    def with_context(result: RunResult) -> RunResult:
+        return replace(result, environment=environment, scenario=scenario, model=model_info)
+
+    partial = (lambda result: on_rows(with_context(result))) if on_rows else None
+    return with_context(Runner(model, config, registry, settings, on_event).run(peak_gflops, partial))

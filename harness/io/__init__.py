@@ -1,0 +1,1 @@
+"""Results in and out: JSON files, the SQLite history, and other tools' files read as results."""

@@ -1,0 +1,193 @@
+"""Run history in SQLite: every `run` is recorded, to be listed and compared later.
+
+The database is one file (stdlib sqlite3, nothing to install or serve). Its schema is
+versioned with PRAGMA user_version and upgraded by ordered migrations, each in its own
+transaction; a run is written in one transaction, so a crash mid-write leaves no half run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.core.errors import InputError
+from harness.io.sources import migrate as migrate_results
+
+ENV_VAR = "LSTM_HARNESS_DB"
+
+# One entry per schema version; entry i upgrades version i to i + 1. Never edit a released
+# entry: append a new one, so every existing database can still be brought up to date.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            git_commit TEXT,
+            device TEXT,
+            device_name TEXT,
+            scenario TEXT,
+            summary TEXT NOT NULL,
+            failed INTEGER NOT NULL,
+            results_schema_version INTEGER NOT NULL,
+            meta TEXT NOT NULL  -- every top-level results key but rows and checks, as JSON
+        )""",
+        """CREATE TABLE rows (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            backend TEXT NOT NULL, device TEXT NOT NULL, dtype TEXT NOT NULL,
+            batch_size INTEGER NOT NULL, seq_len INTEGER NOT NULL, mode TEXT NOT NULL,
+            status TEXT NOT NULL, median_ms REAL, agrees INTEGER,
+            data TEXT NOT NULL,  -- the whole row as JSON, samples_ms held in `samples`
+            PRIMARY KEY (run_id, idx)
+        )""",
+        """CREATE TABLE samples (
+            run_id INTEGER NOT NULL, row_idx INTEGER NOT NULL, i INTEGER NOT NULL,
+            ms REAL NOT NULL,
+            PRIMARY KEY (run_id, row_idx, i),
+            FOREIGN KEY (run_id, row_idx) REFERENCES rows(run_id, idx) ON DELETE CASCADE
+        ) WITHOUT ROWID""",
+        """CREATE TABLE checks (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL, data TEXT NOT NULL,
+            PRIMARY KEY (run_id, idx)
+        )""",
+        "CREATE INDEX rows_key ON rows (backend, device, dtype, batch_size, seq_len, mode)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    created_at: str
+    git_commit: str | None
+    device: str | None
+    summary: str
+    failed: bool
+
+
+def default_db_path() -> Path:
+    """$LSTM_HARNESS_DB, else the user's data directory (XDG), like other per-user state."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "lstm-harness" / "history.sqlite"
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to SCHEMA_VERSION; returns the version found before."""
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise InputError(f"expected a history database at schema version <= {SCHEMA_VERSION}, "
+                         f"got version {found}; it was written by a newer lstm-harness")
+    for version in range(found, SCHEMA_VERSION):
+        with _transaction(conn):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+    return found
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """An open, migrated database; autocommit off the hook, transactions explicit."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise InputError(f"cannot open the history database {path}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"expected an lstm-harness history database at {path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def summarize(result: dict) -> str:
+    """One line: scenario, backends, shapes, and whether everything agreed."""
+    rows = result.get("rows", [])
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    batches = sorted({r["batch_size"] for r in rows})
+    seqs = sorted({r["seq_len"] for r in rows})
+    bad = sorted({r["backend"] for r in rows if r.get("status") == "failed" or r.get("agrees") is False})
+    verdict = "all agree" if not bad else f"FAILED: {', '.join(bad)}"
+    scenario = (result.get("scenario") or {}).get("name", "?")
+    return (f"{scenario} · {','.join(backends)} · batch {','.join(map(str, batches))} · "
+            f"seq {','.join(map(str, seqs))} · {verdict}")
+
+
+def record(path: Path, result: dict) -> int:
+    """Store one run (environment, scenario, every row, every raw sample); returns its id."""
+    env = result.get("environment") or {}
+    meta = {k: v for k, v in result.items() if k not in ("rows", "checks")}
+    failed = any(r.get("status") == "failed" or r.get("agrees") is False for r in result["rows"])
+    with connect(path) as conn, _transaction(conn):
+        run_id = conn.execute(
+            "INSERT INTO runs (created_at, git_commit, device, device_name, scenario, summary, "
+            "failed, results_schema_version, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (env.get("timestamp") or "", env.get("git_commit"), env.get("device"),
+             env.get("device_name"), (result.get("scenario") or {}).get("name"),
+             summarize(result), int(failed), result["schema_version"], json.dumps(meta)),
+        ).lastrowid
+        for idx, row in enumerate(result["rows"]):
+            conn.execute(
+                "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, idx, row["backend"], row["device"], row["dtype"], row["batch_size"],
+                 row["seq_len"], row.get("mode", "forward"), row.get("status", "ok"),
+                 row.get("median_ms"), None if row.get("agrees") is None else int(row["agrees"]),
+                 json.dumps({**row, "samples_ms": None})))
+            conn.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)",
+                             [(run_id, idx, i, ms) for i, ms in enumerate(row.get("samples_ms") or [])])
+        conn.executemany("INSERT INTO checks VALUES (?, ?, ?)",
+                         [(run_id, i, json.dumps(c)) for i, c in enumerate(result.get("checks", []))])
+    return run_id
+
+
+def list_runs(path: Path, limit: int | None = None) -> list[RunInfo]:
+    """Most recent first."""
+    with connect(path) as conn:
+        found = conn.execute("SELECT id, created_at, git_commit, device, summary, failed FROM runs "
+                             "ORDER BY id DESC LIMIT ?", (-1 if limit is None else limit,)).fetchall()
+    return [RunInfo(i, created, commit, device, summary, bool(failed))
+            for i, created, commit, device, summary, failed in found]
+
+
+def load(path: Path, run_id: int) -> dict:
+    """The results dict of one recorded run, as `run --out` would have written it."""
+    with connect(path) as conn:
+        found = conn.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if found is None:
+            raise InputError(f"expected a run id from `harness history` ({path}), got {run_id}: "
+                             "no such run")
+        rows = []
+        for idx, data in conn.execute("SELECT idx, data FROM rows WHERE run_id = ? ORDER BY idx",
+                                      (run_id,)).fetchall():
+            row = json.loads(data)
+            row["samples_ms"] = [ms for (ms,) in conn.execute(
+                "SELECT ms FROM samples WHERE run_id = ? AND row_idx = ? ORDER BY i", (run_id, idx))]
+            rows.append(row)
+        checks = [json.loads(d) for (d,) in conn.execute(
+            "SELECT data FROM checks WHERE run_id = ? ORDER BY idx", (run_id,))]
+    meta = json.loads(found[0])
+    return migrate_results({**meta, "rows": rows, "checks": checks}, f"run {run_id} of {path}")

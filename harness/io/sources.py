@@ -1,0 +1,58 @@
+"""Reading a results file of either format the harness understands, at today's schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.core.errors import InputError
+from harness.core.results import ROW_KEYS, SCHEMA_VERSION
+from harness.io.jsonio import read_json
+from harness.io.pytest_benchmark import from_pytest_benchmark, is_pytest_benchmark
+
+# Version 1 kept these backend facts as top-level row keys (and dropped the others).
+_V1_DIAGNOSTICS = ("graphs", "graph_breaks", "recompiles", "artifact_bytes", "exporter")
+
+
+def _v1_to_v2(data: dict) -> dict:
+    """Backend facts move under each row's ``diagnostics``; ONNX Runtime's providers move
+    from the environment's ``ort_providers`` to its ``backends`` block."""
+    rows = []
+    for row in data["rows"]:
+        row = dict(row)
+        diagnostics = {k: row.pop(k) for k in _V1_DIAGNOSTICS if row.get(k) is not None}
+        for key in _V1_DIAGNOSTICS:
+            row.pop(key, None)
+        rows.append({**dict.fromkeys(ROW_KEYS), **row, "diagnostics": diagnostics})
+    environment = dict(data.get("environment") or {})
+    providers = environment.pop("ort_providers", None)
+    if providers is not None:
+        environment["backends"] = {"onnxruntime": {"providers": providers}}
+    return {**data, "environment": environment, "rows": rows, "schema_version": 2}
+
+
+MIGRATIONS = {1: _v1_to_v2}  # version -> the function that lifts it by one
+
+
+def migrate(data: dict, origin: str) -> dict:
+    """``data`` lifted to SCHEMA_VERSION, one version at a time."""
+    version = data["schema_version"]
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise InputError(f"expected results schema_version <= {SCHEMA_VERSION}, got {version!r} "
+                         f"in {origin}; upgrade lstm-harness to read it")
+    while data["schema_version"] < SCHEMA_VERSION:
+        data = MIGRATIONS[data["schema_version"]](data)
+    return data
+
+
+def as_results(data: object, origin: str) -> dict:
+    """A harness results dict from parsed JSON, converting pytest-benchmark files."""
+    if is_pytest_benchmark(data):
+        data = from_pytest_benchmark(data)
+    if not isinstance(data, dict) or "rows" not in data or "schema_version" not in data:
+        raise InputError(f"expected a harness results file (keys schema_version and rows) or a "
+                         f"pytest-benchmark JSON file, got something else in {origin}")
+    return migrate(data, origin)
+
+
+def load_results(path: Path) -> dict:
+    return as_results(read_json(path), str(path))

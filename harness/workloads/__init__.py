@@ -1,0 +1,44 @@
+"""The workloads a run can measure, by name: the one registry of modes.
+
+A new workload is a module with a ``Workload`` subclass and one entry here, or a plugin
+module (``--plugin``) that lists it in ``WORKLOADS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from backends.registry import import_plugin
+from harness.core.errors import InputError
+from harness.workloads.base import Workload
+from harness.workloads.forward import Forward
+from harness.workloads.rollout import Rollout
+from harness.workloads.streaming import Streaming
+
+WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in (Forward, Streaming, Rollout)}
+DEFAULT_MODE = Forward.name  # what a scenario runs unless it names a mode
+
+
+def _validated(candidates: Iterable[object], origin: str) -> list[type[Workload]]:
+    found = []
+    for cls in candidates:
+        if not (isinstance(cls, type) and issubclass(cls, Workload)):
+            raise InputError(f"{origin} provides {cls!r}, expected a "
+                             "harness.workloads.base.Workload subclass")
+        found.append(cls)
+    return found
+
+
+def load_workloads(plugins: Sequence[str] = ()) -> dict[str, type[Workload]]:
+    """The built-in workloads and those of the ``--plugin`` modules, by mode name."""
+    classes = list(WORKLOADS.values())
+    for module_name in plugins:
+        classes += _validated(getattr(import_plugin(module_name), "WORKLOADS", []),
+                              f"plugin {module_name!r}")
+    return {cls.name: cls for cls in classes}
+
+
+def workload_class(mode: str, workloads: dict[str, type[Workload]] = WORKLOADS) -> type[Workload]:
+    if mode not in workloads:
+        raise InputError(f"unknown mode {mode!r}; expected one of {', '.join(workloads)}")
+    return workloads[mode]

@@ -1,0 +1,98 @@
+"""Forward: one window per call, the batched sequence inference every backend is timed on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.core.model import validate_input
+from harness.core.roofline import lstm_forward_flops
+from harness.core.stats import throughput
+from harness.core.timing import Measurement, Timer
+from harness.workloads.base import (
+    PRIMARY,
+    CheckContext,
+    Checked,
+    HandleLike,
+    RowContext,
+    Sessions,
+    Shape,
+    Workload,
+    one_window_check,
+    window_payloads,
+)
+from harness.workloads.columns import (
+    HEAD,
+    NOTES,
+    PREP_S,
+    SPEEDUP,
+    Column,
+    agreement,
+    agreement_tone,
+    fmt,
+    memory,
+)
+
+# One-window checks cover these shapes besides the timed ones: seq_len 200 is not the
+# training length, so it proves the shapes are dynamic.
+CHECK_BATCH_SIZES = (1, 64, 1024)
+CHECK_SEQ_LENS = (50, 200)
+
+MEDIAN = Column("median ms", "right", lambda r: fmt(r.get("median_ms"), ".3f"))
+P90 = Column("p90 ms", "right", lambda r: fmt(r.get("p90_ms"), ".3f"))
+P99 = Column("p99 ms", "right", lambda r: fmt(r.get("p99_ms"), ".3f"))
+REST = (
+    Column("seq/s", "right", lambda r: fmt(r.get("throughput_seq_s"), ",.0f")),
+    SPEEDUP,
+    Column("agrees (max err)", "left", agreement, tone=agreement_tone),
+    Column("% peak", "right", lambda r: fmt(r.get("pct_peak"), ".1f", "%")),
+    PREP_S,
+    Column("1st call ms", "right", lambda r: fmt(r.get("first_call_ms"), ".1f")),
+    Column("rss MB", "right", memory),
+)
+
+
+@dataclass(frozen=True)
+class Forward(Workload):
+    name: ClassVar[str] = "forward"
+    summary: ClassVar[str] = "one window per call: batched sequence inference"
+
+    def check_shapes(self, timed: list[Shape]) -> list[Shape]:
+        grid = [(b, s) for s in CHECK_SEQ_LENS for b in CHECK_BATCH_SIZES]
+        return grid + [shape for shape in timed if shape not in grid]
+
+    def check(self, ctx: CheckContext, handle: HandleLike, backend: str, dtype: str) -> Checked:
+        return Checked(one_window_check(ctx, handle, self, backend, dtype))
+
+    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int) -> dict[str, Any]:
+        return {PRIMARY: window_payloads(shape, seed, n_inputs)}
+
+    def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
+                   context: RowContext) -> dict:
+        batch, seq_len = shape
+        median_s = measured[PRIMARY].summary.median
+        seqs_s, steps_s = throughput(batch, seq_len, median_s)
+        gflops = lstm_forward_flops(context.model, seq_len) * batch / median_s / 1e9
+        peak = context.peak_gflops
+        return {"throughput_seq_s": seqs_s, "throughput_steps_s": steps_s, "gflops": gflops,
+                "pct_peak": 100.0 * gflops / peak if peak else None}
+
+    def columns(self, focus: str) -> tuple[Column, ...]:
+        # A latency scenario leads with the tail.
+        timing = (P90, P99, MEDIAN) if focus == "tail" else (MEDIAN, P90, P99)
+        return (*HEAD, *timing, *REST, NOTES)
+
+    def outputs(self, sessions: Sessions, x: np.ndarray) -> np.ndarray:
+        session = sessions.window
+        y = session.run(session.to_native(validate_input(x, sessions.input_size)))
+        session.synchronize()
+        return session.to_numpy(y)
+
+    def timer(self, sessions: Sessions, role: str, payload: list[np.ndarray]) -> Timer:
+        return sessions.window_timer(payload)
+
+
+FORWARD = Forward()

@@ -1,0 +1,144 @@
+"""Load accounting: the counters, the arithmetic, and a real neighbour taking a core."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.core.load import (
+    CpuSample,
+    LoadMeter,
+    busiest,
+    foreign_cores,
+    process_cpu_s,
+    process_times,
+)
+from harness.core.stats import hierarchical_median_ci, median_ci
+
+ROOT = Path(__file__).resolve().parent.parent
+LINUX = Path("/proc/stat").exists()
+
+
+def test_foreign_cores_is_busy_time_less_the_runs_own_plus_steal_over_wall():
+    before = CpuSample(wall=10.0, busy=100.0, steal=1.0, own=40.0)
+    after = CpuSample(wall=12.0, busy=103.5, steal=1.5, own=42.0)
+    # 3.5 s busy, 2 s of it the run's own, 0.5 s stolen, over 2 s of wall time
+    assert foreign_cores(before, after) == pytest.approx((3.5 - 2.0 + 0.5) / 2.0)
+    # the run's own time read slightly high never makes the load negative
+    assert foreign_cores(before, CpuSample(12.0, 101.0, 1.0, 43.0)) == 0.0
+
+
+def test_busiest_names_the_processes_outside_the_run_by_cpu_share():
+    before = {1: ("init", 5.0), 10: ("harness", 1.0), 20: ("spinner", 0.0), 30: ("idle", 2.0)}
+    after = {1: ("init", 5.1), 10: ("harness", 3.0), 20: ("spinner", 1.9), 30: ("idle", 2.0),
+             40: ("new", 9.0)}
+    shares = busiest(before, after, wall_s=2.0, exclude=[10])
+    assert [(s.pid, s.name) for s in shares] == [(20, "spinner"), (1, "init")]
+    assert shares[0].cores == pytest.approx(0.95)
+
+
+@pytest.mark.skipif(not LINUX, reason="load accounting reads /proc, which only Linux has")
+def test_the_runs_own_cpu_time_counts_every_thread_in_nanoseconds():
+    start = process_cpu_s(os.getpid())
+    end_at = time.perf_counter() + 0.2
+    while time.perf_counter() < end_at:
+        pass
+    spent = process_cpu_s(os.getpid()) - start
+    assert 0.15 < spent < 0.6
+    assert process_cpu_s(2**22 + 12345) == 0.0  # a pid that cannot exist: nothing, no error
+    assert os.getpid() in process_times()
+
+
+@pytest.mark.skipif(not LINUX, reason="load accounting reads /proc, which only Linux has")
+def test_a_spinning_neighbour_shows_as_foreign_load_and_this_process_does_not():
+    meter = LoadMeter([os.getpid()])
+
+    def spin_here(seconds: float) -> float:
+        before = meter.sample()
+        end_at = time.perf_counter() + seconds
+        while time.perf_counter() < end_at:
+            pass
+        return foreign_cores(before, meter.sample())
+
+    own = spin_here(0.5)
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        before = meter.sample()
+        time.sleep(0.5)
+        foreign = foreign_cores(before, meter.sample())
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert own < 0.4  # this process's own spinning is not foreign
+    assert foreign > 0.7  # the neighbour's is, about one core of it
+
+
+def _groups(rng, k: int, n: int, between: float, within: float) -> tuple[np.ndarray, np.ndarray]:
+    offsets = rng.normal(0.0, between, k)
+    values = np.concatenate([offsets[g] + rng.normal(0.0, within, n) for g in range(k)])
+    return values, np.repeat(np.arange(k), n)
+
+@pytest.mark.slow
+
+def test_the_two_level_ci_covers_a_known_between_process_spread():
+    """Processes whose medians differ (between-process sd 1) and rounds within each (sd 1):
+    the true median is 0. Resampling rounds alone ignores the processes and covers 0 far
+    less often than 95%; resampling both levels comes near it."""
+    rng = np.random.default_rng(7)
+    trials, covered, naive = 200, 0, 0
+    for _ in range(trials):
+        values, groups = _groups(rng, k=6, n=20, between=1.0, within=1.0)
+        lo, hi = hierarchical_median_ci(values, groups, n_boot=400, seed=int(rng.integers(1e9)))
+        covered += lo <= 0.0 <= hi
+        lo, hi = median_ci(values)
+        naive += lo <= 0.0 <= hi
+    assert covered / trials >= 0.80
+    assert naive / trials <= 0.55
+
+
+def test_without_a_between_process_spread_the_two_level_ci_is_no_wider_than_needed():
+    rng = np.random.default_rng(3)
+    widths = []
+    for _ in range(50):
+        values, groups = _groups(rng, k=2, n=40, between=0.0, within=1.0)
+        lo, hi = hierarchical_median_ci(values, groups, n_boot=400)
+        o_lo, o_hi = median_ci(values)
+        widths.append((hi - lo) / (o_hi - o_lo))
+    assert 0.7 < np.median(widths) < 1.4
+    one = np.ones(10)
+    assert hierarchical_median_ci(one, np.zeros(10)) == median_ci(one)  # one process: as before
+    with pytest.raises(ValueError):
+        hierarchical_median_ci(one, np.zeros(9))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LINUX, reason="load accounting reads /proc, which only Linux has")
+def test_a_run_beside_a_spinning_process_says_contended_names_it_and_exits_3(cached, tmp_path):
+    out = tmp_path / "busy.json"
+    env = {**os.environ, "LSTM_HARNESS_CACHE": str(cached)}
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        done = subprocess.run([sys.executable, "-m", "harness", "run", "--backends", "eager,onnxruntime",
+                               "--batch-sizes", "64", "--budget", "0.3", "--processes", "1",
+                               "--no-history", "--out", str(out)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert done.returncode == 3, done.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["verdict"]["verdict"] == "contended"
+    assert neighbour.pid in [p["pid"] for p in data["verdict"]["busiest"]]
+    rows = [r for r in data["rows"] if r["status"] == "ok"]
+    assert rows and all(r["verdict"] == "contended" and r["foreign_load"] > 0.4 for r in rows)
+    stderr = " ".join(done.stderr.split())
+    assert "CONTENDED" in stderr and f"pid {neighbour.pid} python" in stderr
+    allowed = subprocess.run([sys.executable, "-m", "harness", "report", str(out)], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert allowed.returncode == 0 and "CONTENDED" in allowed.stdout
