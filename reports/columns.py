@@ -161,7 +161,7 @@ def verdict_text(result: dict) -> str | None:
     if verdict["verdict"] == "unchecked":
         return "verdict: unchecked (the machine's load cannot be read on this system)"
     busiest = ", ".join(f"pid {p['pid']} {p['name']} ({p['cores']:.2f} cores)"
-                        for p in verdict.get("busiest", []) if p["cores"] >= 0.05)
+                        for p in verdict.get("busiest", [])[:3] if p["cores"] >= 0.05)
     return (f"verdict: CONTENDED: {verdict['rows_contended']} timed row(s) had {threshold}; "
             f"busiest outside processes: {busiest or 'none seen (the host itself?)'}. "
             "Their figures, speedups most of all, are not to be trusted: rerun on a quiet "

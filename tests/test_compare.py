@@ -71,3 +71,26 @@ def test_unmeasured_rows_are_compared_without_a_test():
     assert unmeasured and all(c.test is None for c in unmeasured)
     assert {c.verdict(0.05) for c in unmeasured} == {"not measured"}
     assert np.isfinite([c.test.ratio for c in comparison.changes if c.test]).all()
+
+
+def test_a_contended_side_is_flagged_and_the_speed_gate_neither_passes_nor_fails(tmp_path, capsys):
+    from harness.cli.main import main
+    from harness.io.jsonio import write_json
+
+    base = make_results(noise=0.01)
+    slower = make_results(scale=1.5, noise=0.01, seed=9)
+    slower["verdict"] = {"verdict": "contended", "rows_contended": 6, "max_foreign_cores": 0.4,
+                         "max_set_aside": 0.25,
+                         "busiest": [{"pid": 4242, "name": "python3", "cores": 0.97}]}
+    comparison = compare_results(base, slower)
+    assert comparison.contended == ("new",) and not comparison.gate_applies
+    assert comparison.failures(0.05) == []  # 50% slower, but taken on a busy machine
+    lost = make_results(noise=0.01)
+    lost["verdict"] = slower["verdict"]
+    lost["rows"][0]["agrees"] = False
+    assert len(compare_results(base, lost).failures(0.05)) == 1  # lost agreement still fails
+    paths = [write_json(tmp_path / f"{n}.json", d) for n, d in (("base", base), ("new", slower))]
+    assert main(["compare", *map(str, paths), "--fail-on-regression", "5%"]) == 3
+    said = " ".join(capsys.readouterr().err.split())
+    assert "the regression gate was not applied: new.json was timed while work outside" in said
+    assert main(["compare", *map(str, paths)]) == 0  # no gate asked for: nothing to refuse

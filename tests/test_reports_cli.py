@@ -13,7 +13,8 @@ from harness.engine.events import Event, Phase
 from harness.io.jsonio import write_json
 from tests.results_fixture import make_results
 
-RUN = ["run", "--backends", "reference,eager", "--batch-sizes", "1,4", "--budget", "0.05"]
+RUN = ["run", "--backends", "reference,eager", "--batch-sizes", "1,4", "--budget", "0.05",
+       "--allow-contended"]
 
 @pytest.mark.slow
 
@@ -48,7 +49,7 @@ def test_two_runs_then_history_compare_and_every_report_format(cached, history_d
 @pytest.mark.slow
 
 def test_no_history_records_nothing(cached, history_db, capsys):
-    assert main([*RUN[:4], "1", "--budget", "0.05", "--no-history"]) == 0
+    assert main([*RUN[:4], "1", *RUN[5:], "--no-history"]) == 0
     assert not history_db.exists() and "recorded" not in capsys.readouterr().err
 
 

@@ -291,7 +291,7 @@ def merge_results(results: list[RunResult]) -> RunResult:
             if process.pid not in busiest or process.cores > busiest[process.pid].cores:
                 busiest[process.pid] = process
         verdict = RunVerdict.of(rows, first.verdict.max_foreign_cores, first.verdict.max_set_aside,
-                                tuple(sorted(busiest.values(), key=lambda p: -p.cores)[:3]))
+                                tuple(sorted(busiest.values(), key=lambda p: -p.cores)[:10]))
     return RunResult(environment=first.environment, scenario=first.scenario, model=first.model,
                      tolerance=tolerance, rows=rows,
                      checks=tuple(c for r in results for c in r.checks), verdict=verdict)

@@ -95,7 +95,7 @@ class _Watch:
         self.wall_s += wall
         return result
 
-    def top(self, limit: int = 3) -> tuple[BusyProcess, ...]:
+    def top(self, limit: int = 10) -> tuple[BusyProcess, ...]:
         if not self.wall_s:
             return ()
         shares = [BusyProcess(pid, name, cpu / self.wall_s) for pid, (name, cpu) in self.cpu_s.items()]
@@ -117,6 +117,7 @@ class Runner:
                              ort_allow_spinning=settings.ort_allow_spinning,
                              allow_tf32=settings.cuda_allow_tf32)
         self._watch = _Watch()
+        self._checked: list[Checked] = []  # every worker's checks, in the order made
 
     def run(self, peak_gflops: float | None = None, on_rows: OnRows | None = None) -> RunResult:
         """The whole run. ``on_rows`` sees the result so far after every completed shape.
@@ -173,6 +174,7 @@ class Runner:
             live.close()
             return Outcome.failed(describe(exc))
         live.checked, live.memory, live.artifacts = checked, facts.memory, facts.artifacts
+        self._checked.append(checked)
         return live
 
     def _another_process(self, live: _Live, ctx: CheckContext) -> Outcome | None:
@@ -187,6 +189,7 @@ class Runner:
         if isinstance(checked, Outcome):
             return Outcome.failed(f"in worker process {len(live.handles)}: {checked.reason}")
         live.checked = Checked([*live.checked.checks, *checked.checks], live.checked.fields)
+        self._checked.append(checked)
         return None
 
     def _measure(self, shape: Shape, live: dict[str, _Live], refused: dict[str, Outcome],
@@ -252,7 +255,8 @@ class Runner:
                 if failure is not None:
                     refused[name] = failure
                     live.pop(name).close()
-        checks = [c for b in live.values() for c in b.checked.checks]
+        # Every check made, a backend's that failed in a later process included.
+        checks = [c for b in self._checked for c in b.checks]
 
         timed: list[tuple[Row, Measurement | None]] = []  # every row so far, and its timing
         for shape in cfg.timed_shapes:
