@@ -160,6 +160,14 @@ class Backend(ABC):
         raise BackendUnavailableError("no streaming step model")
 
 
+def module_version(module: str) -> str | None:
+    """A library's ``__version__``, None where it is not installed."""
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
 def cuda_reason(target: Target) -> str | None:
     if target.device == "cuda" and not torch.cuda.is_available():
         return "CUDA is not available to torch on this machine"

@@ -13,13 +13,14 @@ from backends.base import Backend
 from backends.compiled import CompileBackend, CudaGraphsCompileBackend
 from backends.eager import EagerBackend
 from backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend
+from backends.openvino_backend import OpenVinoBackend
 from backends.reference import ReferenceBackend
 from backends.torchscript import TorchScriptBackend
 from harness.core.errors import InputError
 
 BUILTIN: tuple[type[Backend], ...] = (
     ReferenceBackend, EagerBackend, TorchScriptBackend, CompileBackend, CudaGraphsCompileBackend,
-    OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend,
+    OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend, OpenVinoBackend,
 )
 BASELINE = "eager"  # every speedup is this backend's time over the other's
 ENTRY_POINT_GROUP = "harness.backends"

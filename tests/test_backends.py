@@ -155,7 +155,7 @@ def test_onnx_exporter_fallback_keeps_seq_len_free_and_agrees(checkpoint, tmp_pa
     import onnxruntime as ort
 
     from backends.onnx_export import WINDOW_DYNAMIC, fixed_axes_in_file
-    from backends.onnxruntime_backend import export_in_subprocess
+    from backends.onnx_file import export_in_subprocess
 
     path = tmp_path / "torchscript-exporter.onnx"
     _, exporter = export_in_subprocess(checkpoint.model, path, exporter="torchscript")
