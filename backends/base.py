@@ -37,6 +37,9 @@ class Target:
     # (path, sha256) of artifacts an earlier worker of this run built and verified, which
     # this one may load instead of building them again.
     reuse: tuple[tuple[str, str], ...] = ()
+    # The (batch, seq_len) shapes the run will time, so that a backend that builds for fixed
+    # shapes ahead of time builds those while it prepares (other shapes it meets later).
+    shapes: tuple[tuple[int, int], ...] = ()
 
     @property
     def torch_device(self) -> torch.device:

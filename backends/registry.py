@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
 
+from backends.aot_inductor import AotInductorBackend
 from backends.base import Backend
 from backends.compiled import CompileBackend, CudaGraphsCompileBackend
 from backends.eager import EagerBackend
@@ -21,6 +22,7 @@ from harness.core.errors import InputError
 BUILTIN: tuple[type[Backend], ...] = (
     ReferenceBackend, EagerBackend, TorchScriptBackend, CompileBackend, CudaGraphsCompileBackend,
     OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend, OpenVinoBackend,
+    AotInductorBackend,
 )
 BASELINE = "eager"  # every speedup is this backend's time over the other's
 ENTRY_POINT_GROUP = "harness.backends"

@@ -115,7 +115,8 @@ class Runner:
         self.target = Target(device=config.device, dtype=config.dtype, workdir=config.workdir,
                              threads=settings.intra_op_threads,
                              ort_allow_spinning=settings.ort_allow_spinning,
-                             allow_tf32=settings.cuda_allow_tf32)
+                             allow_tf32=settings.cuda_allow_tf32,
+                             shapes=tuple(config.timed_shapes))
         self._watch = _Watch()
 
     def run(self, peak_gflops: float | None = None, on_rows: OnRows | None = None) -> RunResult:
