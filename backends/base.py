@@ -19,7 +19,7 @@ import torch
 
 from harness.core.errors import BackendUnavailableError
 from harness.core.model import LSTMPredictor
-from harness.core.targets import DEVICES
+from harness.core.targets import DEVICES, DTYPES, QUANTISED
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -29,7 +29,7 @@ class Target:
     """Where and how a backend should run."""
 
     device: str  # "cpu" or "cuda"
-    dtype: str  # "fp32", "bf16" or "fp16"
+    dtype: str  # one of harness.core.targets.DTYPES
     workdir: Path  # where artifacts (ONNX, TorchScript files) are written
     threads: int  # intra-op threads the backend's own runtime should use
     ort_allow_spinning: bool = False
@@ -37,6 +37,9 @@ class Target:
     # (path, sha256) of artifacts an earlier worker of this run built and verified, which
     # this one may load instead of building them again.
     reuse: tuple[tuple[str, str], ...] = ()
+    # The (batch, seq_len) shapes the run will time, so that a backend that builds for fixed
+    # shapes ahead of time builds those while it prepares (other shapes it meets later).
+    shapes: tuple[tuple[int, int], ...] = ()
 
     @property
     def torch_device(self) -> torch.device:
@@ -117,6 +120,7 @@ class Backend(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     devices: ClassVar[tuple[str, ...]] = DEVICES  # the devices it can serve at all
+    dtypes: ClassVar[tuple[str, ...]] = DTYPES  # the dtypes it can serve at all
     # A run without --backends includes it on each of its devices.
     in_default_set: ClassVar[bool] = False
     # False: timed on its own after the others, outside their interleaved rounds.
@@ -158,6 +162,14 @@ class Backend(ABC):
         x_t (batch, input) and states (num_layers, batch, hidden); ``run`` returns (y_t, h', c');
         ``to_native`` and ``to_numpy`` convert such tuples element by element."""
         raise BackendUnavailableError("no streaming step model")
+
+
+def module_version(module: str) -> str | None:
+    """A library's ``__version__``, None where it is not installed."""
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
 
 
 def cuda_reason(target: Target) -> str | None:
@@ -231,6 +243,9 @@ def copy_model(model: LSTMPredictor, target: Target) -> LSTMPredictor:
 
 def torch_reason(target: Target) -> str | None:
     """Shared availability rule of the torch backends."""
+    if target.dtype in QUANTISED:
+        return (f"no {target.dtype} path: torch's only one for an LSTM is dynamic quantisation, "
+                "which the torch-int8 backend runs")
     if target.dtype not in TORCH_DTYPES:
         return f"unknown dtype {target.dtype!r}"
     return cuda_reason(target)

@@ -44,6 +44,14 @@ def _onednn_bf16() -> bool:
     return True if check is None else bool(check())
 
 
+def inductor_reason(target: Target) -> str | None:
+    """Why inductor (torch.compile, AOTInductor) cannot serve ``target``; None if it can."""
+    if target.device == "cpu" and target.dtype == "bf16" and not _onednn_bf16():
+        return ("inductor lowers a bf16 LSTM on the CPU to oneDNN, which has no bf16 LSTM "
+                "on this processor (it needs AVX-512 BF16); eager bf16 does without oneDNN")
+    return torch_reason(target)
+
+
 def _graph_breaks() -> int:
     return int(sum(counters["graph_break"].values()))
 
@@ -160,10 +168,7 @@ class CompileBackend(Backend):
     cudagraphs = False
 
     def unavailable_reason(self, target: Target) -> str | None:
-        if target.device == "cpu" and target.dtype == "bf16" and not _onednn_bf16():
-            return ("inductor lowers a bf16 LSTM on the CPU to oneDNN, which has no bf16 LSTM "
-                    "on this processor (it needs AVX-512 BF16); eager bf16 does without oneDNN")
-        return torch_reason(target)
+        return inductor_reason(target)
 
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
         example = np.zeros((2, 8, model.config.input_size), np.float32)

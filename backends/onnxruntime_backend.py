@@ -7,33 +7,27 @@ On CUDA the inputs and outputs stay in device memory (torch tensors bound throug
 from __future__ import annotations
 
 import ctypes
-import json
-import subprocess
-import sys
-from pathlib import Path
+import time
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from backends.artifacts import Artifact
-from backends.base import Backend, Session, Target
-from backends.onnx_export import (
-    DTYPES,
-    OPSET,
-    STEP_DYNAMIC,
-    STEP_INPUTS,
-    STEP_OUTPUTS,
-    WINDOW_DYNAMIC,
-    fixed_axes,
-)
+from backends.base import Backend, Session, Target, module_version
+from backends.onnx_export import DTYPES, OPSET, STEP_INPUTS, STEP_OUTPUTS
+from backends.onnx_file import REUSED, check_dynamic_axes, onnx_path, verified_onnx
 from harness.core.errors import BackendError, BackendUnavailableError
 from harness.core.model import LSTMPredictor
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # The TensorRT major version onnxruntime-gpu 1.2x and 1.3x are built against.
 TENSORRT_LIBRARY = "libnvinfer.so.10"
+# int8 quantises the LSTM only: quantising the 64 -> 1 head as well (quantize_dynamic's
+# default, every MatMul) rounds the hidden state to 8 bits per call and multiplies the
+# next-step task error by about a thousand (docs/notes/issue-17.md).
+INT8_OPS = ["LSTM"]
+INT8_NODE = "DynamicQuantizeLSTM"
 
 
 def _import_ort():
@@ -45,47 +39,9 @@ def _import_ort():
     return onnx, onnxruntime, None
 
 
-def _version(module: str) -> str | None:
-    try:
-        return __import__(module).__version__
-    except ImportError:
-        return None
-
-
-def export_in_subprocess(model: LSTMPredictor, path: Path, step: bool = False, dtype: str = "fp32",
-                        exporter: str = "auto") -> tuple[float, str]:
-    """Export in a fresh interpreter (the step model with ``step``) in ``dtype``; returns the
-    export time measured there and the exporter that wrote the file."""
-    weights = path.with_suffix(".weights.safetensors")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(weights))
-    cmd = [sys.executable, "-m", "backends.onnx_export", "--weights", str(weights),
-           "--config-json", json.dumps(model.config.to_dict()), "--out", str(path),
-           "--dtype", dtype, "--exporter", exporter, *(["--step"] if step else [])]
-    project_root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=project_root, check=False)
-    weights.unlink(missing_ok=True)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BackendError(f"ONNX export failed (exit {done.returncode}): {tail}")
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(report["export_s"]), str(report["exporter"])
-
-
 def cuda_provider(target: Target) -> tuple[str, dict]:
     # ORT's CUDA EP enables TF32 by default; fp32 rows must be fp32 (see harness.settings).
     return ("CUDAExecutionProvider", {"use_tf32": int(target.allow_tf32)})
-
-
-def check_dynamic_axes(onnx_model: Any, step: bool) -> None:
-    """Batch and seq_len (the step model: batch) must be symbolic, or other shapes would be
-    refused or wrong."""
-    fixed = fixed_axes(onnx_model, (STEP_DYNAMIC if step else WINDOW_DYNAMIC)[0])
-    if fixed:
-        shapes = {inp.name: [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-                  for inp in onnx_model.graph.input}
-        raise BackendError(f"exported ONNX inputs have fixed axes {fixed} (shapes {shapes}); "
-                           "batch and seq_len must be dynamic")
 
 
 NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float16: np.float16}
@@ -206,7 +162,7 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def versions(cls) -> dict[str, str | None]:
-        return {"onnx": _version("onnx"), "onnxruntime": _version("onnxruntime")}
+        return {"onnx": module_version("onnx"), "onnxruntime": module_version("onnxruntime")}
 
     @classmethod
     def machine_facts(cls) -> dict:
@@ -244,8 +200,10 @@ class OnnxRuntimeBackend(Backend):
         _, ort, reason = _import_ort()
         if reason:
             return reason
-        if target.dtype not in DTYPES:
-            return f"the ONNX backend exports {' and '.join(DTYPES)} only, not {target.dtype}"
+        if target.dtype == "int8" and target.device != "cpu":
+            return f"ONNX Runtime's dynamic int8 ({INT8_NODE}) runs on the CPU only"
+        if target.dtype not in (*DTYPES, "int8"):
+            return f"the ONNX backend exports {', '.join(DTYPES)} and int8 only, not {target.dtype}"
         provider = self.provider(target)
         if provider not in ort.get_available_providers():
             hint = ": install onnxruntime-gpu" if target.device == "cuda" else ""
@@ -266,18 +224,11 @@ class OnnxRuntimeBackend(Backend):
     def _load(self, model: LSTMPredictor, target: Target, step: bool
               ) -> tuple[Any, Artifact, tuple[float, str]]:
         """Export (in a subprocess), verify and check the file, open an ORT session on it."""
-        onnx, ort, _ = _import_ort()
-        target.workdir.mkdir(parents=True, exist_ok=True)
-        path = target.workdir / f"lstm{'-step' if step else ''}-{target.dtype}.onnx"
-        artifact = Artifact.reused(path, target)
-        if artifact is None:
-            export = export_in_subprocess(model, path, step=step, dtype=target.dtype)
-            artifact = Artifact.record(path)
+        _, ort, _ = _import_ort()
+        if target.dtype == "int8":
+            artifact, export = quantized_onnx(model, target, step)
         else:
-            export = (0.0, "reused from an earlier worker of this run")
-        onnx_model = onnx.load(str(artifact.verified_path()))
-        onnx.checker.check_model(onnx_model)
-        check_dynamic_axes(onnx_model, step)
+            artifact, export = verified_onnx(model, target, "lstm", step, target.dtype)
         options = ort.SessionOptions()
         options.intra_op_num_threads = target.threads
         options.inter_op_num_threads = 1
@@ -305,6 +256,37 @@ class OnnxRuntimeBackend(Backend):
         if target.device == "cuda":
             return OrtCudaStepSession(*loaded, model.config.output_size)
         return OrtCpuStepSession(*loaded)
+
+
+def quantized_onnx(model: LSTMPredictor, target: Target, step: bool
+                   ) -> tuple[Artifact, tuple[float, str]]:
+    """ONNX Runtime's dynamic int8: the fp32 export with its LSTM quantised by
+    ``quantize_dynamic`` (int8 weights, activations quantised per call), refused unless the
+    LSTM really became ``DynamicQuantizeLSTM``.
+
+    The TorchScript exporter writes the LSTM's weights as initializers, which is what
+    ``quantize_dynamic`` quantises; the dynamo exporter computes them in the graph, and the
+    quantiser then leaves the LSTM in fp32 without a word (torch 2.13, onnxruntime 1.32)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = onnx_path(target, "lstm", step, "int8")
+    artifact = Artifact.reused(path, target)
+    export = (0.0, REUSED)
+    if artifact is None:
+        source, (export_s, exporter) = verified_onnx(model, target, "lstm-int8-source", step,
+                                                     "fp32", exporter="torchscript")
+        start = time.perf_counter()
+        quantize_dynamic(str(source.verified_path()), str(path), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=INT8_OPS)
+        export = (export_s + time.perf_counter() - start, f"{exporter} + quantize_dynamic")
+        artifact = Artifact.record(path)
+    quantized = onnx.load(str(artifact.verified_path()))
+    if INT8_NODE not in {node.op_type for node in quantized.graph.node}:
+        raise BackendError(f"quantize_dynamic left the LSTM in fp32 (no {INT8_NODE} node): "
+                           "this row would not be int8")
+    check_dynamic_axes(quantized, step)
+    return artifact, export
 
 
 class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):

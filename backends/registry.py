@@ -9,17 +9,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
 
+from backends.aot_inductor import AotInductorBackend
 from backends.base import Backend
 from backends.compiled import CompileBackend, CudaGraphsCompileBackend
 from backends.eager import EagerBackend
 from backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend
+from backends.openvino_backend import OpenVinoBackend
 from backends.reference import ReferenceBackend
+from backends.torch_int8 import TorchInt8Backend
 from backends.torchscript import TorchScriptBackend
 from harness.core.errors import InputError
 
 BUILTIN: tuple[type[Backend], ...] = (
     ReferenceBackend, EagerBackend, TorchScriptBackend, CompileBackend, CudaGraphsCompileBackend,
-    OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend,
+    OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend, OpenVinoBackend,
+    AotInductorBackend, TorchInt8Backend,
 )
 BASELINE = "eager"  # every speedup is this backend's time over the other's
 ENTRY_POINT_GROUP = "harness.backends"
@@ -39,14 +43,15 @@ class Registry:
     def names(self) -> list[str]:
         return list(self._backends)
 
-    def default_for(self, device: str) -> tuple[str, ...]:
-        """What a run without --backends runs on ``device``, in registration order."""
+    def default_for(self, device: str, dtype: str = "fp32") -> tuple[str, ...]:
+        """What a run without --backends runs on ``device`` in ``dtype``, in registration order."""
         return tuple(name for name, cls in self._backends.items()
-                     if cls.in_default_set and device in cls.devices)
+                     if cls.in_default_set and device in cls.devices and dtype in cls.dtypes)
 
     def listed_for(self, names: Iterable[str], device: str) -> tuple[str, ...]:
         """An explicit list on ``device``: a backend that does not serve it stays (its rows
-        say why), unless it asks to be left out off its devices."""
+        say why), unless it asks to be left out off its devices. One that does not serve a
+        dtype stays too: its rows say why."""
         return tuple(name for name in names if self._backends[name].listed_off_device
                      or device in self._backends[name].devices)
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.core.targets import REFERENCE_DTYPE
-from harness.workloads import DEFAULT_MODE, WORKLOADS
+from harness.workloads import DEFAULT_MODE, WORKLOADS, task
 from harness.workloads.base import Workload
 from harness.workloads.columns import Column
 
@@ -28,7 +28,7 @@ def columns_for(rows: list[dict], focus: str = "median",
                 workloads: Workloads = WORKLOADS) -> tuple[Column, ...]:
     """The columns of one table: its rows' workload's, shaped by the scenario's focus."""
     mode = rows[0].get("mode", DEFAULT_MODE) if rows else DEFAULT_MODE
-    return workload_of(mode, workloads).columns(focus)
+    return task.table_columns(workload_of(mode, workloads), rows, focus)
 
 
 SORT_KEYS = {"median": "median_ms", "tail": "p99_ms", "throughput": "throughput_seq_s"}
@@ -130,6 +130,8 @@ def tolerance_caption(result: dict, workloads: Workloads = WORKLOADS) -> str | N
              for t in tol.get("by_dtype", {tol.get("dtype"): tol}).values()]
     modes = dict.fromkeys(r.get("mode", DEFAULT_MODE) for r in result.get("rows", []))
     lines += [line for mode in modes if (line := workload_of(mode, workloads).caption(tol))]
+    if line := task.caption(tol):
+        lines.append(line)
     return "; ".join(lines)
 
 

@@ -37,7 +37,8 @@ def _one_line(stderr: str) -> str:
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["run", "--dtype", "fp23"], "unknown dtype 'fp23'; expected one of fp32, bf16, fp16 (did you mean fp32"),
+    (["run", "--dtype", "fp23"],
+     "unknown dtype 'fp23'; expected one of fp32, bf16, fp16, int8 (did you mean fp32"),
     (["run", "--batch-sizes", "1.5"], "--batch-sizes expects comma-separated integers >= 1, got '1.5'"),
     (["run", "--seq-len", "0"], "--seq-len expects integers >= 1, got 0"),
     (["run", "--backend-timeout", "0"], "--backend-timeout expects a number > 0, got 0"),

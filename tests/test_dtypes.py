@@ -59,8 +59,10 @@ def test_half_precision_on_cpu_agrees_within_its_band_and_really_is_half(checkpo
 
 def test_a_scenario_with_several_dtypes_runs_them_all_and_states_what_it_cannot_do(cached, tmp_path):
     out = tmp_path / "dtypes.json"
+    # bf16 costs this model several times the fp32 model's task error, more than the default
+    # budget allows (docs/notes/issue-17.md); granting it is the user's call.
     code = main(["run", "--dtype", "fp32,bf16", "--backends", "eager,onnxruntime", "--out", str(out),
-                 *FAST])
+                 "--task-budget", "20", *FAST])
     assert code == 0
     data = json.loads(out.read_text())
     rows = {(r["backend"], r["dtype"]): r for r in data["rows"]}
@@ -74,6 +76,9 @@ def test_a_scenario_with_several_dtypes_runs_them_all_and_states_what_it_cannot_
     assert rows[("eager", "bf16")]["max_abs_err"] > DEFAULT_TOLERANCES["fp32"].atol
     assert set(data["tolerance"]["by_dtype"]) == {"fp32", "bf16"}
     assert data["tolerance"]["by_dtype"]["bf16"]["atol"] == DEFAULT_TOLERANCES["bf16"].atol
+    assert data["tolerance"]["by_dtype"]["bf16"]["task"]["max_mse_ratio"] == 20
+    assert "task" not in data["tolerance"]["by_dtype"]["fp32"]
+    assert rows[("eager", "bf16")]["accuracy_cost"] > 1.0
     assert {c["dtype"] for c in data["checks"] if c["backend"] == "eager"} == {"fp32", "bf16"}
     assert data["scenario"]["dtypes"] == ["fp32", "bf16"]
 

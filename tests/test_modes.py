@@ -37,8 +37,12 @@ def _check_stream(handle: LocalHandle, reference: ReferenceModel, name: str) -> 
         assert compare(ys[:, -1], handle.outputs(FORWARD, x), TOL).agrees
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "onnxruntime" else n
-                                  for n in REGISTRY.default_for("cpu")])
+# These export an ONNX file or build AOTInductor packages first: tens of seconds or minutes.
+SLOW_TO_PREPARE = ("onnxruntime", "openvino", "aot-inductor")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_PREPARE
+                                  else n for n in REGISTRY.default_for("cpu")])
 def test_streaming_the_window_reproduces_the_windowed_pass(checkpoint, cpu_target, name):
     """Outputs at every step and the final h and c, against the float64 reference."""
     handle = LocalHandle.open(REGISTRY.create(name), checkpoint.model, cpu_target,

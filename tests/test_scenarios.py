@@ -17,7 +17,9 @@ def test_the_presets_the_issue_names_exist_and_default_is_unchanged():
     assert (default.batch_sizes, default.seq_lens, default.mode) == ((1, 64, 1024), (50,), "forward")
     assert default.backends is None  # every default backend of the device
     assert load_registry().default_for("cpu") == ("reference", "eager", "torchscript", "compile",
-                                                   "onnxruntime")
+                                                   "onnxruntime", "openvino", "aot-inductor")
+    # torch's dynamic int8 serves int8 only, so only an int8 run includes it by default
+    assert "torch-int8" in load_registry().default_for("cpu", "int8")
     assert max(PRESETS["throughput"].batch_sizes) == 4096 and PRESETS["latency"].batch_sizes == (1,)
     assert len(PRESETS["sweep"].batch_sizes) > 1 and len(PRESETS["sweep"].seq_lens) > 1
     assert PRESETS["streaming"].mode == "streaming" and PRESETS["rollout"].mode == "rollout"

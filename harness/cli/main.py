@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rollout mode: steps to forecast (default 200)")
     run.add_argument("--atol", type=float, default=None, help="absolute tolerance (default per dtype)")
     run.add_argument("--rtol", type=float, default=None, help="relative tolerance (default per dtype)")
+    run.add_argument("--task-budget", type=_positive_float("--task-budget"), default=None,
+                     metavar="RATIO", help="dtypes below fp32 (bf16, fp16, int8): the most task "
+                     "MSE against the true sine, next step and forecast, as a multiple of the fp32 "
+                     "model's (default 1.5)")
     run.add_argument("--budget", type=_positive_float("--budget"), default=None,
                      help="timing budget per row in seconds (default 2)")
     run.add_argument("--out", type=Path, default=None, help="write results JSON here")

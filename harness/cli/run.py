@@ -40,7 +40,7 @@ def overrides_from(args: argparse.Namespace) -> Overrides:
     return Overrides(batch_sizes=args.batch_sizes, seq_lens=args.seq_len, backends=args.backends,
                      dtypes=args.dtype, devices=(args.device,) if args.device else None,
                      budget_s=args.budget, processes=args.processes[0] if args.processes else None,
-                     atol=args.atol, rtol=args.rtol,
+                     atol=args.atol, rtol=args.rtol, task_budget=args.task_budget,
                      params={"horizon": args.horizon[0]} if args.horizon else {})
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from harness.core.errors import InputError
+from harness.core.targets import JUDGED_ON_TASK
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,50 @@ class Tolerance:
 # Measured on CPU over the check grid (batch 1..1024, seq_len 50 and 200, sine and random):
 # bf16 eager 1.4e-2 and compile 1.1e-2 at most, so 3e-2 keeps a 2x margin; fp16 eager 1.6e-3
 # and ONNX Runtime 1.3e-3, against 5e-3.
+# int8 quantises activations per call, so its error is a property of the scheme more than
+# of a backend: torch's dynamic int8 reached 4.7e-2 on random inputs and ONNX Runtime's
+# 1.6e-2 (docs/notes/issue-17.md), against 1e-1. The band only catches gross faults; whether
+# int8 is good enough is the task check's question.
 DEFAULT_TOLERANCES = {
     "fp32": Tolerance(atol=1e-5, rtol=1e-4),
     "fp16": Tolerance(atol=5e-3, rtol=5e-3),
     "bf16": Tolerance(atol=3e-2, rtol=3e-2),
+    "int8": Tolerance(atol=1e-1, rtol=1e-1),
 }
+
+
+@dataclass(frozen=True)
+class TaskBudget:
+    """How much task accuracy a dtype below fp32 may cost: its mean squared error against the
+    true sine, on the next step and over a fed-back forecast, at most ``max_mse_ratio`` times
+    the fp32 model's on the same windows."""
+
+    max_mse_ratio: float
+
+    def __post_init__(self) -> None:
+        if not self.max_mse_ratio >= 1.0:
+            raise InputError(f"the task budget must be a ratio >= 1, got {self.max_mse_ratio}")
+
+    def allows(self, ratio: float) -> bool:
+        """NaN (a backend that answered NaN) is never allowed."""
+        return bool(ratio <= self.max_mse_ratio)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The suggestion the project was filed with: a dtype may cost at most half the fp32 model's
+# task error again. On this model bf16 and every int8 path cost more (docs/notes/issue-17.md),
+# so their rows fail unless the user grants more with --task-budget.
+DEFAULT_TASK_BUDGET = TaskBudget(max_mse_ratio=1.5)
+
+
+def task_budget_for(dtype: str, ratio: float | None = None) -> TaskBudget | None:
+    """The task budget of a run in ``dtype`` (``ratio`` overrides the default); None for a
+    dtype that is not judged on the task."""
+    if dtype not in JUDGED_ON_TASK:
+        return None
+    return DEFAULT_TASK_BUDGET if ratio is None else TaskBudget(ratio)
 
 
 @dataclass(frozen=True)

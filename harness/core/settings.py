@@ -30,6 +30,9 @@ def physical_cores() -> int:
     return len(cores) or os.cpu_count() or 1
 
 
+AOTI_CHECK = "AOTI_RUNTIME_CHECK_INPUTS"  # read by AOTInductor's runtime on every call
+
+
 @dataclass(frozen=True)
 class ProcessSettings:
     """Everything process-wide that can change a timing or a numerical result."""
@@ -54,6 +57,9 @@ class ProcessSettings:
     # 64-wide matrices, and its spinning threads fight torch's for the cores: at batch 64 the
     # reference took anywhere from 13 to 750 ms with 2 BLAS threads, a steady 14 ms with one.
     numpy_blas_threads: int = 1
+    # An AOTInductor package is built for one seq_len; called with another it answers with
+    # wrong numbers and no error unless this check is on, when it raises instead.
+    aoti_runtime_check_inputs: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +88,7 @@ def apply(settings: ProcessSettings) -> ProcessSettings:
     torch.backends.cuda.matmul.allow_tf32 = settings.cuda_allow_tf32
     torch.backends.cudnn.allow_tf32 = settings.cuda_allow_tf32
     threadpool_limits(limits=settings.numpy_blas_threads, user_api="blas")
+    os.environ[AOTI_CHECK] = "1" if settings.aoti_runtime_check_inputs else "0"
     return settings
 
 

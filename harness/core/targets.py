@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-DTYPES = ("fp32", "bf16", "fp16")
+DTYPES = ("fp32", "bf16", "fp16", "int8")
+# Dtypes that quantise the fp32 model rather than cast it. Eager has no kernels of its own in
+# them: in their runs it is the fp32 model the quantised rows are timed and judged against.
+QUANTISED = ("int8",)
+# Dtypes below fp32: judged on the task (harness.workloads.task) as well as elementwise.
+JUDGED_ON_TASK = ("bf16", "fp16", "int8")
 # The float64 reference computes in this whatever a run's dtype; its rows and checks say so.
 REFERENCE_DTYPE = "fp64"
 DEVICES = ("cpu", "cuda")

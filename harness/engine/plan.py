@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.registry import Registry, suggest
-from harness.core.agreement import DEFAULT_TOLERANCES, Tolerance
+from harness.core.agreement import DEFAULT_TOLERANCES, TaskBudget, Tolerance, task_budget_for
 from harness.core.errors import DeviceUnavailableError, InputError
 from harness.core.memory import check_fits
 from harness.core.model import ModelConfig
@@ -36,6 +36,7 @@ class RunConfig:
     batch_sizes: tuple[int, ...] = (1, 64, 1024)
     seq_lens: tuple[int, ...] = (50,)
     tolerance: Tolerance = field(default_factory=lambda: DEFAULT_TOLERANCES["fp32"])
+    task_budget: TaskBudget | None = None  # set for dtypes judged on the task
     timing: TimingConfig = field(default_factory=TimingConfig)
     workdir: Path = Path("artifacts")
     scenario: str = "default"
@@ -65,6 +66,7 @@ class Overrides:
     processes: int | None = None  # worker processes per backend
     atol: float | None = None
     rtol: float | None = None
+    task_budget: float | None = None  # the task budget's MSE ratio, for dtypes judged on the task
     params: Mapping[str, Any] = field(default_factory=dict)  # the workload's settings
 
 
@@ -122,9 +124,9 @@ def tolerance_for(scenario: Scenario, dtype: str, overrides: Overrides) -> Toler
                      overrides.rtol if overrides.rtol is not None else rtol)
 
 
-def backends_on(scenario: Scenario, registry: Registry, device: str) -> tuple[str, ...]:
+def backends_on(scenario: Scenario, registry: Registry, device: str, dtype: str) -> tuple[str, ...]:
     if scenario.backends is None:
-        return registry.default_for(device)
+        return registry.default_for(device, dtype)
     return registry.listed_for(scenario.backends, device)
 
 
@@ -146,14 +148,16 @@ def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
     timing = TimingConfig(budget_s=scenario.budget_s, seed=seed)
     if overrides.processes is not None:
         timing = replace(timing, processes=overrides.processes)
-    on_device = {device: backends_on(scenario, registry, device) for device in devices}
+    on = {(device, dtype): backends_on(scenario, registry, device, dtype)
+          for device in devices for dtype in scenario.dtypes}
     shapes = [(b, s) for s in scenario.seq_lens for b in scenario.batch_sizes]
     check_fits(shapes, model.input_size, model.hidden_size,
-               max(len(b) for b in on_device.values()), timing.n_inputs)
+               max(len(b) for b in on.values()), timing.n_inputs)
     configs = tuple(
-        RunConfig(backends=on_device[device], workload=workload, device=device, dtype=dtype,
+        RunConfig(backends=on[device, dtype], workload=workload, device=device, dtype=dtype,
                   batch_sizes=scenario.batch_sizes, seq_lens=scenario.seq_lens,
-                  tolerance=tolerance_for(scenario, dtype, overrides), timing=timing,
+                  tolerance=tolerance_for(scenario, dtype, overrides),
+                  task_budget=task_budget_for(dtype, overrides.task_budget), timing=timing,
                   workdir=workdir / f"{device}-{dtype}", scenario=scenario.name, seed=seed,
                   isolate=isolate, backend_timeout_s=backend_timeout_s)
         for device in devices for dtype in scenario.dtypes)

@@ -54,6 +54,7 @@ from harness.engine.events import Event, OnEvent, Phase
 from harness.engine.handles import CopyTimes, Handle, LocalHandle, describe
 from harness.engine.isolation import WorkerHandle
 from harness.engine.plan import RunConfig
+from harness.workloads import task
 from harness.workloads.base import CheckContext, Checked, RowContext, Shape
 
 OnRows = Callable[[RunResult], None]  # the result so far, after each completed shape
@@ -115,7 +116,8 @@ class Runner:
         self.target = Target(device=config.device, dtype=config.dtype, workdir=config.workdir,
                              threads=settings.intra_op_threads,
                              ort_allow_spinning=settings.ort_allow_spinning,
-                             allow_tf32=settings.cuda_allow_tf32)
+                             allow_tf32=settings.cuda_allow_tf32,
+                             shapes=tuple(config.timed_shapes))
         self._watch = _Watch()
         self._checked: list[Checked] = []  # every worker's checks, in the order made
 
@@ -153,8 +155,8 @@ class Runner:
     def _check(self, backend: Backend, handle: Handle, ctx: CheckContext) -> Checked | Outcome:
         self._event(Event(backend.name, Phase.CHECK))
         try:
-            return self.config.workload.check(ctx, handle, backend.name,
-                                              backend.computes_in(self.config.dtype))
+            return task.judge(self.config.workload, ctx, handle, backend.name,
+                              backend.computes_in(self.config.dtype))
         except Exception as exc:  # noqa: BLE001
             self._event(Event(backend.name, Phase.FAILED, reason=describe(exc)))
             return Outcome.failed(f"during the agreement check, {describe(exc)}")
@@ -240,7 +242,7 @@ class Runner:
     def _run(self, live: dict[str, _Live], peak_gflops: float | None, on_rows: OnRows) -> RunResult:
         cfg = self.config
         ctx = CheckContext(self.reference, cfg.tolerance, self.model.config.input_size, cfg.seed,
-                           cfg.check_shapes, cfg.timed_shapes)
+                           cfg.check_shapes, cfg.timed_shapes, cfg.task_budget)
         backends = {name: self.registry.create(name) for name in cfg.backends}
         refused: dict[str, Outcome] = {}
         for name, backend in backends.items():
@@ -298,7 +300,7 @@ class Runner:
     def _result(self, rows: list[Row], checks: list[Check]) -> RunResult:
         cfg, tol = self.config, self.config.tolerance
         record = {"dtype": cfg.dtype, "atol": tol.atol, "rtol": tol.rtol,
-                  **cfg.workload.tolerance_record(tol)}
+                  **cfg.workload.tolerance_record(tol), **task.record(cfg.task_budget)}
         verdict = RunVerdict.of(tuple(rows), cfg.timing.max_foreign_cores, cfg.timing.max_set_aside,
                                 self._watch.top())
         return RunResult(environment={}, scenario={}, model={}, tolerance=record,

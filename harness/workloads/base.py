@@ -24,7 +24,7 @@ import numpy as np
 
 from backends.base import Session
 from backends.reference import ReferenceModel
-from harness.core.agreement import Agreement, Tolerance, compare
+from harness.core.agreement import Agreement, TaskBudget, Tolerance, compare
 from harness.core.data import random_batch, sine_batch
 from harness.core.errors import InputError
 from harness.core.model import ModelConfig, validate_input
@@ -80,9 +80,11 @@ class CheckContext:
     """
 
     def __init__(self, reference: ReferenceModel, tolerance: Tolerance, input_size: int,
-                 seed: int, check_shapes: list[Shape], timed_shapes: list[Shape]) -> None:
+                 seed: int, check_shapes: list[Shape], timed_shapes: list[Shape],
+                 task_budget: TaskBudget | None = None) -> None:
         self.reference = reference
         self.tolerance = tolerance
+        self.task_budget = task_budget  # None: the run's dtype is not judged on the task
         self.input_size = input_size
         self.check_shapes = check_shapes  # the one-window check's grid
         self.timed_shapes = timed_shapes

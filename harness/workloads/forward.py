@@ -36,10 +36,11 @@ from harness.workloads.columns import (
     memory,
 )
 
-# One-window checks cover these shapes besides the timed ones: seq_len 200 is not the
-# training length, so it proves the shapes are dynamic.
+# One-window checks cover these shapes besides the timed ones: seq_len 200 and 13 (odd, and
+# shorter than the training length) are not the training length, so they prove the shapes
+# dynamic, or that a backend built for fixed lengths serves each length correctly.
 CHECK_BATCH_SIZES = (1, 64, 1024)
-CHECK_SEQ_LENS = (50, 200)
+CHECK_SEQ_LENS = (50, 200, 13)
 
 MEDIAN = Column("median ms", "right", lambda r: fmt(r.get("median_ms"), ".3f"))
 P90 = Column("p90 ms", "right", lambda r: fmt(r.get("p90_ms"), ".3f"))
