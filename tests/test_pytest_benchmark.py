@@ -62,7 +62,7 @@ def harness_median_s(checkpoint: Checkpoint, workdir: Path) -> float:
     target = Target(device="cpu", dtype="fp32", workdir=workdir, threads=THREADS)
     handle = LocalHandle.open(EagerBackend(), checkpoint.model, target, sine_batch(batch, seq_len, 0))
     config = TimingConfig(budget_s=MAX_TIME_S)
-    timer = handle.timer(FORWARD, PRIMARY, window_payloads(SHAPE, 0, config.n_inputs))
+    timer = handle.timer(FORWARD, PRIMARY, window_payloads(SHAPE, 0, config.n_inputs, 1))
     return measure_interleaved({"eager": timer}, config)["eager"].summary.median
 
 
