@@ -10,26 +10,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from torch import nn
 
 from harness.cli.main import main
 from harness.core.checkpoint import open_checkpoint, paths_for, sha256_file
 from harness.core.errors import CheckpointError
 from harness.core.model import ModelConfig, infer_config, parameter_shapes
 from harness.core.training import TrainConfig
-
-
-class LSTMPredictor(nn.Module):
-    """The notebook's class, as the classic sine tutorial writes it."""
-
-    def __init__(self, input_size=1, hidden_size=64, num_layers=1, output_size=1):
-        super().__init__()
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
-        self.fc = nn.Linear(hidden_size, output_size)
-
-    def forward(self, x):
-        out, _ = self.lstm(x)
-        return self.fc(out[:, -1, :])
+from tests.test_notebook_flow import LSTMPredictor  # the notebook's own class
 
 
 class _Payload:
@@ -44,7 +31,7 @@ def _notebook_model(**sizes) -> LSTMPredictor:
     return LSTMPredictor(**sizes).eval()
 
 
-def _same_predictions(ours: nn.Module, theirs: nn.Module, input_size: int) -> None:
+def _same_predictions(ours: torch.nn.Module, theirs: torch.nn.Module, input_size: int) -> None:
     x = torch.randn(4, 50, input_size)
     with torch.inference_mode():
         assert torch.equal(ours(x), theirs(x))
@@ -134,7 +121,7 @@ def _a_list(path: Path) -> None:
 
 
 BAD_FILES = {
-    "pickled module": (_pickled_module, "test_model_files.LSTMPredictor "
+    "pickled module": (_pickled_module, "test_notebook_flow.LSTMPredictor "
                        "object, not a state_dict", "torch.save(model.state_dict(), path)"),
     "malicious pickle": (_malicious, "holds a pickled posix.system object", "refuses"),
     "wrong and missing keys": (_wrong_keys, "does not fit an LSTMPredictor with the sizes its shapes "

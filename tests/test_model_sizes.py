@@ -122,3 +122,28 @@ def test_every_cuda_backend_follows_the_model_s_sizes(tmp_path, name):
                            feedback_rollout(reference.forward, windows, 10),
                            rollout_tolerance(TOL)).agrees
     handle.close()
+
+
+@pytest.fixture(scope="module")
+def largest():
+    """The largest size the harness supports (hidden 1024, 4 layers), its weights scaled up
+    as training scales them (tools.error_by_size), and the float64 answers to its inputs."""
+    from tools.error_by_size import inputs_for, trained_like
+
+    config = ModelConfig(hidden_size=1024, num_layers=4)
+    model = trained_like(config)
+    reference = ReferenceModel(model)
+    return model, [(x, reference.forward(x)) for x in inputs_for(config).values()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["eager", "torchscript", "compile", "onnxruntime"])
+def test_the_default_fp32_band_holds_at_the_largest_size(largest, cpu_target, name):
+    """fp32 error grows with the model, and the bands do not: this is where that would
+    first break (harness.core.agreement)."""
+    from tools.error_by_size import measure
+
+    model, cases = largest
+    err, peak, share = measure(REGISTRY.create(name).prepare(model, cpu_target), cases, TOL)
+    assert peak > 0.5  # outputs of a trained predictor's size, not shrunk towards 0
+    assert share <= 1.0, f"{name}: max abs err {err:.2e} uses {share:.0%} of the fp32 band"

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class LSTMPredictor(nn.Module):
+    """The notebook's class, as the classic sine tutorial writes it."""
+
     def __init__(self, input_size=1, hidden_size=64, num_layers=1, output_size=1):
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)

@@ -176,8 +176,9 @@ def load_or_train(config: TrainConfig, cache_dir: Path | None = None, on_epoch=N
     return load(weights_path, meta_path, expected=config), True
 
 
-def _harness_metadata(path: Path) -> Path | None:
-    """The harness's JSON record for ``path`` (its weights, or the record itself), if any."""
+def _harness_pair(path: Path) -> tuple[Path, Path] | None:
+    """The weights and JSON record of a harness checkpoint that ``path`` names (either of
+    the two files); None for any other file."""
     meta = path if path.suffix == ".json" else path.with_suffix(".json")
     if path.suffix not in (".json", ".safetensors") or not meta.is_file():
         return None
@@ -185,18 +186,18 @@ def _harness_metadata(path: Path) -> Path | None:
         record = json.loads(meta.read_text(encoding="utf-8"))
     except (ValueError, OSError):
         return None
-    is_ours = isinstance(record, dict) and "format_version" in record and "weights_sha256" in record
-    return meta if is_ours else None
+    if not (isinstance(record, dict) and "format_version" in record and "weights_sha256" in record):
+        return None
+    return meta.with_name(str(record.get("weights_file", f"{meta.stem}.safetensors"))), meta
 
 
 def open_checkpoint(path: Path) -> Checkpoint:
     """Any checkpoint a user may point at: the harness's own (its weights or its JSON
     record), a torch.save'd state_dict, or a safetensors file. Refuses, with one line, a
     file it cannot read safely or whose tensors do not make an LSTMPredictor."""
-    meta = _harness_metadata(path)
-    if meta is not None:
-        record = json.loads(meta.read_text(encoding="utf-8"))
-        return load(meta.with_name(str(record.get("weights_file", meta.stem + ".safetensors"))), meta)
+    pair = _harness_pair(path)
+    if pair is not None:
+        return load(*pair)
     state, fmt = read_tensors(path)
     model = model_from_state(state, path)
     metadata = {"format": fmt, "weights_sha256": sha256_file(path), "val_mse": None,
