@@ -21,6 +21,7 @@ from harness.core.errors import BackendUnavailableError
 from harness.core.model import ModelConfig
 from harness.core.training import TrainConfig
 from harness.engine.handles import LocalHandle
+from harness.workloads.base import CheckContext
 from harness.workloads.forward import FORWARD
 from harness.workloads.rollout import Rollout
 from harness.workloads.streaming import Streaming
@@ -74,24 +75,23 @@ def _seeded(config: ModelConfig, cache_dir: Path):
     return load_or_train(TrainConfig(model=config, epochs=0), cache_dir)[0].model
 
 
-def test_the_reference_and_eager_agree_on_every_path_for_an_odd_size(tmp_path, cpu_target):
-    """In process and cheap: the forward pass, the stream and the rollout of eager against
-    the float64 reference, with inputs of the model's own width."""
+def test_every_workload_checks_and_times_an_odd_size_through_its_own_inputs(tmp_path, cpu_target):
+    """In process and cheap: each workload's own check (its inputs as wide as the model's
+    input, the float64 reference's answers) and timer inputs, through eager."""
     model = _seeded(ROLLING, tmp_path)
-    reference = ReferenceModel(model)
     handle = LocalHandle.open(REGISTRY.create("eager"), model, cpu_target,
                               sine_batch(1, 50, 0, ROLLING.input_size), with_step=True)
-    for x in (sine_batch(3, 30, 1, 2), random_batch(3, 30, 2, 2)):
-        assert compare(handle.outputs(FORWARD, x), reference.forward(x), TOL).agrees
-        ys, h, c = handle.outputs(Streaming(), x)
-        assert h.shape == c.shape == (ROLLING.num_layers, 3, ROLLING.hidden_size)
-        for actual, expected in zip((ys, h, c), reference.stream(x), strict=True):
-            assert compare(actual, expected, TOL).agrees
+    shapes = [(3, 30)]
+    ctx = CheckContext(ReferenceModel(model), TOL, ROLLING.input_size, 0, shapes, shapes)
+    for workload in (FORWARD, Streaming(), Rollout(horizon=10)):
+        checked = workload.check(ctx, handle, "eager", "fp32")
+        assert checked.checks and all(c.agrees for c in checked.checks), workload.name
+        for role, payload in workload.timer_payloads((3, 30), 0, 2, ROLLING.input_size).items():
+            assert handle.timer(workload, role, payload).calibrate(1e-3) >= 1
+    ys, h, c = handle.outputs(Streaming(), random_batch(3, 30, 2, 2))
+    assert ys.shape == (3, 30, 2) and h.shape == c.shape == (ROLLING.num_layers, 3, ROLLING.hidden_size)
     windows, _ = sine_forecast_batch(2, 30, 10, 3, channels=2)
-    forecast = handle.outputs(Rollout(horizon=10), windows)
-    assert forecast.shape == (2, 10, 2)
-    assert compare_rollout(forecast, feedback_rollout(reference.forward, windows, 10),
-                           rollout_tolerance(TOL)).agrees
+    assert handle.outputs(Rollout(horizon=10), windows).shape == (2, 10, 2)
     handle.close()
 
 
