@@ -24,6 +24,15 @@ class Tolerance:
 # Measured on CPU over the check grid (batch 1..1024, seq_len 50 and 200, sine and random):
 # bf16 eager 1.4e-2 and compile 1.1e-2 at most, so 3e-2 keeps a 2x margin; fp16 eager 1.6e-3
 # and ONNX Runtime 1.3e-3, against 5e-3.
+#
+# The bands do not depend on the model's size. fp32 error does grow with the model (longer
+# dot products per gate, more layers to carry it), but over the sizes the harness supports
+# (hidden 8..1024, 1..4 layers) it stays well inside the fp32 band, so no size gets a wider
+# one: tools/error_by_size.py measures it (figures in docs/notes/issue-16.md), and
+# tests/test_model_sizes.py holds the largest size to the default band. The half-precision
+# bands were set on the default model; a deep, wide one can leave them, and its rows then
+# say it disagrees. A wider band is the user's to ask for (a scenario's `tolerances`,
+# --atol/--rtol), and the results record it.
 DEFAULT_TOLERANCES = {
     "fp32": Tolerance(atol=1e-5, rtol=1e-4),
     "fp16": Tolerance(atol=5e-3, rtol=5e-3),
