@@ -108,7 +108,7 @@ def load_model(args: argparse.Namespace, err: Console, config: TrainConfig | Non
 
     try:  # the bar appears only if training starts, so a refused checkpoint stays one line
         checkpoint, trained = load_or_train(config, args.cache_dir, on_epoch=on_epoch,
-                                            on_train_start=progress.start)
+                                            on_train_start=progress.start if config.epochs else None)
     finally:
         progress.stop()
     state = ("trained" if trained else "cached") if config.epochs else "seeded, untrained"
