@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from harness.core.model import ModelConfig
+from harness.core.results import models_of
 from harness.core.targets import REFERENCE_DTYPE
 from harness.workloads import DEFAULT_MODE, WORKLOADS, task
 from harness.workloads.base import Workload
@@ -46,16 +48,38 @@ def focus(result: dict) -> str:
     return result.get("scenario", {}).get("focus", "median")
 
 
+_SIZES = tuple(ModelConfig().to_dict())
+
+
+def model_label(row: dict) -> str:
+    """The model a row or check was measured on: its sizes and the start of its weights'
+    SHA-256 (``h128 L2 · 3f9a1c2e``)."""
+    sizes = {k: row[k] for k in _SIZES if row.get(k) is not None}
+    sha = row.get("model_sha256")
+    label = ModelConfig(**sizes).label if sizes else "model"
+    return f"{label} · {sha[:8]}" if sha else label
+
+
+def several_models(items: list[dict]) -> bool:
+    """Whether rows (or checks) of more than one model are among ``items``."""
+    return len({item.get("model_sha256") for item in items}) > 1
+
+
 def by_scenario(result: dict) -> list[tuple[str, list[dict]]]:
-    """Rows grouped into one table per scenario (and workload), each sorted best first by
-    the scenario's focus (fastest median by default)."""
+    """Rows grouped into one table per scenario (and workload, and model where the run
+    covered several), each sorted best first by the scenario's focus (fastest median by
+    default)."""
     default = result.get("scenario", {}).get("name", "")
+    rows = result.get("rows", [])
+    per_model = several_models(rows)
     groups: dict[str, list[dict]] = {}
-    for row in result.get("rows", []):
+    for row in rows:
         name = row.get("scenario") or default
         mode = row.get("mode", DEFAULT_MODE)
         if mode != DEFAULT_MODE:
             name = f"{name} ({mode})"
+        if per_model:
+            name = f"{name} · {model_label(row)}"
         groups.setdefault(name, []).append(row)
     key = SORT_KEYS.get(focus(result), "median_ms")
     return [(name, sort_rows(rows, key)) for name, rows in groups.items()]
@@ -95,13 +119,18 @@ class CheckLine:
 
 
 def check_summary(result: dict, workloads: Workloads = WORKLOADS) -> list[CheckLine]:
-    """Per backend (and dtype, where several ran, and kind of check beyond the one-window
-    one): checks passed, worst absolute and relative error, shapes checked."""
+    """Per backend (and model and dtype, where several ran, and kind of check beyond the
+    one-window one): checks passed, worst absolute and relative error, shapes checked."""
     all_checks = result.get("checks", [])
     several_dtypes = len({c.get("dtype", "fp32") for c in all_checks} - {REFERENCE_DTYPE}) > 1
+    per_model = several_models(all_checks)
+    labels = {m.get("weights_sha256"): m for m in models_of(result)}
     by_backend: dict[str, list[dict]] = {}
     for check in all_checks:
         label = check["backend"]
+        if per_model:
+            model = labels.get(check.get("model_sha256"), {})
+            label = f"{model.get('label', 'model')} · {str(check.get('model_sha256'))[:8]} {label}"
         if several_dtypes:
             label += f" {check.get('dtype', 'fp32')}"
         kind = _check_label(check.get("mode", DEFAULT_MODE), workloads)

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
+from reports.columns import model_label, several_models  # noqa: E402
+
 
 def _measured(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("status", "ok") == "ok" and r.get("median_ms") is not None]
@@ -28,15 +30,20 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _label(row: dict) -> str:
-    return f"{row['backend']} · {row['device']} · {row['dtype']}"
+def _labeller(rows: list[dict]):
+    """A row's series label: backend, device and dtype, and its model where the rows are of
+    several (lines and bars of different models must not join)."""
+    if several_models(rows):
+        return lambda row: f"{row['backend']} · {row['device']} · {row['dtype']} · {model_label(row)}"
+    return lambda row: f"{row['backend']} · {row['device']} · {row['dtype']}"
 
 
 def latency_vs_batch(rows: list[dict]) -> bytes | None:
     """Median latency against batch size, one line per backend and seq_len, log-log."""
     series: dict[str, list[tuple[int, float]]] = {}
+    label = _labeller(rows)
     for r in _measured(rows):
-        series.setdefault(f"{_label(r)} · seq {r['seq_len']}", []).append((r["batch_size"],
+        series.setdefault(f"{label(r)} · seq {r['seq_len']}", []).append((r["batch_size"],
                                                                               r["median_ms"]))
     if not series:
         return None
@@ -60,13 +67,14 @@ def latency_vs_batch(rows: list[dict]) -> bytes | None:
 def _grouped_bars(ax, rows: list[dict], value, errors=None) -> None:
     """Bars grouped by shape, one colour per backend."""
     shapes = sorted({(r["batch_size"], r["seq_len"]) for r in rows})
-    labels = sorted({_label(r) for r in rows})
+    label_of = _labeller(rows)
+    labels = sorted({label_of(r) for r in rows})
     width = 0.8 / len(labels)
     for i, label in enumerate(labels):
         xs, ys, err = [], [], []
         for j, shape in enumerate(shapes):
             for r in rows:
-                if _label(r) == label and (r["batch_size"], r["seq_len"]) == shape:
+                if label_of(r) == label and (r["batch_size"], r["seq_len"]) == shape:
                     xs.append(j + i * width)
                     ys.append(value(r))
                     if errors:
@@ -120,10 +128,52 @@ def rollout_error(rows: list[dict]) -> bytes | None:
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    label = _labeller(curves)
     for r in curves:
         err = np.asarray(r["rollout_err"], dtype=float)
-        ax.plot(np.arange(1, err.size + 1), err, label=f"{_label(r)} · batch {r['batch_size']}")
+        ax.plot(np.arange(1, err.size + 1), err, label=f"{label(r)} · batch {r['batch_size']}")
     ax.set(xlabel="horizon (steps)", ylabel="error", yscale="log", title="Rollout error vs horizon")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
+    return _png(fig)
+
+
+def speedup_vs_hidden(rows: list[dict]) -> bytes | None:
+    """Each backend's speedup against eager as the hidden size grows: one panel per backend,
+    one line per batch size (and layer count, dashed beyond one layer), with the speedup's
+    95% CI as a band. Drawn only where the rows cover two hidden sizes or more."""
+    measured = [r for r in _measured(rows) if r.get("speedup_vs_eager") is not None
+                and r.get("hidden_size") is not None and r["backend"] != "eager"]
+    if len({r["hidden_size"] for r in measured}) < 2:
+        return None
+    backends = sorted({r["backend"] for r in measured})
+    fig, axes = plt.subplots(1, len(backends), figsize=(4.2 * len(backends), 4.2), squeeze=False,
+                             sharey=True)
+    batches = sorted({r["batch_size"] for r in measured})
+    colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(batches)}
+    for ax, backend in zip(axes[0], backends, strict=True):
+        lines: dict[tuple, list[dict]] = {}
+        for r in measured:
+            if r["backend"] == backend:
+                key = (r["batch_size"], r.get("num_layers") or 1, r["seq_len"], r["device"], r["dtype"])
+                lines.setdefault(key, []).append(r)
+        for (batch, layers, seq_len, device, dtype), points in sorted(lines.items()):
+            points.sort(key=lambda r: r["hidden_size"])
+            hidden = [r["hidden_size"] for r in points]
+            ax.plot(hidden, [r["speedup_vs_eager"] for r in points], marker="o",
+                    color=colours[batch], linestyle="-" if layers == 1 else "--",
+                    label=f"batch {batch} · {layers} layer{'s' if layers > 1 else ''}"
+                          + (f" · seq {seq_len}" if len({k[2] for k in lines}) > 1 else "")
+                          + (f" · {device} {dtype}" if len({k[3:] for k in lines}) > 1 else ""))
+            ax.fill_between(hidden, [r["speedup_ci95_low"] for r in points],
+                            [r["speedup_ci95_high"] for r in points], color=colours[batch], alpha=0.15)
+        ax.axhline(1.0, color="grey", linewidth=1)
+        ax.set(xscale="log", yscale="log", xlabel="hidden size", title=backend)
+        ax.set_xticks(sorted({r["hidden_size"] for r in measured}))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="x-small")
+    axes[0][0].set_ylabel("speedup vs eager (×, above 1 is faster)")
     return _png(fig)

@@ -8,6 +8,7 @@ from rich.text import Text
 from harness.core.compare import Comparison, RowChange
 from harness.io.history import RunInfo
 from harness.workloads.columns import fmt
+from reports.columns import model_label, several_models
 
 
 def history_table(runs: list[RunInfo], db: str) -> Table:
@@ -36,9 +37,12 @@ def _change_row(change: RowChange, threshold: float) -> list:
     p = "—" if test is None or test.p_value is None else f"{test.p_value:.2g}"
     verdict = change.verdict(threshold)
     agree = f"{_agrees(b)} → {_agrees(n)}"
-    return [b["backend"], b["device"], b["dtype"], _shape(b), fmt(b.get("median_ms"), ".3f"),
-            fmt(n.get("median_ms"), ".3f"), delta, p, agree,
+    return [*_identity(b), fmt(b.get("median_ms"), ".3f"), fmt(n.get("median_ms"), ".3f"), delta, p, agree,
             Text(verdict, style=_VERDICT_STYLE.get(verdict, ""))]
+
+
+def _identity(row: dict) -> list[str]:
+    return [row["backend"], row["device"], row["dtype"], _shape(row)]
 
 
 def _agrees(row: dict) -> str:
@@ -51,16 +55,19 @@ def comparison_table(comparison: Comparison, base_label: str, new_label: str,
                      threshold: float | None) -> Table:
     gate = 0.0 if threshold is None else threshold
     table = Table(title=f"compare · base {base_label} → new {new_label}", title_justify="left")
-    for header in ("backend", "device", "dtype", "shape", "base ms", "new ms", "Δ median", "p",
-                   "agrees", "verdict"):
+    # A model column only where the rows are of more than one model: rows match on it.
+    every = [*(c.base for c in comparison.changes), *comparison.only_base, *comparison.only_new]
+    models = several_models(every)
+    for header in (*(["model"] if models else []), "backend", "device", "dtype", "shape", "base ms",
+                   "new ms", "Δ median", "p", "agrees", "verdict"):
         table.add_column(header, justify="right" if header.endswith(("ms", "median", "p")) else "left",
                          no_wrap=True)
+    lead = (lambda row: [model_label(row)]) if models else (lambda row: [])
     for change in comparison.changes:
-        table.add_row(*_change_row(change, gate))
+        table.add_row(*lead(change.base), *_change_row(change, gate))
     for side, rows in (("only in base", comparison.only_base), ("only in new", comparison.only_new)):
         for row in rows:
-            table.add_row(row["backend"], row["device"], row["dtype"], _shape(row),
-                          *["—"] * 5, Text(side, style="yellow"))
+            table.add_row(*lead(row), *_identity(row), *["—"] * 5, Text(side, style="yellow"))
     gate_text = "no gate" if threshold is None else f"gate: slower by > {threshold:.0%} and significant"
     if comparison.contended and threshold is not None:
         gate_text = f"gate not applied: {' and '.join(comparison.contended)} contended"

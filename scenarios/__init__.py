@@ -1,4 +1,4 @@
-"""Scenario definitions: which workload, shapes, dtypes, devices and backends a run covers.
+"""Scenario definitions: which workload, models, shapes, dtypes, devices and backends a run covers.
 
 A ``Scenario`` is a frozen description; the presets below are the named ones, and user
 scenarios come from TOML files (``scenarios.toml_file``). ``resolve`` turns a ``--scenario``
@@ -14,8 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core.checkpoint import ModelSource, source_record
 from harness.core.errors import InputError
+from harness.core.model import ModelConfig
 from harness.core.targets import AUTO_DEVICE, DEVICES, DTYPES
+from harness.core.training import TrainConfig
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # What the forward table leads with: the median, the tail (p90, p99), or sequences/s.
@@ -40,6 +43,9 @@ class Scenario:
     focus: str = "median"
     description: str = ""
     source: str | None = None  # the TOML file it was read from, for messages
+    # The models it covers, each run in turn; empty: the default trained model.
+    models: tuple[ModelSource, ...] = ()
+    processes: int | None = None  # worker processes per backend (None: TimingConfig's)
 
     def __post_init__(self) -> None:
         where = self.source or f"scenario {self.name!r}"
@@ -57,14 +63,22 @@ class Scenario:
         return {dtype: (atol, rtol) for dtype, atol, rtol in self.tolerances}
 
     def to_dict(self) -> dict:
-        record = {k: v for k, v in asdict(self).items() if k not in ("params", "source")}
-        return {**record, **dict(self.params)}
+        record = {k: v for k, v in asdict(self).items() if k not in ("params", "source", "models")}
+        return {**record, "models": [source_record(m) for m in self.models], **dict(self.params)}
 
 
 DEFAULT = Scenario(
     name="default",
     description="batch 1, 64 and 1024 at seq_len 50, every backend, fp32 (what `run` does)",
 )
+
+# The model-sweep's models: seeded initial weights (epochs 0), not trained ones. What is
+# timed does not depend on the weights' values, and training the larger models takes this
+# 2-core VM minutes per epoch; agreement is still checked on each model's own weights.
+SWEEP_HIDDEN = (32, 64, 128, 256, 512)
+SWEEP_LAYERS = (1, 2)
+SWEEP_MODELS = tuple(TrainConfig(model=ModelConfig(hidden_size=h, num_layers=n), epochs=0)
+                     for n in SWEEP_LAYERS for h in SWEEP_HIDDEN)
 
 PRESETS: dict[str, Scenario] = {s.name: s for s in (
     DEFAULT,
@@ -82,6 +96,10 @@ PRESETS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("rollout", mode="rollout", batch_sizes=(1, 16), budget_s=3.0,
              description="autoregressive: forecast 200 steps from a sine window feeding predictions "
                          "back; error per step vs the float64 rollout, drift horizon, error vs truth"),
+    Scenario("model-sweep", models=SWEEP_MODELS, batch_sizes=(1, 64), budget_s=0.5, processes=1,
+             params=(("check_grid", "timed"),),
+             description="hidden 32..512 x 1 and 2 layers (seeded weights), batch 1 and 64, fp32, "
+                         "every CPU backend: where the ranks cross as the model grows"),
 )}
 
 

@@ -4,6 +4,11 @@ Every wrong key, type or value raises InputError naming the file, the key and wh
 allowed, so a typo in a scenario never silently falls back to a default. Keys beyond the
 scenario's own are the settings of its workload (a rollout's ``horizon``), checked against
 that workload's declaration.
+
+``[[models]]`` tables name the models a scenario covers, run one after the other: either
+``checkpoint = "path"`` (relative to the TOML file's folder), or the sizes the harness trains
+(``input_size``, ``hidden_size``, ``num_layers``, ``output_size``; each 1, 64, 1, 1 unless
+given) with ``epochs`` (0: the seeded initial weights, untrained) and ``seed``.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.core.checkpoint import ModelSource
 from harness.core.errors import InputError
+from harness.core.model import ModelConfig
 from harness.core.targets import DTYPES
+from harness.core.training import TrainConfig
 from harness.workloads import WORKLOADS
 from harness.workloads.base import SettingError, Workload, make_workload, settings_of
 from scenarios import FOCUSES, PRESETS, SCENARIO_DEVICES, Scenario
@@ -55,10 +63,44 @@ def _scalars(workloads: Mapping[str, type[Workload]]) -> dict[str, tuple[Callabl
         "devices": _list_of(lambda x: x in SCENARIO_DEVICES, f"{', '.join(map(repr, SCENARIO_DEVICES))}"),
         "backends": _list_of(lambda x: isinstance(x, str) and x.strip() != "", "backend names"),
         "budget_s": ((lambda v: _is_number(v) and v > 0), "a number > 0"),
+        "processes": ((lambda v: _is_int(v) and v >= 1), "an integer >= 1"),
     }
 
 
 _TOLERANCE_KEYS = ("atol", "rtol")
+_SIZE_KEYS = tuple(ModelConfig().to_dict())  # input_size, hidden_size, num_layers, output_size
+_TRAIN_KEYS = {"epochs": ((lambda v: _is_int(v) and v >= 0), "an integer >= 0 (0: seeded weights)"),
+               "seed": (_is_int, "an integer")}
+
+
+def _model(path: Path, key: str, entry: Any) -> ModelSource:
+    if not isinstance(entry, dict) or not entry:
+        raise _fail(path, key, "a table with a 'checkpoint' path or model sizes", entry)
+    if "checkpoint" in entry:
+        if set(entry) != {"checkpoint"}:
+            raise _fail(path, key, "either a 'checkpoint' path alone or model sizes, not both",
+                        sorted(entry))
+        value = entry["checkpoint"]
+        if not isinstance(value, str) or not value.strip():
+            raise _fail(path, f"{key}.checkpoint", "a path to a checkpoint file", value)
+        return path.parent / Path(value).expanduser()
+    allowed = (*_SIZE_KEYS, *_TRAIN_KEYS)
+    for name, value in entry.items():
+        if name not in allowed:
+            raise InputError(f"{path}: unknown key {f'{key}.{name}'!r}; a model is 'checkpoint', "
+                             f"or any of {', '.join(allowed)}")
+        ok, expected = _TRAIN_KEYS.get(name, ((lambda v: _is_int(v) and v >= 1), "an integer >= 1"))
+        if not ok(value):
+            raise _fail(path, f"{key}.{name}", expected, value)
+    sizes = {k: v for k, v in entry.items() if k in _SIZE_KEYS}
+    train = {k: v for k, v in entry.items() if k in _TRAIN_KEYS}
+    return TrainConfig(model=ModelConfig(**sizes), **train)
+
+
+def _models(path: Path, value: Any) -> tuple[ModelSource, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail(path, "models", "a non-empty array of [[models]] tables", value)
+    return tuple(_model(path, f"models[{i}]", entry) for i, entry in enumerate(value))
 
 
 def _fail(path: Path, key: str, expected: str, got: Any) -> InputError:
@@ -89,6 +131,8 @@ def parse(path: Path, data: dict, workloads: Mapping[str, type[Workload]] = WORK
     for key, value in data.items():
         if key == "tolerances":
             fields[key] = _tolerances(path, value)
+        elif key == "models":
+            fields[key] = _models(path, value)
         elif key in scalars:
             ok, expected = scalars[key]
             if not ok(value):
@@ -103,8 +147,8 @@ def parse(path: Path, data: dict, workloads: Mapping[str, type[Workload]] = WORK
     if unknown:
         settings = ", ".join(settings_of(workload)) or "none"
         raise InputError(f"{path}: unknown key {unknown[0]!r}; allowed keys are "
-                         f"{', '.join((*scalars, 'tolerances'))}, and mode {mode!r}'s settings "
-                         f"({settings})")
+                         f"{', '.join((*scalars, 'tolerances', 'models'))}, and mode {mode!r}'s "
+                         f"settings ({settings})")
     try:
         make_workload(workload, extra)
     except SettingError as exc:

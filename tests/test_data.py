@@ -50,3 +50,34 @@ def test_sine_batch_is_real_sine_windows():
     assert np.abs(x).max() <= 1.0
     # consecutive windows are shifted copies of one series
     np.testing.assert_array_equal(x[1, :-1, 0], x[0, 1:, 0])
+
+
+def test_several_channels_are_the_classic_sine_shifted_in_phase():
+    from harness.core.data import GOLDEN_ANGLE, sine_channels, training_windows
+
+    series = sine_channels(SineConfig(), 4)
+    assert series.shape == (1000, 4)
+    np.testing.assert_array_equal(series[:, 0], sine_series())  # channel 0 is the classic one
+    t = np.linspace(0, 100, 1000)
+    for k in range(4):
+        np.testing.assert_allclose(series[:, k], np.sin(t + k * GOLDEN_ANGLE), atol=1e-12)
+    assert min(np.abs(series[:, i] - series[:, j]).max() for i in range(4) for j in range(i)) > 0.5
+    x, y = training_windows(SineConfig(), 50, input_size=3, output_size=2)
+    assert x.shape == (950, 50, 3) and y.shape == (950, 2)
+    np.testing.assert_array_equal(x[1, -1], y[0, :2].tolist() + [np.float32(series[50, 2])])
+    # one channel in and out: exactly the classic windows, so the default model is unchanged
+    x1, y1 = training_windows(SineConfig(), 50)
+    x0, y0 = make_windows(sine_series(), 50)
+    np.testing.assert_array_equal(x1, x0)
+    np.testing.assert_array_equal(y1, y0)
+
+
+def test_sine_batches_have_one_channel_per_input():
+    from harness.core.data import sine_forecast_batch
+
+    x = sine_batch(4, 30, seed=1, channels=3)
+    assert x.shape == (4, 30, 3)
+    np.testing.assert_array_equal(x[..., 0], sine_batch(4, 30, seed=1)[..., 0])
+    windows, truth = sine_forecast_batch(2, 30, 5, seed=2, channels=2)
+    assert windows.shape == (2, 30, 2) and truth.shape == (2, 5, 2)
+    np.testing.assert_allclose(windows[1, -1], truth[0, 0], atol=1e-6)  # the next window's last sample

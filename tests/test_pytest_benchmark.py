@@ -62,7 +62,7 @@ def harness_median_s(checkpoint: Checkpoint, workdir: Path) -> float:
     target = Target(device="cpu", dtype="fp32", workdir=workdir, threads=THREADS)
     handle = LocalHandle.open(EagerBackend(), checkpoint.model, target, sine_batch(batch, seq_len, 0))
     config = TimingConfig(budget_s=MAX_TIME_S)
-    timer = handle.timer(FORWARD, PRIMARY, window_payloads(SHAPE, 0, config.n_inputs))
+    timer = handle.timer(FORWARD, PRIMARY, window_payloads(SHAPE, 0, config.n_inputs, 1))
     return measure_interleaved({"eager": timer}, config)["eager"].summary.median
 
 
@@ -219,3 +219,47 @@ def test_requiring_a_gpu_turns_every_gpu_skip_into_a_failure():
     assert done.returncode == 1, done.stdout[-3000:]
     assert " skipped" not in done.stdout and "needs a CUDA GPU" in done.stdout
     assert "LSTM_HARNESS_REQUIRE_GPU=1 requires it" in done.stdout
+
+
+def _checkpoint_suite(tmp_path: Path, path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "tests/benchmarks", "-q", "-p",
+                           "no:cacheprovider", "--harness-checkpoint", str(path), *args],
+                          capture_output=True, text=True, cwd=ROOT, check=False,
+                          env={**os.environ, "LSTM_HARNESS_CACHE": str(tmp_path / "cache")})
+
+
+@pytest.mark.slow
+def test_the_suite_benchmarks_a_user_s_checkpoint_and_records_its_identity(tmp_path):
+    """A two-layer, hidden-32 state_dict: checked and timed at its own sizes, its hash and
+    sizes in every benchmark, and on every row read back."""
+    import torch
+
+    from harness.core.checkpoint import sha256_file
+    from harness.core.model import LSTMPredictor, ModelConfig
+
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    torch.save(LSTMPredictor(ModelConfig(hidden_size=32, num_layers=2)).state_dict(), path)
+    json_path = tmp_path / "out.json"
+    done = _checkpoint_suite(tmp_path, path, "--benchmark-only", "--benchmark-max-time=0.05",
+                             "--benchmark-json", str(json_path), "-k", "eager-cpu-fp32-batch1-seq50")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [bench] = json.loads(json_path.read_text())["benchmarks"]
+    info = bench["extra_info"]
+    assert info["agrees"] is True and info["model"]["weights_sha256"] == sha256_file(path)
+    assert info["model"]["config"]["hidden_size"] == 32 and info["model"]["source"] == "file"
+    [row] = from_pytest_benchmark(json.loads(json_path.read_text()))["rows"]
+    assert (row["model_sha256"], row["hidden_size"], row["num_layers"]) == (sha256_file(path), 32, 2)
+    assert not (tmp_path / "cache").exists()  # the file was the model: nothing trained
+
+
+@pytest.mark.slow
+def test_a_bad_checkpoint_stops_the_suite_with_one_usage_error(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_text("not a checkpoint")
+    done = _checkpoint_suite(tmp_path, path)
+    assert done.returncode == 4  # pytest's usage error
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+    assert errors == [f"ERROR: --harness-checkpoint: expected a state_dict saved with "
+                      f"torch.save(model.state_dict(), path) or a safetensors file, got {path}, "
+                      "which is neither"], done.stderr

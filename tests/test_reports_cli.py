@@ -31,7 +31,7 @@ def test_two_runs_then_history_compare_and_every_report_format(cached, history_d
     assert main(["history"]) == 0
     listing = capsys.readouterr().out
     assert "│  2 │" in listing and "│  1 │" in listing
-    assert "default · reference,eager · batch 1,4 · seq 50 · all agree" in listing
+    assert "default · h64 L1 · reference,eager · batch 1,4 · seq 50 · all agree" in listing
 
     assert main(["compare", "1", "2"]) == 0  # no gate: timing changes alone never fail
     table = capsys.readouterr().out

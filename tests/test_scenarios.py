@@ -48,7 +48,7 @@ def test_example_files_parse():
     ("batch_sizes = 4", ["'batch_sizes'", "non-empty list of integers >= 1", "got 4"]),
     ("batch_sizes = [1, 0]", ["'batch_sizes'", "got [1, 0]"]),
     ("mode = 'stream'", ["'mode'", "'forward', 'streaming', 'rollout'", "got 'stream'"]),
-    ("horizon = 5", ["unknown key 'horizon'", "mode 'forward''s settings (none)"]),
+    ("horizon = 5", ["unknown key 'horizon'", "mode 'forward''s settings (check_grid)"]),
     ("mode = 'rollout'\nhorizon = 0", ["'horizon'", "an integer >= 1", "got 0"]),
     ("dtypes = ['fp8']", ["'dtypes'", "'fp32', 'bf16', 'fp16'", "got ['fp8']"]),
     ("devices = ['tpu']", ["'devices'", "'cpu', 'cuda', 'auto'"]),

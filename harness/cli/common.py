@@ -1,4 +1,4 @@
-"""What several commands share: the process settings from the flags, and the model."""
+"""What several commands share: the process settings from the flags, and the models."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.core.checkpoint import Checkpoint
+from harness.core.checkpoint import Checkpoint, ModelSource
 from harness.core.errors import InputError
+from harness.core.model import ModelConfig
 from harness.core.settings import ProcessSettings
 from harness.core.training import TrainConfig
+
+SIZE_FLAGS = tuple(ModelConfig().to_dict())  # input_size, hidden_size, num_layers, output_size
 
 
 def check_writable(path: Path | None, flag: str, directory: bool = False) -> None:
@@ -50,6 +53,44 @@ def apply_settings(args: argparse.Namespace) -> ProcessSettings:
                                   ort_allow_spinning=args.ort_spinning))
 
 
+def model_sources(args: argparse.Namespace) -> tuple[ModelSource, ...] | None:
+    """The model the flags name: ``--checkpoint``, or a training config from the size flags
+    and ``--epochs``; None where they name none (the scenario's models then run)."""
+    sizes = {name: getattr(args, name) for name in SIZE_FLAGS if getattr(args, name, None) is not None}
+    epochs = getattr(args, "epochs", None)
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint is not None:
+        if sizes or epochs is not None:
+            given = ", ".join(f"--{n.replace('_', '-')}" for n in (*sizes, *(["epochs"] if epochs
+                                                                             is not None else [])))
+            raise InputError(f"expected either --checkpoint or model sizes to train, got both "
+                             f"--checkpoint and {given}: the file's weights fix its sizes")
+        return (checkpoint,)
+    if not sizes and epochs is None:
+        return None
+    return (TrainConfig(model=ModelConfig(**sizes), **({} if epochs is None else {"epochs": epochs})),)
+
+
+def open_models(sources: tuple[ModelSource, ...], args: argparse.Namespace, err: Console,
+                accept=None) -> dict[ModelSource, Checkpoint]:
+    """Every model of a run: the files first, each read and checked (``accept`` may refuse
+    one, raising), so that a bad file is refused before any model is trained; then each
+    config, loaded from the cache or trained."""
+    from harness.core.checkpoint import open_checkpoint
+
+    loaded: dict[ModelSource, Checkpoint] = {}
+    for path in (s for s in sources if isinstance(s, Path)):
+        checkpoint = open_checkpoint(path)
+        if accept is not None:
+            accept(checkpoint)
+        loaded[path] = checkpoint
+        err.print(f"checkpoint (file): {path}: {checkpoint.model.config.label}, "
+                  f"sha256 {checkpoint.sha256[:12]}…", highlight=False)
+    for config in (s for s in sources if isinstance(s, TrainConfig)):
+        loaded[config] = load_model(args, err, config)
+    return loaded
+
+
 def load_model(args: argparse.Namespace, err: Console, config: TrainConfig | None = None) -> Checkpoint:
     """The cached checkpoint for ``config``, trained (with a progress bar) when missing."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -67,10 +108,11 @@ def load_model(args: argparse.Namespace, err: Console, config: TrainConfig | Non
 
     try:  # the bar appears only if training starts, so a refused checkpoint stays one line
         checkpoint, trained = load_or_train(config, args.cache_dir, on_epoch=on_epoch,
-                                            on_train_start=progress.start)
+                                            on_train_start=progress.start if config.epochs else None)
     finally:
         progress.stop()
-    state = "trained" if trained else "cached"
-    err.print(f"checkpoint ({state}): {checkpoint.weights_path} "
-              f"val MSE {checkpoint.metadata['val_mse']:.2e}, sha256 {checkpoint.sha256[:12]}…")
+    state = ("trained" if trained else "cached") if config.epochs else "seeded, untrained"
+    err.print(f"checkpoint ({state}): {checkpoint.weights_path} {config.model.label}, "
+              f"val MSE {checkpoint.metadata['val_mse']:.2e}, sha256 {checkpoint.sha256[:12]}…",
+              highlight=False)
     return checkpoint

@@ -14,11 +14,13 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.cli import report_commands
-from harness.cli.common import apply_settings, load_model
+from harness.cli.common import apply_settings, load_model, model_sources
 from harness.cli.run import EXIT_FAILED, EXIT_OK, cmd_run, interrupted_status
 from harness.core.errors import CheckpointError, HarnessError, InputError
+from harness.core.model import ModelConfig
 from harness.core.targets import DTYPES
 from harness.core.training import TrainConfig
+from harness.workloads.forward import CHECK_GRIDS
 
 EXIT_USAGE = 2
 
@@ -38,6 +40,19 @@ def _positive_ints(flag: str):
                     f"{flag} expects integers >= 1, got {value}")
             values.append(value)
         return tuple(values)
+    return parse
+
+
+def _int_at_least(flag: str, minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} expects an integer >= {minimum}, "
+                                             f"got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} expects an integer >= {minimum}, got {value}")
+        return value
     return parse
 
 
@@ -81,7 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
 
-    run = sub.add_parser("run", parents=[common], help="check agreement and time every backend")
+    # The LSTMPredictor's constructor arguments, and how long to train it.
+    sizes = _Parser(add_help=False)
+    for name, default in ModelConfig().to_dict().items():
+        flag = f"--{name.replace('_', '-')}"
+        sizes.add_argument(flag, type=_int_at_least(flag, 1), default=None, metavar="N",
+                           help=f"the model's {name} (default {default})")
+    sizes.add_argument("--epochs", type=_int_at_least("--epochs", 0), default=None, metavar="N",
+                       help=f"training epochs (default {TrainConfig().epochs}; 0 keeps the seeded "
+                       "initial weights, untrained)")
+    checkpoint_flag = _Parser(add_help=False)
+    checkpoint_flag.add_argument(
+        "--checkpoint", type=Path, default=None, metavar="PATH",
+        help="a model file: a state_dict saved with torch.save(model.state_dict(), PATH), a "
+        "safetensors file, or one of the harness's own checkpoints")
+
+    run = sub.add_parser("run", parents=[common, checkpoint_flag, sizes],
+                         help="check agreement and time every backend")
     run.add_argument("--scenario", default=None, metavar="NAME|FILE",
                      help="a preset (see `harness scenarios`) or a scenario TOML file; the flags "
                      "below override its fields (default: the `default` preset)")
@@ -96,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"comma-separated: {', '.join(DTYPES)} (default fp32)")
     run.add_argument("--horizon", type=_positive_ints("--horizon"), default=None,
                      help="rollout mode: steps to forecast (default 200)")
+    run.add_argument("--check-grid", choices=CHECK_GRIDS, default=None,
+                     help="forward mode: check agreement on the full grid (batch 1, 64, 1024 x "
+                     "seq_len 50, 200, and the timed shapes; the default) or at the timed shapes "
+                     "only (for large models, whose float64 reference is slow)")
     run.add_argument("--atol", type=float, default=None, help="absolute tolerance (default per dtype)")
     run.add_argument("--rtol", type=float, default=None, help="relative tolerance (default per dtype)")
     run.add_argument("--task-budget", type=_positive_float("--task-budget"), default=None,
@@ -125,14 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="SECONDS", help="longest wait for one call into an isolated backend, "
                      "preparation included (default 600)")
 
-    doctor = sub.add_parser("doctor", parents=[common],
-                            help="which backends, devices, dtypes and providers are usable here")
+    doctor = sub.add_parser("doctor", parents=[common, checkpoint_flag],
+                            help="which backends, devices, dtypes and providers are usable here "
+                            "(and with --checkpoint, the model read from it)")
     doctor.add_argument("--plugin", action="append", default=[], metavar="MODULE")
 
-    train = sub.add_parser("train", parents=[common], help="train and cache the checkpoint")
-    train.add_argument("--epochs", type=_positive_ints("--epochs"), default=None)
+    sub.add_parser("train", parents=[common, sizes],
+                   help="train (afresh) and cache a model of the given sizes on the sine series")
     sub.add_parser("scenarios", help="list the scenario presets, one line each")
-    report_commands.add_parsers(sub)
+    report_commands.add_parsers(sub, checkpoint_flag)
     return parser
 
 
@@ -140,7 +176,7 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.core.checkpoint import default_cache_dir, paths_for
 
     apply_settings(args)
-    config = TrainConfig() if args.epochs is None else TrainConfig(epochs=args.epochs[0])
+    config = (model_sources(args) or (TrainConfig(),))[0]
     for path in paths_for(args.cache_dir or default_cache_dir(), config):
         path.unlink(missing_ok=True)  # `train` always trains afresh
     checkpoint = load_model(args, err, config)
@@ -167,7 +203,14 @@ def cmd_doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     settings = apply_settings(args)
     registry = load_registry(args.plugin)
-    for key, value in machine_summary(registry).items():
+    model = {}
+    if args.checkpoint is not None:  # read first: a bad file is refused before anything prints
+        from harness.core.checkpoint import open_checkpoint
+        from harness.engine.doctor import model_summary
+        from harness.workloads import load_workloads
+
+        model = model_summary(open_checkpoint(args.checkpoint), load_workloads(args.plugin))
+    for key, value in {**machine_summary(registry), **model}.items():
         out.print(f"{key}: {value}", highlight=False)
     table = Table(title="Backends on this machine", title_justify="left")
     for header in ("backend", "device", "dtype", "status"):

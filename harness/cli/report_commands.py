@@ -46,8 +46,10 @@ def add_db_flags(parser: argparse.ArgumentParser, recording: bool) -> None:
         parser.add_argument("--no-history", action="store_true", help="do not record this run")
 
 
-def add_parsers(sub) -> None:
-    report = sub.add_parser("report", help="render a results file (or pytest-benchmark JSON)")
+def add_parsers(sub, checkpoint_flag: argparse.ArgumentParser) -> None:
+    report = sub.add_parser("report", parents=[checkpoint_flag],
+                            help="render a results file (or pytest-benchmark JSON); with "
+                            "--checkpoint, only the rows measured on that model")
     report.add_argument("results", type=Path, help="results JSON from `run --out`")
     report.add_argument("--format", choices=FORMATS, default="table")
     report.add_argument("--output", type=Path, default=None, help="write here (default: stdout)")
@@ -115,6 +117,8 @@ def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
     check_writable(args.output, "--output")
     workloads = load_workloads(args.plugin)
     data = load_results(args.results)
+    if args.checkpoint is not None:
+        data = _of_checkpoint(data, args.checkpoint, args.results)
     if args.output is None and args.format == "table":
         from reports.table import report
 
@@ -133,6 +137,22 @@ def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
                          f"{exc.strerror or exc}") from exc
     err.print(f"{args.format} report written to {args.output}", highlight=False)
     return 0
+
+
+def _of_checkpoint(data: dict, path: Path, origin: Path) -> dict:
+    """The results of the model in ``path`` alone; refused when none of the rows were
+    measured on it (its weights' SHA-256 is the model's identity)."""
+    from harness.core.checkpoint import open_checkpoint
+    from harness.core.results import for_model, models_of
+
+    checkpoint = open_checkpoint(path)
+    mine = for_model(data, checkpoint.sha256)
+    if not mine["rows"]:
+        held = ", ".join(f"{(m.get('label') or '?')} (sha256 {str(m.get('weights_sha256'))[:12]}…)"
+                         for m in models_of(data)) or "no recorded model"
+        raise InputError(f"expected results measured on {path} ({checkpoint.model.config.label}, "
+                         f"sha256 {checkpoint.sha256[:12]}…), but {origin} holds rows of {held} only")
+    return mine
 
 
 def cmd_history(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -1,4 +1,4 @@
-"""`python -m harness run`: plan, load the model, run each device x dtype, print and record."""
+"""`python -m harness run`: plan, load the models, run each model x device x dtype, print and record."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.cli import report_commands
-from harness.cli.common import apply_settings, check_writable, load_model
+from harness.cli.common import apply_settings, check_writable, model_sources, open_models
 from harness.cli.progress import run_progress
+from harness.core.checkpoint import Checkpoint
 from harness.core.results import RunResult, merge_results
 from harness.core.roofline import Peak
-from harness.core.training import TrainConfig
 from harness.engine.context import environment_for, machine_peak
 from harness.engine.plan import Overrides, cuda_available, plan
 from harness.engine.runner import benchmark
@@ -41,7 +41,9 @@ def overrides_from(args: argparse.Namespace) -> Overrides:
                      dtypes=args.dtype, devices=(args.device,) if args.device else None,
                      budget_s=args.budget, processes=args.processes[0] if args.processes else None,
                      atol=args.atol, rtol=args.rtol, task_budget=args.task_budget,
-                     params={"horizon": args.horizon[0]} if args.horizon else {})
+                     models=model_sources(args),
+                     params={**({"horizon": args.horizon[0]} if args.horizon else {}),
+                             **({"check_grid": args.check_grid} if args.check_grid else {})})
 
 
 def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -62,12 +64,14 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     scenario = resolve(args.scenario, workloads) if args.scenario else DEFAULT
     with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp:
         the_plan = plan(scenario, overrides_from(args), registry, workloads,
-                        model=TrainConfig().model, workdir=args.workdir or Path(tmp), seed=args.seed,
+                        workdir=args.workdir or Path(tmp), seed=args.seed,
                         isolate=args.isolate, backend_timeout_s=args.backend_timeout)
-        checkpoint = load_model(args, err)
-        the_plan.workload.refuse_model(checkpoint.model.config)
-        model_info = {"weights_sha256": checkpoint.sha256, "val_mse": checkpoint.metadata["val_mse"],
-                      "config": checkpoint.config.model.to_dict()}
+
+        def accept(checkpoint: Checkpoint) -> None:
+            the_plan.workload.refuse_model(checkpoint.model.config)
+            the_plan.refuse_oversized(checkpoint.model.config)
+
+        checkpoints = open_models(the_plan.models, args, err, accept)
         record = the_plan.record()
         results: list[RunResult] = []  # one finished result per device x dtype
         latest: list[RunResult] = []  # everything finished so far, kept for an interrupt
@@ -77,7 +81,8 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
             if args.out is not None:
                 write_json(args.out, latest[0].to_dict())
 
-        several = len(the_plan.configs) > 1
+        several_models = len(the_plan.models) > 1
+        several = len(the_plan.configs) > len(the_plan.models)  # devices x dtypes per model
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             with run_progress(err) as on_event:
@@ -88,11 +93,13 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                         usable = config.device == "cpu" or cuda_available()
                         peaks[config.device] = machine_peak(config.device, settings, registry) \
                             if usable else Peak.best_of({})
-                    tag = f"{config.device}/{config.dtype}"
+                    checkpoint = checkpoints[config.model]
+                    tag = " ".join([*([checkpoint.model.config.label] if several_models else []),
+                                    *([f"{config.device}/{config.dtype}"] if several else [])])
                     results.append(benchmark(
-                        checkpoint.model, model_info, config, registry, settings,
+                        checkpoint.model, checkpoint.info(), config, registry, settings,
                         environment_for(config.device, settings, registry), record,
-                        on_event=(lambda e, tag=tag: on_event(e.tagged(tag))) if several else on_event,
+                        on_event=(lambda e, tag=tag: on_event(e.tagged(tag))) if tag else on_event,
                         peak=peaks[config.device], on_rows=save_partial))
         except KeyboardInterrupt as exc:
             _report_interrupted(latest[0] if latest else None, args.out, out, err, workloads)

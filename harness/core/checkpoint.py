@@ -1,7 +1,13 @@
-"""Checkpoints that load without unpickling: safetensors weights plus JSON metadata.
+"""Checkpoints that load without unpickling: the harness's own, and the files users save.
 
-The metadata records the weights' SHA-256; loading verifies it, so a tampered or truncated
-file is refused before any tensor is used.
+The harness's own are safetensors weights plus JSON metadata that records the weights'
+SHA-256; loading verifies it, so a tampered or truncated file is refused before any tensor
+is used. A user's file (a torch.save'd state_dict or a safetensors file) is read by
+``harness.core.weights_file``; its model's config is read from the tensors' shapes, and
+every tensor must then have the shape that config gives it.
+
+A model a run covers is a ``ModelSource``: a training config (trained, or with ``epochs``
+0 the seeded initial weights, cached either way) or the path of a file.
 """
 
 from __future__ import annotations
@@ -12,16 +18,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from harness.core.data import SineConfig
 from harness.core.environment import library_versions
-from harness.core.errors import CheckpointError
-from harness.core.model import LSTMPredictor, ModelConfig
+from harness.core.errors import CheckpointError, InputError
+from harness.core.model import LSTMPredictor, ModelConfig, infer_config, parameter_shapes
 from harness.core.training import TrainConfig, TrainResult, train
+from harness.core.weights_file import read_tensors
 
 FORMAT_VERSION = 1
+HARNESS = "harness"  # the format of the harness's own checkpoints
+ModelSource = TrainConfig | Path  # a config the harness trains (or seeds) and caches, or a file
+MAX_PROBLEMS = 12  # key problems named in one line; the rest are counted
 
 
 def default_cache_dir() -> Path:
@@ -48,14 +59,36 @@ def config_key(config: TrainConfig) -> str:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A loaded model. ``config`` is how the harness trained it, None for a user's file;
+    ``metadata`` is the harness's JSON record, or for a user's file its format and hash."""
+
     model: LSTMPredictor
-    config: TrainConfig
+    config: TrainConfig | None
     metadata: dict
     weights_path: Path
 
     @property
     def sha256(self) -> str:
+        """The SHA-256 of the weights file: the model's identity in every result."""
         return self.metadata["weights_sha256"]
+
+    @property
+    def source(self) -> str:
+        """``trained`` or ``seeded`` (epochs 0) by the harness, or ``file`` for a user's."""
+        if self.config is None:
+            return "file"
+        return "seeded" if self.config.epochs == 0 else "trained"
+
+    def info(self) -> dict:
+        """The results' record of this model (``docs/results-schema.md``, ``model``)."""
+        model_config = self.model.config
+        train_fields = None if self.config is None else \
+            {k: v for k, v in self.config.to_dict().items() if k not in ("model", "data")}
+        return {"weights_sha256": self.sha256, "val_mse": self.metadata.get("val_mse"),
+                "config": model_config.to_dict(), "label": model_config.label,
+                "source": self.source, "format": self.metadata.get("format", HARNESS),
+                "path": str(self.weights_path), "train": train_fields,
+                "file_dtypes": self.metadata.get("file_dtypes")}
 
 
 def paths_for(cache_dir: Path, config: TrainConfig) -> tuple[Path, Path]:
@@ -141,3 +174,94 @@ def load_or_train(config: TrainConfig, cache_dir: Path | None = None, on_epoch=N
     result = train(config, on_epoch=on_epoch)
     save(result, config, weights_path, meta_path)
     return load(weights_path, meta_path, expected=config), True
+
+
+def _harness_pair(path: Path) -> tuple[Path, Path] | None:
+    """The weights and JSON record of a harness checkpoint that ``path`` names (either of
+    the two files); None for any other file."""
+    meta = path if path.suffix == ".json" else path.with_suffix(".json")
+    if path.suffix not in (".json", ".safetensors") or not meta.is_file():
+        return None
+    try:
+        record = json.loads(meta.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+    if not (isinstance(record, dict) and "format_version" in record and "weights_sha256" in record):
+        return None
+    return meta.with_name(str(record.get("weights_file", f"{meta.stem}.safetensors"))), meta
+
+
+def open_checkpoint(path: Path) -> Checkpoint:
+    """Any checkpoint a user may point at: the harness's own (its weights or its JSON
+    record), a torch.save'd state_dict, or a safetensors file. Refuses, with one line, a
+    file it cannot read safely or whose tensors do not make an LSTMPredictor."""
+    pair = _harness_pair(path)
+    if pair is not None:
+        return load(*pair)
+    state, fmt = read_tensors(path)
+    model = model_from_state(state, path)
+    metadata = {"format": fmt, "weights_sha256": sha256_file(path), "val_mse": None,
+                "file_dtypes": sorted({str(v.dtype).removeprefix("torch.") for v in state.values()})}
+    return Checkpoint(model, None, metadata, path)
+
+
+def _shape(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return str(tuple(value.shape))
+    return f"a {type(value).__name__}"
+
+
+def model_from_state(state: dict[str, object], origin: Path) -> LSTMPredictor:
+    """An LSTMPredictor holding ``state``, its config read from the tensors' shapes; every
+    key missing, unexpected, of the wrong shape or not floating-point is named, with the
+    shape expected and found, in one CheckpointError."""
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    try:
+        config = infer_config(shapes)
+    except InputError as exc:
+        raise CheckpointError(f"{origin}: the tensors' shapes give no valid model: {exc}") from None
+    if config is None:
+        found = ", ".join(f"{k} {_shape(v)}" for k, v in list(state.items())[:MAX_PROBLEMS]) or "none"
+        raise CheckpointError(
+            f"{origin} holds no LSTMPredictor weights: expected the keys of "
+            "LSTM(batch_first=True) as `lstm` and Linear as `fc` (lstm.weight_ih_l0, "
+            f"lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0, fc.weight, fc.bias), found {found}")
+    expected = parameter_shapes(config)
+    problems = []
+    for key, shape in expected.items():
+        value = state.get(key)
+        if value is None:
+            problems.append(f"missing {key} (expected {shape})")
+        elif not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            problems.append(f"{key}: expected {shape}, found {_shape(value)}")
+        elif not value.is_floating_point():
+            problems.append(f"{key}: expected floating-point values, found {value.dtype}")
+    problems += [f"unexpected {key} (found {_shape(v)})" for key, v in state.items()
+                 if key not in expected]
+    if problems:
+        more = len(problems) - MAX_PROBLEMS
+        listed = "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+        sizes = ", ".join(f"{k} {v}" for k, v in config.to_dict().items())
+        raise CheckpointError(f"{origin} does not fit an LSTMPredictor with the sizes its "
+                              f"shapes give ({sizes}): {listed}")
+    model = LSTMPredictor(config)
+    model.load_state_dict({k: state[k].detach().to(torch.float32) for k in expected})
+    return model.eval()
+
+
+def source_record(source: ModelSource) -> dict:
+    """How a scenario names a model, for the results: a checkpoint path, or the sizes and
+    the training (epochs 0: seeded initial weights) the harness gives it."""
+    if isinstance(source, Path):
+        return {"checkpoint": str(source)}
+    return {**source.model.to_dict(), "epochs": source.epochs, "seed": source.seed}
+
+
+def obtain(source: ModelSource, cache_dir: Path | None = None, on_epoch=None,
+           on_train_start=None) -> tuple[Checkpoint, bool]:
+    """The model ``source`` names: a file opened, or a config loaded from the cache or trained
+    (with ``epochs`` 0, its seeded initial weights saved). Returns it and whether it was
+    trained just now."""
+    if isinstance(source, Path):
+        return open_checkpoint(source), False
+    return load_or_train(source, cache_dir, on_epoch, on_train_start)

@@ -12,14 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode")
+# A row is the same measurement in two runs only for the same model: its weights' SHA-256.
+KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode", "model_sha256")
+_KEY_DEFAULTS = {"mode": "forward", "model_sha256": None}
 MIN_SAMPLES = 3  # fewer rounds than this cannot make any difference significant at 95%
 
 Key = tuple
 
 
 def row_key(row: dict) -> Key:
-    return tuple(row.get(f, "forward") if f == "mode" else row[f] for f in KEY_FIELDS)
+    return tuple(row.get(f, _KEY_DEFAULTS[f]) if f in _KEY_DEFAULTS else row[f] for f in KEY_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,54 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def label(self) -> str:
+        """A short name for tables: ``h64 L1``, with ``in``/``out`` where they are not 1."""
+        sizes = [f"in{self.input_size}"] if self.input_size != 1 else []
+        sizes += [f"h{self.hidden_size}", f"L{self.num_layers}"]
+        sizes += [f"out{self.output_size}"] if self.output_size != 1 else []
+        return " ".join(sizes)
+
+
+def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state_dict keys of an LSTMPredictor with ``config``, and each tensor's shape."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    gates, inputs = 4 * config.hidden_size, config.input_size
+    for k in range(config.num_layers):
+        shapes[f"lstm.weight_ih_l{k}"] = (gates, inputs)
+        shapes[f"lstm.weight_hh_l{k}"] = (gates, config.hidden_size)
+        shapes[f"lstm.bias_ih_l{k}"] = (gates,)
+        shapes[f"lstm.bias_hh_l{k}"] = (gates,)
+        inputs = config.hidden_size
+    shapes["fc.weight"] = (config.output_size, config.hidden_size)
+    shapes["fc.bias"] = (config.output_size,)
+    return shapes
+
+
+def infer_config(shapes: dict[str, tuple[int, ...]]) -> ModelConfig | None:
+    """The config an LSTMPredictor's state_dict implies, read from its tensors' shapes:
+    input_size from layer 0's input weights, hidden_size from its recurrent weights (or, where
+    those are missing, the linear head's), num_layers from the layers present, output_size
+    from the head. None when the shapes name no size at all; whether every tensor then fits
+    is ``parameter_shapes``'s to say."""
+    def dim(key: str, axis: int) -> int | None:
+        shape = shapes.get(key)
+        return shape[axis] if shape is not None and len(shape) > axis else None
+
+    hidden = dim("lstm.weight_hh_l0", 1) or dim("fc.weight", 1)
+    if hidden is None and (gates := dim("lstm.weight_ih_l0", 0)):
+        hidden = gates // 4 or None
+    inputs = dim("lstm.weight_ih_l0", 1)
+    outputs = dim("fc.weight", 0) or dim("fc.bias", 0)
+    if hidden is None:
+        return None
+    layers = 1
+    while any(f"lstm.{name}_l{layers}" in shapes for name in
+              ("weight_ih", "weight_hh", "bias_ih", "bias_hh")):
+        layers += 1
+    return ModelConfig(input_size=inputs or 1, hidden_size=hidden, num_layers=layers,
+                       output_size=outputs or 1)
+
 
 class LSTMPredictor(nn.Module):
     """An LSTM over the window; its last hidden state feeds a linear head."""

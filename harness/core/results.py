@@ -15,8 +15,10 @@ from enum import StrEnum
 from typing import Any
 
 # 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
-# one workload appear only on that workload's rows. harness.io.sources migrates version 1.
-SCHEMA_VERSION = 2
+# one workload appear only on that workload's rows.
+# 3: every row names its model (weights SHA-256 and sizes), and rows of several models may
+# share a run, whose "model" block then lists them. harness.io.sources migrates 1 and 2.
+SCHEMA_VERSION = 3
 
 
 class Status(StrEnum):
@@ -52,6 +54,12 @@ class Identity:
     seq_len: int
     scenario: str = "default"
     mode: str = "forward"
+    # The model: the SHA-256 of its weights file (None where it is not known) and its sizes.
+    model_sha256: str | None = None
+    input_size: int = 1
+    hidden_size: int = 64
+    num_layers: int = 1
+    output_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -207,6 +215,7 @@ class Check:
     # is judged against the reference too, and counts in ``agrees`` and the errors
     deterministic: bool | None = None
     repeat_max_diff: float | None = None
+    model_sha256: str | None = None  # the model checked: its weights file's SHA-256
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -276,9 +285,32 @@ class RunResult:
         }
 
 
+def merge_models(models: list[dict]) -> dict:
+    """The results' ``model`` block: the one model's record, or ``{"models": [...]}``, each
+    model once, where the runs covered several."""
+    unique = list({m.get("weights_sha256"): m for m in models}.values())
+    return unique[0] if len(unique) == 1 else {"models": unique}
+
+
+def models_of(result: dict) -> list[dict]:
+    """Every model record of a results dict, whether it covered one model or several."""
+    block = result.get("model") or {}
+    return list(block["models"]) if "models" in block else [block] if block else []
+
+
+def for_model(result: dict, sha256: str) -> dict:
+    """The rows and checks of one model, and its record as the ``model`` block; a results
+    dict with the same shape as a run of that model alone."""
+    record = next((m for m in models_of(result) if m.get("weights_sha256") == sha256), {})
+    return {**result, "model": record,
+            "rows": [r for r in result.get("rows", []) if r.get("model_sha256") == sha256],
+            "checks": [c for c in result.get("checks", []) if c.get("model_sha256") == sha256]}
+
+
 def merge_results(results: list[RunResult]) -> RunResult:
-    """One result from the runs of a scenario's devices x dtypes: rows and checks side by
-    side (each carries its device and dtype), the first run's context, every tolerance."""
+    """One result from the runs of a scenario's models x devices x dtypes: rows and checks
+    side by side (each row carries its model, device and dtype), the first run's context,
+    every model and every tolerance."""
     first = results[0]
     tolerance = dict(first.tolerance)
     if len({r.tolerance["dtype"] for r in results}) > 1:
@@ -292,6 +324,6 @@ def merge_results(results: list[RunResult]) -> RunResult:
                 busiest[process.pid] = process
         verdict = RunVerdict.of(rows, first.verdict.max_foreign_cores, first.verdict.max_set_aside,
                                 tuple(sorted(busiest.values(), key=lambda p: -p.cores)[:10]))
-    return RunResult(environment=first.environment, scenario=first.scenario, model=first.model,
-                     tolerance=tolerance, rows=rows,
+    return RunResult(environment=first.environment, scenario=first.scenario,
+                     model=merge_models([r.model for r in results]), tolerance=tolerance, rows=rows,
                      checks=tuple(c for r in results for c in r.checks), verdict=verdict)

@@ -13,21 +13,24 @@ from typing import Any
 
 from backends.registry import Registry, suggest
 from harness.core.agreement import DEFAULT_TOLERANCES, TaskBudget, Tolerance, task_budget_for
+from harness.core.checkpoint import ModelSource, source_record
 from harness.core.errors import DeviceUnavailableError, InputError
 from harness.core.memory import check_fits
 from harness.core.model import ModelConfig
 from harness.core.targets import AUTO_DEVICE, DTYPES
 from harness.core.timing import TimingConfig
+from harness.core.training import TrainConfig
+from harness.core.weights_file import require_file
 from harness.workloads import WORKLOADS, workload_class
 from harness.workloads.base import Shape, Workload, make_workload
 from scenarios import Scenario
 
-DEFAULT_MODEL = ModelConfig()
+DEFAULT_MODEL: ModelSource = TrainConfig()  # what a run covers unless told otherwise
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One run: a workload through some backends on one device in one dtype."""
+    """One run: a workload through some backends, for one model on one device in one dtype."""
 
     backends: tuple[str, ...]
     workload: Workload
@@ -43,6 +46,7 @@ class RunConfig:
     seed: int = 0
     isolate: bool = True  # each backend in its own worker process (harness.engine.isolation)
     backend_timeout_s: float = 600.0  # per call into an isolated backend, preparation included
+    model: ModelSource = DEFAULT_MODEL  # which model: the caller loads or trains it
 
     @property
     def timed_shapes(self) -> list[Shape]:
@@ -68,6 +72,7 @@ class Overrides:
     rtol: float | None = None
     task_budget: float | None = None  # the task budget's MSE ratio, for dtypes judged on the task
     params: Mapping[str, Any] = field(default_factory=dict)  # the workload's settings
+    models: tuple[ModelSource, ...] | None = None  # --checkpoint, or the model flags
 
 
 @dataclass(frozen=True)
@@ -75,14 +80,21 @@ class Plan:
     scenario: Scenario  # the scenario with the overrides applied
     workload: Workload
     devices: tuple[str, ...]
-    configs: tuple[RunConfig, ...]  # one per device x dtype
+    models: tuple[ModelSource, ...]
+    configs: tuple[RunConfig, ...]  # one per model x device x dtype
 
     def record(self) -> dict:
         """The scenario block of the results: what actually ran."""
         first = self.configs[0]
         return {**self.scenario.to_dict(), **asdict(self.workload), "backends": list(first.backends),
                 "device": self.devices[0], "devices": list(self.devices),
-                "timing": asdict(first.timing)}
+                "models": [source_record(m) for m in self.models], "timing": asdict(first.timing)}
+
+    def refuse_oversized(self, model: ModelConfig) -> None:
+        """InputError when a timed shape's inputs and activations for ``model`` cannot fit
+        in memory (for a model read from a file, once its sizes are known)."""
+        check_fits(self.configs[0].timed_shapes, model.input_size, model.hidden_size,
+                   max(len(c.backends) for c in self.configs), self.configs[0].timing.n_inputs)
 
 
 def cuda_available() -> bool:
@@ -130,35 +142,57 @@ def backends_on(scenario: Scenario, registry: Registry, device: str, dtype: str)
     return registry.listed_for(scenario.backends, device)
 
 
+def has_task(source: ModelSource) -> bool:
+    """Whether the task check can judge ``source``: a model the harness trains forecasts its
+    own sine, feeding each prediction back; what a user's file was trained for is unknown."""
+    return isinstance(source, TrainConfig) and source.model.output_size == source.model.input_size
+
+
+def _check_sources(models: tuple[ModelSource, ...], workload: Workload) -> None:
+    """A checkpoint path must name a file (what is in it, the caller reads); a config must
+    suit the workload (a rollout needs output_size == input_size)."""
+    for source in models:
+        if isinstance(source, Path):
+            require_file(source)
+        else:
+            workload.refuse_model(source.model)
+
+
 def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
-         workloads: Mapping[str, type[Workload]] = WORKLOADS, *, model: ModelConfig = DEFAULT_MODEL,
-         workdir: Path = Path("artifacts"), seed: int = 0, isolate: bool = True,
-         backend_timeout_s: float = 600.0) -> Plan:
-    """The runs for ``scenario`` with ``overrides``; every bad input is refused here,
-    before anything is prepared."""
+         workloads: Mapping[str, type[Workload]] = WORKLOADS, *, workdir: Path = Path("artifacts"),
+         seed: int = 0, isolate: bool = True, backend_timeout_s: float = 600.0) -> Plan:
+    """The runs for ``scenario`` with ``overrides``, one per model x device x dtype; every
+    bad input is refused here, before anything is prepared or any model trained."""
     _check_dtypes(overrides.dtypes or ())
     fields = {name: getattr(overrides, name) for name in
-              ("batch_sizes", "seq_lens", "backends", "dtypes", "devices", "budget_s")}
+              ("batch_sizes", "seq_lens", "backends", "dtypes", "devices", "budget_s",
+               "processes", "models")}
     scenario = replace(scenario, **{k: v for k, v in fields.items() if v is not None},
                        params=tuple({**dict(scenario.params), **overrides.params}.items()))
     workload = make_workload(workload_class(scenario.mode, dict(workloads)), dict(scenario.params))
     for name in scenario.backends or ():
         registry.create(name)  # refuses unknown names before any work
+    models = scenario.models or (DEFAULT_MODEL,)
+    _check_sources(models, workload)
     devices = resolve_devices(scenario.devices, strict=overrides.devices is not None)
     timing = TimingConfig(budget_s=scenario.budget_s, seed=seed)
-    if overrides.processes is not None:
-        timing = replace(timing, processes=overrides.processes)
+    if scenario.processes is not None:
+        timing = replace(timing, processes=scenario.processes)
     on = {(device, dtype): backends_on(scenario, registry, device, dtype)
           for device in devices for dtype in scenario.dtypes}
-    shapes = [(b, s) for s in scenario.seq_lens for b in scenario.batch_sizes]
-    check_fits(shapes, model.input_size, model.hidden_size,
-               max(len(b) for b in on.values()), timing.n_inputs)
+    several = len(models) > 1
     configs = tuple(
         RunConfig(backends=on[device, dtype], workload=workload, device=device, dtype=dtype,
                   batch_sizes=scenario.batch_sizes, seq_lens=scenario.seq_lens,
                   tolerance=tolerance_for(scenario, dtype, overrides),
-                  task_budget=task_budget_for(dtype, overrides.task_budget), timing=timing,
-                  workdir=workdir / f"{device}-{dtype}", scenario=scenario.name, seed=seed,
-                  isolate=isolate, backend_timeout_s=backend_timeout_s)
-        for device in devices for dtype in scenario.dtypes)
-    return Plan(scenario, workload, devices, configs)
+                  task_budget=task_budget_for(dtype, overrides.task_budget) if has_task(model) else None,
+                  timing=timing,
+                  workdir=workdir / (f"model-{i}" if several else "") / f"{device}-{dtype}",
+                  scenario=scenario.name, seed=seed, isolate=isolate,
+                  backend_timeout_s=backend_timeout_s, model=model)
+        for i, model in enumerate(models) for device in devices for dtype in scenario.dtypes)
+    the_plan = Plan(scenario, workload, devices, models, configs)
+    for source in models:
+        if isinstance(source, TrainConfig):
+            the_plan.refuse_oversized(source.model)
+    return the_plan

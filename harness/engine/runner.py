@@ -105,8 +105,10 @@ class _Watch:
 
 class Runner:
     def __init__(self, model: LSTMPredictor, config: RunConfig, registry: Registry,
-                 settings: ProcessSettings, on_event: OnEvent | None = None) -> None:
+                 settings: ProcessSettings, on_event: OnEvent | None = None,
+                 model_sha256: str | None = None) -> None:
         self.model = model
+        self.model_sha256 = model_sha256  # the weights file's hash, which every row carries
         self.config = config
         self.registry = registry
         self.settings = settings
@@ -139,7 +141,7 @@ class Runner:
         if reason:
             return Outcome.unavailable(reason)
         self._event(Event(backend.name, Phase.PREPARE))
-        first = sine_batch(*self.config.timed_shapes[0], self.config.seed)
+        first = sine_batch(*self.config.timed_shapes[0], self.config.seed, self.model.config.input_size)
         with_step = self.config.workload.needs_step_model
         try:
             if self.config.isolate:
@@ -209,7 +211,8 @@ class Runner:
                 f"while timing batch={shape[0]} seq_len={shape[1]}, {reason}")
             live.pop(key.backend).close()
 
-        payloads = workload.timer_payloads(shape, cfg.seed, cfg.timing.n_inputs)
+        payloads = workload.timer_payloads(shape, cfg.seed, cfg.timing.n_inputs,
+                                           self.model.config.input_size)
         interleaved: dict[TimerKey, TimerLike] = {}
         solo: dict[TimerKey, TimerLike] = {}
         for name, backend in list(live.items()):
@@ -273,7 +276,8 @@ class Runner:
                         for name, roles in parts.items() if name in live}
             for name, backend in backends.items():
                 identity = Identity(name, cfg.device, backend.computes_in(cfg.dtype), *shape,
-                                    cfg.scenario, cfg.workload.name)
+                                    cfg.scenario, cfg.workload.name, self.model_sha256,
+                                    **self.model.config.to_dict())
                 if name in refused:
                     timed.append((Row(identity, refused[name]), None))
                 else:
@@ -303,6 +307,7 @@ class Runner:
                   **cfg.workload.tolerance_record(tol), **task.record(cfg.task_budget)}
         verdict = RunVerdict.of(tuple(rows), cfg.timing.max_foreign_cores, cfg.timing.max_set_aside,
                                 self._watch.top())
+        checks = [replace(c, model_sha256=self.model_sha256) for c in checks]
         return RunResult(environment={}, scenario={}, model={}, tolerance=record,
                          rows=tuple(rows), checks=tuple(checks), verdict=verdict)
 
@@ -335,7 +340,8 @@ class Runner:
     def _copy_times(self, handle: Handle, shape: Shape) -> dict:
         """Host-to-device and device-to-host copy times, measured beside the timed calls."""
         try:
-            h2d, d2h = handle.outputs(COPY_TIMES, sine_batch(*shape, self.config.seed))
+            h2d, d2h = handle.outputs(COPY_TIMES, sine_batch(*shape, self.config.seed,
+                                                             self.model.config.input_size))
         except BackendError:
             return {}
         return {"h2d_ms": h2d, "d2h_ms": d2h}
@@ -387,4 +393,5 @@ def benchmark(model: LSTMPredictor, model_info: dict, config: RunConfig, registr
         return replace(result, environment=environment, scenario=scenario, model=model_info)
 
     partial = (lambda result: on_rows(with_context(result))) if on_rows else None
-    return with_context(Runner(model, config, registry, settings, on_event).run(peak_gflops, partial))
+    runner = Runner(model, config, registry, settings, on_event, model_info.get("weights_sha256"))
+    return with_context(runner.run(peak_gflops, partial))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import InputError
+from harness.core.results import models_of
 from harness.io.sources import migrate as migrate_results
 
 ENV_VAR = "LSTM_HARNESS_DB"
@@ -125,7 +126,7 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def summarize(result: dict) -> str:
-    """One line: scenario, backends, shapes, and whether everything agreed."""
+    """One line: scenario, model(s), backends, shapes, and whether everything agreed."""
     rows = result.get("rows", [])
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     batches = sorted({r["batch_size"] for r in rows})
@@ -133,8 +134,11 @@ def summarize(result: dict) -> str:
     bad = sorted({r["backend"] for r in rows if r.get("status") == "failed" or r.get("agrees") is False})
     verdict = "all agree" if not bad else f"FAILED: {', '.join(bad)}"
     scenario = (result.get("scenario") or {}).get("name", "?")
-    return (f"{scenario} · {','.join(backends)} · batch {','.join(map(str, batches))} · "
-            f"seq {','.join(map(str, seqs))} · {verdict}")
+    models = models_of(result)
+    model = f"{len(models)} models" if len(models) > 1 else \
+        next((m["label"] for m in models if m.get("label")), None)
+    return (f"{scenario}{f' · {model}' if model else ''} · {','.join(backends)} · batch "
+            f"{','.join(map(str, batches))} · seq {','.join(map(str, seqs))} · {verdict}")
 
 
 def record(path: Path, result: dict) -> int:

@@ -45,7 +45,8 @@ def _row(bench: dict) -> Row:
     summary = summarize(data) if data else None
     seqs_s, steps_s = throughput(info["batch_size"], info["seq_len"], median_s)
     identity = Identity(info["backend"], info["device"], info["dtype"], info["batch_size"],
-                        info["seq_len"], scenario=info.get("scenario", "default"))
+                        info["seq_len"], scenario=info.get("scenario", "default"),
+                        **_model_identity(info))
     timing = TimingSummary(
         median_ms=median_s * ms, min_ms=stats["min"] * ms, mean_ms=stats["mean"] * ms,
         stdev_ms=stats["stddev"] * ms, iqr_ms=stats["iqr"] * ms,
@@ -63,11 +64,20 @@ def _row(bench: dict) -> Row:
                workload={"throughput_seq_s": seqs_s, "throughput_steps_s": steps_s})
 
 
+def _model_identity(info: dict) -> dict:
+    """The row identity's model fields from a benchmark's ``model`` record."""
+    model = info.get("model") or {}
+    sizes = {k: v for k, v in (model.get("config") or {}).items()
+             if k in ("input_size", "hidden_size", "num_layers", "output_size")}
+    return {"model_sha256": model.get("weights_sha256"), **sizes}
+
+
 def _checks(bench: dict) -> list[Check]:
     info = bench["extra_info"]
     identity = {"backend": info["backend"], "batch_size": info["batch_size"],
-                "seq_len": info["seq_len"]}
-    return [Check(**{**identity, **check}) for check in info.get("checks", [])]
+                "seq_len": info["seq_len"],
+                "model_sha256": _model_identity(info)["model_sha256"]}
+    return [Check(**{**check, **identity}) for check in info.get("checks", [])]
 
 
 def from_pytest_benchmark(data: dict) -> dict:

@@ -30,7 +30,22 @@ def _v1_to_v2(data: dict) -> dict:
     return {**data, "environment": environment, "rows": rows, "schema_version": 2}
 
 
-MIGRATIONS = {1: _v1_to_v2}  # version -> the function that lifts it by one
+def _v2_to_v3(data: dict) -> dict:
+    """Every row and check names its model: a version 2 file covered one, recorded in its
+    ``model`` block (``weights_sha256``, ``config``), which each row and check now carries."""
+    model = data.get("model") or {}
+    config = model.get("config") or {}
+    identity = {"model_sha256": model.get("weights_sha256"),
+                **{k: config.get(k, default) for k, default in
+                   (("input_size", 1), ("hidden_size", 64), ("num_layers", 1), ("output_size", 1))}}
+    rows = [{**row, **{k: v for k, v in identity.items() if row.get(k) is None}}
+            for row in data["rows"]]
+    checks = [{**check, "model_sha256": check.get("model_sha256") or identity["model_sha256"]}
+              for check in data.get("checks", [])]
+    return {**data, "rows": rows, "checks": checks, "schema_version": 3}
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}  # version -> the function that lifts it by one
 
 
 def migrate(data: dict, origin: str) -> dict:

@@ -102,11 +102,12 @@ class CheckContext:
         return self._seed + 1 + self._seeds.setdefault(key, len(self._seeds))
 
     def inputs(self, purpose: str, kind: str, shape: Shape) -> np.ndarray:
-        """Real sine windows (``kind`` "sine") or standard-normal ones ("random")."""
+        """Real sine windows (``kind`` "sine", one channel per input, as the harness trains
+        on) or standard-normal ones ("random")."""
         batch, seq_len = shape
         seed = self.seed((purpose, kind, shape))
         if kind == "sine":
-            return sine_batch(batch, seq_len, seed)
+            return sine_batch(batch, seq_len, seed, self.input_size)
         return random_batch(batch, seq_len, self.input_size, seed)
 
     def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
@@ -189,8 +190,10 @@ class Workload(ABC):
         """``backend``'s agreement with the float64 reference; ``dtype`` labels the checks."""
 
     @abstractmethod
-    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int) -> dict[str, Any]:
-        """Role -> what that timer runs on at ``shape``. The primary role is the row's."""
+    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int, input_size: int
+                       ) -> dict[str, Any]:
+        """Role -> what that timer runs on at ``shape`` for a model of ``input_size``
+        inputs. The primary role is the row's."""
 
     @abstractmethod
     def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
@@ -222,10 +225,10 @@ class Workload(ABC):
         """A timer for ``role`` at the payload's shape."""
 
 
-def window_payloads(shape: Shape, seed: int, n_inputs: int) -> list[np.ndarray]:
+def window_payloads(shape: Shape, seed: int, n_inputs: int, input_size: int) -> list[np.ndarray]:
     """The inputs every timer rotates through: real sine windows, seeded per run."""
     batch, seq_len = shape
-    return [sine_batch(batch, seq_len, seed + 1000 + i) for i in range(n_inputs)]
+    return [sine_batch(batch, seq_len, seed + 1000 + i, input_size) for i in range(n_inputs)]
 
 
 def one_window_check(ctx: CheckContext, handle: HandleLike, task: Task, backend: str,

@@ -89,11 +89,13 @@ class Rollout(Workload):
 
     def _forecast(self, ctx: CheckContext, shape: Shape) -> tuple[np.ndarray, ...]:
         """Sine windows, their true continuation and the float64 reference's forecast."""
-        windows, truth = sine_forecast_batch(*shape, self.horizon, ctx.seed(("rollout", shape)))
+        windows, truth = sine_forecast_batch(*shape, self.horizon, ctx.seed(("rollout", shape)),
+                                             ctx.input_size)
         return windows, truth, feedback_rollout(ctx.reference.forward, windows, self.horizon)
 
-    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int) -> dict[str, Any]:
-        return {PRIMARY: window_payloads(shape, seed, n_inputs)}
+    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int, input_size: int
+                       ) -> dict[str, Any]:
+        return {PRIMARY: window_payloads(shape, seed, n_inputs, input_size)}
 
     def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
                    context: RowContext) -> dict:

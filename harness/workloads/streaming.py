@@ -88,13 +88,14 @@ class Streaming(Workload):
                                     all(r.agrees for r in results), mode=self.name, dtype=dtype))
         return Checked(checks)
 
-    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int) -> dict[str, Any]:
+    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int, input_size: int
+                       ) -> dict[str, Any]:
         batch, seq_len = shape
         # The next samples of the first window's series, one per call.
-        series = sine_batch(batch, seq_len + n_inputs, seed + 1000)
+        series = sine_batch(batch, seq_len + n_inputs, seed + 1000, input_size)
         samples = [series[:, seq_len + i] for i in range(n_inputs)]
         return {STEP: (series[:, :seq_len], samples),
-                WINDOW: window_payloads(shape, seed, n_inputs)}
+                WINDOW: window_payloads(shape, seed, n_inputs, input_size)}
 
     def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
                    context: RowContext) -> dict:

@@ -117,7 +117,8 @@ def task_check(ctx: CheckContext, handle: HandleLike, budget: TaskBudget, backen
 
 
 def _fp32(ctx: CheckContext, n: int, seq_len: int) -> tuple[np.ndarray, ...]:
-    windows, truth = sine_forecast_batch(n, seq_len, TASK_HORIZON, ctx.seed((MODE, seq_len)))
+    windows, truth = sine_forecast_batch(n, seq_len, TASK_HORIZON, ctx.seed((MODE, seq_len)),
+                                         ctx.input_size)
     return windows, truth, feedback_rollout(ctx.reference.forward, windows, TASK_HORIZON)
 
 

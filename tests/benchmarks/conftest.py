@@ -23,8 +23,9 @@ from backends.base import Target
 from backends.reference import ReferenceModel
 from backends.registry import Registry, load_registry
 from harness.core import settings
-from harness.core.checkpoint import Checkpoint, load_or_train
+from harness.core.checkpoint import Checkpoint, load_or_train, open_checkpoint
 from harness.core.data import sine_batch
+from harness.core.errors import CheckpointError
 from harness.core.targets import DEVICES
 from harness.core.training import TrainConfig
 from harness.engine.context import environment_for
@@ -36,6 +37,7 @@ from scenarios import DEFAULT
 from tests.conftest import skip_unless_usable
 
 SETTINGS_KEY = pytest.StashKey[settings.ProcessSettings]()
+CHECKPOINT_KEY = pytest.StashKey[Checkpoint]()
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="intra-op threads for torch and ONNX Runtime (default: physical cores)")
     group.addoption("--harness-plugin", action="append", default=[], metavar="MODULE",
                     help="also benchmark the backends in MODULE's BACKENDS list (like run --plugin)")
+    group.addoption("--harness-checkpoint", type=Path, default=None, metavar="PATH",
+                    help="benchmark the model in PATH (like run --checkpoint): a state_dict saved "
+                    "with torch.save(model.state_dict(), PATH), a safetensors file, or one of the "
+                    "harness's own checkpoints")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A --harness-checkpoint file is read once, before any test: one that is unreadable or
+    holds no LSTMPredictor is a usage error, reported in its one line."""
+    path = config.getoption("harness_checkpoint", default=None)
+    if path is not None:
+        try:
+            config.stash[CHECKPOINT_KEY] = open_checkpoint(path)
+        except CheckpointError as exc:
+            raise pytest.UsageError(f"--harness-checkpoint: {exc}") from None
 
 
 def _registry(config: pytest.Config) -> Registry:
@@ -126,12 +143,16 @@ def process_settings(request: pytest.FixtureRequest) -> settings.ProcessSettings
 
 
 @pytest.fixture(scope="session")
-def checkpoint(cache_dir: Path) -> Checkpoint:
-    """The CLI's cached checkpoint when $LSTM_HARNESS_CACHE names a cache, else the tests' one.
+def checkpoint(cache_dir: Path, request: pytest.FixtureRequest) -> Checkpoint:
+    """The model of --harness-checkpoint; else the CLI's cached checkpoint when
+    $LSTM_HARNESS_CACHE names a cache, else the tests' one.
 
     Overrides tests/conftest.py's without redirecting its ``cache_dir``, on which other tests
     rely; without the variable both train into (and then share) that same cache.
     """
+    given = request.config.stash.get(CHECKPOINT_KEY, None)
+    if given is not None:
+        return given
     explicit = os.environ.get("LSTM_HARNESS_CACHE")
     return load_or_train(TrainConfig(), Path(explicit) if explicit else cache_dir)[0]
 
@@ -162,7 +183,8 @@ class Handles:
         key = (case.backend, case.device, case.dtype)
         if key not in self._open:
             # The same first batch as the runner's, so prepare and first-call figures match.
-            first = sine_batch(DEFAULT.batch_sizes[0], DEFAULT.seq_lens[0], 0)
+            first = sine_batch(DEFAULT.batch_sizes[0], DEFAULT.seq_lens[0], 0,
+                               self._checkpoint.model.config.input_size)
             try:
                 self._open[key] = LocalHandle.open(backend, self._checkpoint.model, target, first)
             except Exception as exc:

@@ -61,7 +61,7 @@ def test_inference(benchmark, case, handles, checks, checkpoint: Checkpoint, reg
         "prepare_s": handle.info.prepare_s, "first_call_ms": handle.info.first_call_ms,
         "prepare_rss_mb": handle.info.prepare_rss_mb,
         "threads": env["threads"], "settings": process_settings.to_dict(),
-        "model": {"weights_sha256": checkpoint.sha256, "val_mse": checkpoint.metadata["val_mse"]},
+        "model": checkpoint.info(),
     })
     problem = disagreement(found, tol.atol, tol.rtol)
     if problem:
@@ -71,7 +71,7 @@ def test_inference(benchmark, case, handles, checks, checkpoint: Checkpoint, reg
     timing = config.timing
     timer = FORWARD.timer(handle.sessions, PRIMARY,  # the runner's timing inputs
                           window_payloads((case.batch_size, case.seq_len), config.seed,
-                                          timing.n_inputs))
+                                          timing.n_inputs, checkpoint.model.config.input_size))
     if benchmark.disabled:  # the plain test command: one call, as a correctness test
         benchmark.pedantic(timer.time_calls, args=(1,))
         return

@@ -43,8 +43,8 @@ class NoisyWindows(Workload):
     check_label: ClassVar[str | None] = "noisy windows"
     sigma: float = setting(0.1, _non_negative, "a number >= 0")
 
-    def windows(self, shape: Shape, seed: int) -> np.ndarray:
-        clean = sine_batch(*shape, seed)
+    def windows(self, shape: Shape, seed: int, input_size: int = 1) -> np.ndarray:
+        clean = sine_batch(*shape, seed, input_size)
         noise = np.random.default_rng(seed).normal(0.0, self.sigma, clean.shape)
         return (clean + noise).astype(np.float32)
 
@@ -54,14 +54,15 @@ class NoisyWindows(Workload):
     def check(self, ctx: CheckContext, handle: HandleLike, backend: str, dtype: str) -> Checked:
         checks = []
         for shape in ctx.timed_shapes:
-            x = self.windows(shape, ctx.seed(("noisy", shape)))
+            x = self.windows(shape, ctx.seed(("noisy", shape)), ctx.input_size)
             result = ctx.compare(handle.outputs(self, x), ctx.reference.forward(x))
             checks.append(Check(backend, *shape, "noisy sine", result.max_abs_err,
                                 result.max_rel_err, result.agrees, mode=self.name, dtype=dtype))
         return Checked(checks)
 
-    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int) -> dict[str, Any]:
-        return {PRIMARY: [self.windows(shape, seed + 1000 + i) for i in range(n_inputs)]}
+    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int, input_size: int
+                       ) -> dict[str, Any]:
+        return {PRIMARY: [self.windows(shape, seed + 1000 + i, input_size) for i in range(n_inputs)]}
 
     def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
                    context: RowContext) -> dict:
