@@ -42,6 +42,9 @@ class RunConfig:
     seed: int = 0
     isolate: bool = True  # each backend in its own worker process (harness.engine.isolation)
     backend_timeout_s: float = 600.0  # per call into an isolated backend, preparation included
+    # Where a workload may keep files of its own beside the results (LoadGen's logs, say);
+    # None: it keeps none.
+    files_dir: Path | None = None
 
     @property
     def timed_shapes(self) -> list[Shape]:
@@ -131,7 +134,7 @@ def backends_on(scenario: Scenario, registry: Registry, device: str) -> tuple[st
 def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
          workloads: Mapping[str, type[Workload]] = WORKLOADS, *, model: ModelConfig = DEFAULT_MODEL,
          workdir: Path = Path("artifacts"), seed: int = 0, isolate: bool = True,
-         backend_timeout_s: float = 600.0) -> Plan:
+         backend_timeout_s: float = 600.0, files_dir: Path | None = None) -> Plan:
     """The runs for ``scenario`` with ``overrides``; every bad input is refused here,
     before anything is prepared."""
     _check_dtypes(overrides.dtypes or ())
@@ -155,6 +158,6 @@ def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
                   batch_sizes=scenario.batch_sizes, seq_lens=scenario.seq_lens,
                   tolerance=tolerance_for(scenario, dtype, overrides), timing=timing,
                   workdir=workdir / f"{device}-{dtype}", scenario=scenario.name, seed=seed,
-                  isolate=isolate, backend_timeout_s=backend_timeout_s)
+                  isolate=isolate, backend_timeout_s=backend_timeout_s, files_dir=files_dir)
         for device in devices for dtype in scenario.dtypes)
     return Plan(scenario, workload, devices, configs)

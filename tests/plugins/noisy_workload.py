@@ -24,7 +24,7 @@ from harness.workloads.base import (
     RowContext,
     Sessions,
     Shape,
-    Workload,
+    TimedWorkload,
     setting,
 )
 from harness.workloads.columns import HEAD, NOTES, SPEEDUP, Column, agreement, agreement_tone, fmt
@@ -36,7 +36,7 @@ def _non_negative(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class NoisyWindows(Workload):
+class NoisyWindows(TimedWorkload):
     name: ClassVar[str] = "noisy"
     summary: ClassVar[str] = "sine windows with Gaussian noise, one window per call"
     error_mode: ClassVar[str] = "noisy"
