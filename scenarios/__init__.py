@@ -82,6 +82,20 @@ PRESETS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("rollout", mode="rollout", batch_sizes=(1, 16), budget_s=3.0,
              description="autoregressive: forecast 200 steps from a sine window feeding predictions "
                          "back; error per step vs the float64 rollout, drift horizon, error vs truth"),
+    # The serving scenarios run MLPerf LoadGen against a dynamic batcher; a row's batch size
+    # is the most queries the batcher runs in one call.
+    Scenario("server", mode="server", batch_sizes=(64,),
+             description="LoadGen Server: Poisson arrivals, dynamic batching up to 64; the highest "
+                         "rate each backend holds with its p99 under --latency-bound-ms (5 ms)"),
+    Scenario("single-stream", mode="single-stream", batch_sizes=(1,),
+             description="LoadGen SingleStream: one query at a time, the next when it is answered; "
+                         "the p90 latency"),
+    Scenario("multi-stream", mode="multi-stream", batch_sizes=(8,),
+             description="LoadGen MultiStream: 8 windows per query, one query at a time; the p99 "
+                         "latency per query"),
+    Scenario("offline", mode="offline", batch_sizes=(64,),
+             description="LoadGen Offline: every query at once, batches of up to 64; samples per "
+                         "second"),
 )}
 
 
