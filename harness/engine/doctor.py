@@ -14,6 +14,7 @@ from backends.base import Target
 from backends.registry import Registry
 from harness.core.environment import cuda_info, library_versions
 from harness.core.targets import DEVICES, DTYPES
+from harness.workloads.base import Workload
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,9 @@ def machine_summary(registry: Registry) -> dict:
 
     return {"versions": {**library_versions(), **registry.versions()},
             "torch_cuda_build": torch.version.cuda, **registry.machine_facts(), **cuda_info()}
+
+
+def workload_availability(workloads: dict[str, type[Workload]]) -> dict[str, str | None]:
+    """Mode -> None where the workload can run here, else its own reason (with the install
+    line of what it lacks)."""
+    return {name: cls().unavailable_reason() for name, cls in workloads.items()}
