@@ -35,9 +35,10 @@ SORT_KEYS = {"median": "median_ms", "tail": "p99_ms", "throughput": "throughput_
 
 
 def sort_rows(rows: list[dict], key: str = "median_ms") -> list[dict]:
-    """Group by shape; within a shape the best first (lowest ``key``, highest for a throughput),
-    then unavailable and failed rows."""
-    sign = -1.0 if key.startswith("throughput") else 1.0
+    """Group by shape; within a shape the best first (lowest ``key``; highest for a throughput
+    or a "-key"), then unavailable and failed rows."""
+    sign = -1.0 if key.startswith(("throughput", "-")) else 1.0
+    key = key.removeprefix("-")
     return sorted(rows, key=lambda r: (r["seq_len"], r["batch_size"], r.get(key) is None,
                                        sign * (r.get(key) or 0.0)))
 
@@ -46,9 +47,9 @@ def focus(result: dict) -> str:
     return result.get("scenario", {}).get("focus", "median")
 
 
-def by_scenario(result: dict) -> list[tuple[str, list[dict]]]:
+def by_scenario(result: dict, workloads: Workloads = WORKLOADS) -> list[tuple[str, list[dict]]]:
     """Rows grouped into one table per scenario (and workload), each sorted best first by
-    the scenario's focus (fastest median by default)."""
+    its workload's ranking, else by the scenario's focus (fastest median by default)."""
     default = result.get("scenario", {}).get("name", "")
     groups: dict[str, list[dict]] = {}
     for row in result.get("rows", []):
@@ -57,8 +58,10 @@ def by_scenario(result: dict) -> list[tuple[str, list[dict]]]:
         if mode != DEFAULT_MODE:
             name = f"{name} ({mode})"
         groups.setdefault(name, []).append(row)
-    key = SORT_KEYS.get(focus(result), "median_ms")
-    return [(name, sort_rows(rows, key)) for name, rows in groups.items()]
+    by_focus = SORT_KEYS.get(focus(result), "median_ms")
+    return [(name, sort_rows(rows, workload_of(rows[0].get("mode", DEFAULT_MODE), workloads).rank_by
+                             or by_focus))
+            for name, rows in groups.items()]
 
 
 def shape_breaks(rows: list[dict]) -> list[bool]:

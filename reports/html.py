@@ -34,7 +34,7 @@ def _row_html(row: dict, new_shape: bool, columns: tuple[Column, ...]) -> str:
 
 def _results_tables(result: dict, workloads: cols.Workloads) -> list[str]:
     parts = []
-    for scenario, rows in cols.by_scenario(result):
+    for scenario, rows in cols.by_scenario(result, workloads):
         columns = cols.columns_for(rows, cols.focus(result), workloads)
         header = "".join(f"<th>{escape(c.header)}</th>" for c in columns)
         body = "".join(_row_html(r, b, columns)
@@ -83,7 +83,9 @@ def _figures(result: dict) -> list[str]:
                ("throughput", "Throughput with the 95% CI of the median", plots.throughput_bars(rows)),
                ("agreement", "Largest error against the float64 reference",
                 plots.agreement_errors(rows, atol)),
-               ("rollout", "Rollout error vs horizon", plots.rollout_error(rows))]
+               ("rollout", "Rollout error vs horizon", plots.rollout_error(rows)),
+               ("serving", "LoadGen p99 latency vs offered rate, with the bound",
+                plots.latency_vs_offered_rate(rows))]
     return [f'<figure id="fig-{name}"><img alt="{escape(caption)}" '
             f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>"

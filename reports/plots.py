@@ -127,3 +127,36 @@ def rollout_error(rows: list[dict]) -> bytes | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     return _png(fig)
+
+
+def latency_vs_offered_rate(rows: list[dict]) -> bytes | None:
+    """LoadGen's p99 latency against the rate offered, one line per backend through every
+    test of its rate search (filled: VALID, hollow: INVALID), with the latency bound drawn."""
+    searched = [r for r in rows if r.get("search")]
+    if not searched:
+        return None
+    several = len({r["batch_size"] for r in searched}) > 1
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in searched:
+        points = sorted((t["offered_qps"], t["p99_ms"], t["valid"]) for t in r["search"]
+                        if t.get("p99_ms") is not None)
+        if not points:
+            continue
+        label = _label(r) + (f" · max batch {r['batch_size']}" if several else "")
+        rate, p99, valid = zip(*points, strict=True)
+        line, = ax.plot(rate, p99, label=label, alpha=0.8)
+        ax.scatter([x for x, v in zip(rate, valid, strict=True) if v],
+                   [y for y, v in zip(p99, valid, strict=True) if v], color=line.get_color(), zorder=3)
+        ax.scatter([x for x, v in zip(rate, valid, strict=True) if not v],
+                   [y for y, v in zip(p99, valid, strict=True) if not v], facecolors="none",
+                   edgecolors=line.get_color(), zorder=3)
+    for bound in sorted({r["latency_bound_ms"] for r in searched if r.get("latency_bound_ms")}):
+        ax.axhline(bound, color="red", linestyle="--", label=f"p99 bound {bound:g} ms")
+    ax.set(xscale="log", yscale="log", xlabel="offered rate (queries/s)",
+           ylabel="LoadGen p99 latency (ms)",
+           title="Latency vs offered rate (filled: VALID, hollow: INVALID)")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig)
