@@ -85,7 +85,8 @@ def _figures(result: dict) -> list[str]:
                 plots.agreement_errors(rows, atol)),
                ("rollout", "Rollout error vs horizon", plots.rollout_error(rows)),
                ("serving", "LoadGen p99 latency vs offered rate, with the bound",
-                plots.latency_vs_offered_rate(rows))]
+                plots.latency_vs_offered_rate(rows)),
+               ("batches", "Batch sizes the dynamic batcher formed", plots.batches_formed(rows))]
     return [f'<figure id="fig-{name}"><img alt="{escape(caption)}" '
             f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>"
