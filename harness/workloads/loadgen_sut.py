@@ -45,6 +45,9 @@ DETAIL_LOG = "mlperf_log_detail.txt"
 SUMMARY_LOG = "mlperf_log_summary.txt"
 # LoadGen's latency percentiles, as its detail log names them.
 PERCENTILES = ("50.00", "90.00", "95.00", "97.00", "99.00", "99.90")
+# The answer times a test keeps: a test of MLPerf's length answers about a million queries,
+# so past this many they are kept evenly spaced through the test.
+MAX_ANSWER_TIMES = 20_000
 
 
 def loadgen_missing() -> str | None:
@@ -169,7 +172,9 @@ class TestResult:
     queries: int | None
     min_duration_s: float | None  # LoadGen's effective minimums
     min_query_count: int | None
-    answer_s: tuple[float, ...]  # per answer: reaching the system under test to completion
+    # per answer (evenly spaced, at most MAX_ANSWER_TIMES): reaching the system under test
+    # to its completion
+    answer_s: tuple[float, ...]
     batch_sizes: dict[int, int]  # batch size -> batches formed of that size
     answers: Answers
     log_dir: str | None  # where LoadGen's logs were kept; None: nowhere
@@ -286,7 +291,8 @@ class LoadGenTest:
             lg.DestroyQSL(qsl)
         if failure:
             raise failure[0]
-        return self._result(read_detail_log(log_dir / DETAIL_LOG), tuple(answer_s),
+        stride = max(1, -(-len(answer_s) // MAX_ANSWER_TIMES))  # ceil: 1 up to the cap
+        return self._result(read_detail_log(log_dir / DETAIL_LOG), tuple(answer_s[::stride]),
                             dict(sorted(queue.sizes.items())), check.result(),
                             str(log_dir) if self.log_dir is not None else None)
 
