@@ -214,6 +214,9 @@ class Workload(ABC):
     # The row key its tables rank rows by within a shape, best first ("-key": the highest
     # first); None: the scenario's focus decides.
     rank_by: ClassVar[str | None] = None
+    # The row key `compare` compares its rows by ("-key": higher is better), where two runs'
+    # samples are not taken under the same conditions; None: the samples are compared.
+    compare_by: ClassVar[str | None] = None
 
     # -- the parent's side -------------------------------------------------------------
     @abstractmethod

@@ -57,6 +57,8 @@ class Server(Serving):
     error_mode: ClassVar[str] = "server"
     scenario: ClassVar[str] = "Server"
     rank_by: ClassVar[str | None] = "-max_qps"
+    # Its answer times are taken at each run's own rate: runs compare by the rate.
+    compare_by: ClassVar[str | None] = "-max_qps"
     latency_bound_ms: float = setting(5.0, positive_number, "a number of milliseconds > 0")
     max_wait_ms: float = setting(0.5, non_negative_number, "a number of milliseconds >= 0")
 
