@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.core.model import validate_input
 from harness.core.results import Check
 from harness.workloads.base import (
     Alone,
@@ -119,6 +120,7 @@ class Serving(AloneWorkload):
 
     # -- where the backend runs ----------------------------------------------------------
     def outputs(self, sessions: Sessions, payload: WarmUp | LoadGenTest) -> Capacity | TestResult:
+        validate_input(payload.windows, sessions.input_size)
         return payload.run(sessions.window)
 
     # -- the parent's side -------------------------------------------------------------
