@@ -8,9 +8,9 @@ VALID or INVALID by MLPerf's rules. The system under test here is a dynamic batc
 * LoadGen's own thread runs the test and hands queries to the batcher;
 * this process's main thread, the one that prepared and checked the session (a CUDA graph
   or another thread-bound runtime is called from the thread that made it), takes batches
-  from the batcher, runs each through the session, reads the answers back to the host,
-  completes the queries, and only then checks every answer against the float64 reference's
-  (so the check is outside every latency).
+  from the batcher, runs each through the session, reads the answers back to the host, and
+  completes the queries; every answer is kept and, once the test is over, checked against
+  the float64 reference's (so checking costs no query any time).
 
 A backend that raises stops being called: the test's remaining queries are completed
 unanswered, so that LoadGen can finish, and the error is raised when it has.
@@ -129,32 +129,19 @@ class Answers:
         return self.checked > 0 and self.wrong == 0
 
 
-class _AnswerCheck:
-    def __init__(self, expected: np.ndarray, tolerance: Tolerance) -> None:
-        self.expected = expected
-        self.tolerance = tolerance
-        self.checked = self.wrong = 0
-        self.max_abs = self.max_rel = 0.0
-
-    def add(self, answers: np.ndarray, indices: list[int]) -> None:
-        expected = self.expected[indices]
-        if answers.shape != expected.shape:
-            self.checked += len(indices)
-            self.wrong += len(indices)
-            self.max_abs = self.max_rel = float("inf")
-            return
-        result = compare(answers, expected, self.tolerance)
-        ok = within(answers, expected, self.tolerance).all(axis=tuple(range(1, answers.ndim)))
-        self.checked += len(indices)
-        self.wrong += int((~ok).sum())
-        # NaN (a non-finite answer) wins, so the row shows it.
-        self.max_abs = float(np.fmax(self.max_abs, result.max_abs_err)) \
-            if np.isfinite(result.max_abs_err) else result.max_abs_err
-        self.max_rel = float(np.fmax(self.max_rel, result.max_rel_err)) \
-            if np.isfinite(result.max_rel_err) else result.max_rel_err
-
-    def result(self) -> Answers:
-        return Answers(self.checked, self.wrong, self.max_abs, self.max_rel)
+def check_answers(indices: list[np.ndarray], answers: list[np.ndarray], expected: np.ndarray,
+                  tolerance: Tolerance) -> Answers:
+    """Every answer (batch by batch, with the library indices it answered) against the
+    float64 reference's answer to the same window."""
+    if not answers:
+        return Answers(0, 0, 0.0, 0.0)
+    index = np.concatenate(indices)
+    if any(a.shape[1:] != expected.shape[1:] for a in answers):
+        return Answers(len(index), len(index), float("inf"), float("inf"))
+    actual, wanted = np.concatenate(answers), expected[index]
+    result = compare(actual, wanted, tolerance)
+    ok = within(actual, wanted, tolerance).reshape(len(index), -1).all(axis=1)
+    return Answers(len(index), int((~ok).sum()), result.max_abs_err, result.max_rel_err)
 
 
 @dataclass(frozen=True)
@@ -244,7 +231,8 @@ class LoadGenTest:
 
         windows = self.windows
         queue = BatchQueue(self.batching)
-        check = _AnswerCheck(self.expected, self.tolerance)
+        answered: list[np.ndarray] = []  # the library indices of each batch answered ...
+        answers: list[np.ndarray] = []  # ... and its answers, checked once the test is over
         answer_s: list[float] = []
         failure: list[BaseException] = []
         output = lg.LogOutputSettings()
@@ -273,18 +261,16 @@ class LoadGenTest:
         driver.start()
         try:
             while (batch := queue.next_batch()) is not None:
-                indices = [q.index for q in batch]
-                answers = None
+                indices = np.fromiter((q.index for q in batch), dtype=np.intp, count=len(batch))
                 if not failure:
                     try:
-                        answers = answer(session, windows[indices])
+                        answers.append(answer(session, windows[indices]))
+                        answered.append(indices)
                     except Exception as exc:  # noqa: BLE001 - LoadGen must finish first
                         failure.append(exc)
                 done = time.perf_counter()
                 lg.QuerySamplesComplete([lg.QuerySampleResponse(q.id, 0, 0) for q in batch])
                 answer_s.extend(done - q.arrived_s for q in batch)
-                if answers is not None:
-                    check.add(answers, indices)
         finally:
             driver.join()
             lg.DestroySUT(sut)
@@ -293,7 +279,8 @@ class LoadGenTest:
             raise failure[0]
         stride = max(1, -(-len(answer_s) // MAX_ANSWER_TIMES))  # ceil: 1 up to the cap
         return self._result(read_detail_log(log_dir / DETAIL_LOG), tuple(answer_s[::stride]),
-                            dict(sorted(queue.sizes.items())), check.result(),
+                            dict(sorted(queue.sizes.items())),
+                            check_answers(answered, answers, self.expected, self.tolerance),
                             str(log_dir) if self.log_dir is not None else None)
 
     def _result(self, log: dict[str, Any], answer_s: tuple[float, ...], sizes: dict[int, int],
