@@ -168,6 +168,7 @@ def test_a_backend_that_raises_mid_test_fails_it_after_loadgen_has_finished():
 def test_single_and_multi_stream_queries_are_batched_as_loadgen_issues_them():
     single = _test("SingleStream", max_batch=8, expected_latency_s=1e-4).run(LastSample())
     assert single.valid and set(single.batch_sizes) == {1}  # the next query waits for the last
+    assert single.completed_qps > 0  # queries per second, LoadGen's overhead included
     multi = _test("MultiStream", max_batch=8, expected_latency_s=1e-4, samples_per_query=8,
                   queries=600).run(LastSample())
     assert multi.valid and set(multi.batch_sizes) == {8} and multi.latency_ms["99.00"] > 0

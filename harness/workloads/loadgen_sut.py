@@ -293,7 +293,10 @@ class LoadGenTest:
         per_query = "per_query_" if self.scenario == "MultiStream" else ""
         latency = {p: value for p in PERCENTILES
                    if (value := ms(f"result_{p}_percentile_{per_query}latency_ns")) is not None}
-        completed = log.get("result_completed_samples_per_sec", log.get("result_samples_per_second"))
+        # Samples per second (Server, Offline), or queries per second (SingleStream).
+        completed = next((log[key] for key in ("result_completed_samples_per_sec",
+                                               "result_samples_per_second",
+                                               "result_qps_with_loadgen_overhead") if key in log), None)
         min_duration = log.get("effective_min_duration_ms")
         return TestResult(
             scenario=self.scenario, valid=log.get("result_validity") == "VALID",

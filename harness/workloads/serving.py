@@ -62,10 +62,6 @@ LIBRARY_SIZE = 1024  # sine windows in LoadGen's query sample library
 SHORT_MIN_QUERIES = 1024
 
 
-def _ms(value: float | None) -> float | None:
-    return None if value is None else value * 1e3
-
-
 def _answers(row: dict) -> str:
     """✓/✗, the largest error, and how many answers were checked (and wrong)."""
     if row.get("agrees") is None:
