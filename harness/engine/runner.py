@@ -347,6 +347,7 @@ class Runner:
             backend.checked = Checked([*backend.checked.checks, *alone.checks], backend.checked.fields)
             found[name] = _Found(alone_measurement(alone, probes, cfg.timing.max_foreign_cores),
                                  alone.fields)
+            self._event(Event(name, Phase.DONE, shape=shape, workload=workload.name))
         return found
 
     # -- the run ------------------------------------------------------------------------
