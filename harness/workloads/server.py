@@ -3,8 +3,8 @@ highest offered rate at which LoadGen's 99th-percentile latency stays under the 
 the test is VALID.
 
 In each worker process the rate is searched for (``harness.workloads.rate_search``), LoadGen
-judging every test: from half the warmed-up backend's capacity, doubling or halving until
-one test passes and one fails, then bisecting to within ``PRECISION``. A later process
+judging every test: from half the warmed-up backend's capacity (``first_rate``), doubling or
+halving until one test passes and one fails, then bisecting to within ``PRECISION``. A later process
 starts from the earlier one's answer, with a finer bracket. With ``full``, the search's
 tests stay short and the answer is then confirmed by a test of MLPerf's own length, a step
 lower each time it is not VALID. The row reports the process with the lowest rate: a rate
@@ -37,6 +37,10 @@ MAX_TRIALS = 12  # tests per search, at most
 REFINE_FACTOR = 1.25  # a later process's bracket around the earlier one's answer
 MIN_RATE = 50.0  # queries/s: a slower backend is not searched further (tests grow long)
 CONFIRM_TRIES = 3  # full-length tests, each a step lower, before a full search gives up
+# LoadGen and the batcher cost tens of microseconds of Python a query, which the warm-up's
+# timing does not see; a first test far above what they sustain takes long to drain its
+# backlog, so the search starts no higher than this and doubles up from there.
+FIRST_RATE_CAP = 2000.0
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,12 @@ class Server(Serving):
 
     def first_rate(self, capacity: Capacity) -> float:
         """Half of what the backend could answer in full batches, or one at a time where a
-        full batch alone takes more than half the bound."""
+        full batch alone takes more than half the bound; at most ``FIRST_RATE_CAP``."""
         if capacity.max_batch_s <= self.latency_bound_ms / 2e3:
-            return 0.5 * capacity.max_batch / capacity.max_batch_s
-        return 0.5 / capacity.batch1_s
+            rate = 0.5 * capacity.max_batch / capacity.max_batch_s
+        else:
+            rate = 0.5 / capacity.batch1_s
+        return min(rate, FIRST_RATE_CAP)
 
     def measure(self, ctx: AloneContext, probes: Sequence[Probe], shape: Shape) -> Alone:
         found: list[_Process] = []
