@@ -18,7 +18,7 @@ from harness.engine.plan import Overrides, plan
 from harness.engine.runner import Runner
 from harness.workloads import WORKLOADS
 from harness.workloads.batching import Batching, BatchQueue
-from harness.workloads.loadgen_sut import LoadGenTest, loadgen_missing
+from harness.workloads.loadgen_sut import Capacity, LoadGenTest, loadgen_missing
 from harness.workloads.rate_search import find_peak
 from scenarios import PRESETS
 
@@ -129,6 +129,15 @@ def test_a_refined_search_starts_near_its_first_guess():
     search = find_peak(lambda rate: (rate <= 1000.0, None), 980.0, factor=1.25, precision=0.05)
     assert [round(t.rate) for t in search.trials[:2]] == [980, 1225]
     assert len(search.trials) <= 5 and 1000 / 1.05 <= search.best.rate <= 1000
+
+
+def test_the_server_search_starts_from_the_warmed_up_capacity():
+    server = WORKLOADS["server"]()  # a 5 ms bound
+    # full batches of 64 in 20 ms would break the bound: start from one at a time, 2 ms each
+    assert server.first_rate(Capacity(batch1_s=2e-3, max_batch_s=20e-3, max_batch=64)) == 250.0
+    # 64 in 2 ms fits: half of 32,000/s, but no higher than the batcher's own cost allows
+    assert server.first_rate(Capacity(batch1_s=1e-4, max_batch_s=2e-3, max_batch=64)) == 2000.0
+    assert server.first_rate(Capacity(batch1_s=2e-3, max_batch_s=2e-3, max_batch=2)) == 500.0
 
 
 # -- one LoadGen test, against a session that is fast, slow, wrong or broken ------------------
