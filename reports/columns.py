@@ -37,9 +37,10 @@ SORT_KEYS = {"median": "median_ms", "tail": "p99_ms", "throughput": "throughput_
 
 
 def sort_rows(rows: list[dict], key: str = "median_ms") -> list[dict]:
-    """Group by shape; within a shape the best first (lowest ``key``, highest for a throughput),
-    then unavailable and failed rows."""
-    sign = -1.0 if key.startswith("throughput") else 1.0
+    """Group by shape; within a shape the best first (lowest ``key``; highest for a throughput
+    or a "-key"), then unavailable and failed rows."""
+    sign = -1.0 if key.startswith(("throughput", "-")) else 1.0
+    key = key.removeprefix("-")
     return sorted(rows, key=lambda r: (r["seq_len"], r["batch_size"], r.get(key) is None,
                                        sign * (r.get(key) or 0.0)))
 
@@ -65,10 +66,10 @@ def several_models(items: list[dict]) -> bool:
     return len({item.get("model_sha256") for item in items}) > 1
 
 
-def by_scenario(result: dict) -> list[tuple[str, list[dict]]]:
+def by_scenario(result: dict, workloads: Workloads = WORKLOADS) -> list[tuple[str, list[dict]]]:
     """Rows grouped into one table per scenario (and workload, and model where the run
-    covered several), each sorted best first by the scenario's focus (fastest median by
-    default)."""
+    covered several), each sorted best first by its workload's ranking, else by the
+    scenario's focus (fastest median by default)."""
     default = result.get("scenario", {}).get("name", "")
     rows = result.get("rows", [])
     per_model = several_models(rows)
@@ -81,8 +82,10 @@ def by_scenario(result: dict) -> list[tuple[str, list[dict]]]:
         if per_model:
             name = f"{name} · {model_label(row)}"
         groups.setdefault(name, []).append(row)
-    key = SORT_KEYS.get(focus(result), "median_ms")
-    return [(name, sort_rows(rows, key)) for name, rows in groups.items()]
+    by_focus = SORT_KEYS.get(focus(result), "median_ms")
+    return [(name, sort_rows(rows, workload_of(rows[0].get("mode", DEFAULT_MODE), workloads).rank_by
+                             or by_focus))
+            for name, rows in groups.items()]
 
 
 def shape_breaks(rows: list[dict]) -> list[bool]:

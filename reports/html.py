@@ -34,7 +34,7 @@ def _row_html(row: dict, new_shape: bool, columns: tuple[Column, ...]) -> str:
 
 def _results_tables(result: dict, workloads: cols.Workloads) -> list[str]:
     parts = []
-    for scenario, rows in cols.by_scenario(result):
+    for scenario, rows in cols.by_scenario(result, workloads):
         columns = cols.columns_for(rows, cols.focus(result), workloads)
         header = "".join(f"<th>{escape(c.header)}</th>" for c in columns)
         body = "".join(_row_html(r, b, columns)
@@ -85,7 +85,11 @@ def _figures(result: dict) -> list[str]:
                 plots.agreement_errors(rows, atol)),
                ("rollout", "Rollout error vs horizon", plots.rollout_error(rows)),
                ("speedup-hidden", "Speedup against eager as the hidden size grows, one line per "
-                "batch size (dashed: 2 layers or more), 95% CI shaded", plots.speedup_vs_hidden(rows))]
+                "batch size (dashed: 2 layers or more), 95% CI shaded", plots.speedup_vs_hidden(rows)),
+
+               ("serving", "LoadGen p99 latency vs offered rate, with the bound",
+                plots.latency_vs_offered_rate(rows)),
+               ("batches", "Batch sizes the dynamic batcher formed", plots.batches_formed(rows))]
     return [f'<figure id="fig-{name}"><img alt="{escape(caption)}" '
             f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>"

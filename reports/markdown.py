@@ -28,7 +28,7 @@ def _line(cells: list[str]) -> str:
 
 def render_markdown(result: dict, workloads: Workloads = WORKLOADS) -> str:
     parts = []
-    for scenario, rows in by_scenario(result):
+    for scenario, rows in by_scenario(result, workloads):
         columns = columns_for(rows, focus(result), workloads)
         parts += [f"### {title(result, scenario)}", "",
                   _line([c.header for c in columns]),

@@ -177,3 +177,64 @@ def speedup_vs_hidden(rows: list[dict]) -> bytes | None:
         ax.legend(fontsize="x-small")
     axes[0][0].set_ylabel("speedup vs eager (×, above 1 is faster)")
     return _png(fig)
+
+
+def latency_vs_offered_rate(rows: list[dict]) -> bytes | None:
+    """LoadGen's p99 latency against the rate offered, one line per backend through every
+    test of its rate search (filled: VALID, hollow: INVALID), with the latency bound drawn."""
+    searched = [r for r in rows if r.get("search")]
+    if not searched:
+        return None
+    several = len({r["batch_size"] for r in searched}) > 1
+    label_of = _labeller(searched)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in searched:
+        points = sorted((t["offered_qps"], t["p99_ms"], t["valid"]) for t in r["search"]
+                        if t.get("p99_ms") is not None)
+        if not points:
+            continue
+        label = label_of(r) + (f" · max batch {r['batch_size']}" if several else "")
+        rate, p99, valid = zip(*points, strict=True)
+        line, = ax.plot(rate, p99, label=label, alpha=0.8)
+        ax.scatter([x for x, v in zip(rate, valid, strict=True) if v],
+                   [y for y, v in zip(p99, valid, strict=True) if v], color=line.get_color(), zorder=3)
+        ax.scatter([x for x, v in zip(rate, valid, strict=True) if not v],
+                   [y for y, v in zip(p99, valid, strict=True) if not v], facecolors="none",
+                   edgecolors=line.get_color(), zorder=3)
+    for bound in sorted({r["latency_bound_ms"] for r in searched if r.get("latency_bound_ms")}):
+        ax.axhline(bound, color="red", linestyle="--", label=f"p99 bound {bound:g} ms")
+    ax.set(xscale="log", yscale="log", xlabel="offered rate (queries/s)",
+           ylabel="LoadGen p99 latency (ms)",
+           title="Latency vs offered rate (filled: VALID, hollow: INVALID)")
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
+def batches_formed(rows: list[dict]) -> bytes | None:
+    """The dynamic batcher's batches, one line per row: the share of queries answered in a
+    batch of each size (a batch of 8 answers 8 queries)."""
+    formed = [r for r in rows if r.get("batches_formed")]
+    if not formed:
+        return None
+    several = len({(r["batch_size"], r.get("mode")) for r in formed}) > 1
+    label_of = _labeller(formed)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in formed:
+        sizes = np.array([size for size, _ in r["batches_formed"]], dtype=float)
+        queries = sizes * np.array([count for _, count in r["batches_formed"]], dtype=float)
+        label = label_of(r) + (f" · {r.get('mode')} · max batch {r['batch_size']}" if several else "")
+        ax.step(sizes, 100.0 * queries / queries.sum(), where="mid", marker="o", markersize=3,
+                label=label)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set(xlabel="batch size formed", ylabel="% of queries answered",
+           title="Batches the dynamic batcher formed (the reported test)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig)

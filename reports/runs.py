@@ -32,12 +32,18 @@ _VERDICT_STYLE = {"agreement lost": "bold red", "slower": "bold red", "faster": 
 
 def _change_row(change: RowChange, threshold: float) -> list:
     b, n = change.base, change.new
-    test = change.test
-    delta = "—" if test is None else f"{(test.ratio - 1) * 100:+.1f}%"
-    p = "—" if test is None or test.p_value is None else f"{test.p_value:.2g}"
+    test, figure = change.test, change.figure
     verdict = change.verdict(threshold)
     agree = f"{_agrees(b)} → {_agrees(n)}"
-    return [*_identity(b), fmt(b.get("median_ms"), ".3f"), fmt(n.get("median_ms"), ".3f"), delta, p, agree,
+    if figure is not None:
+        values = [fmt(figure.base, ",.4g", f" {figure.key}"), fmt(figure.new, ",.4g", f" {figure.key}"),
+                  "—" if figure.worse_by is None else f"{(figure.new / figure.base - 1) * 100:+.1f}%",
+                  "—"]
+    else:
+        values = [fmt(b.get("median_ms"), ".3f", " ms"), fmt(n.get("median_ms"), ".3f", " ms"),
+                  "—" if test is None else f"{(test.ratio - 1) * 100:+.1f}%",
+                  "—" if test is None or test.p_value is None else f"{test.p_value:.2g}"]
+    return [*_identity(b), *values, agree,
             Text(verdict, style=_VERDICT_STYLE.get(verdict, ""))]
 
 
@@ -58,9 +64,9 @@ def comparison_table(comparison: Comparison, base_label: str, new_label: str,
     # A model column only where the rows are of more than one model: rows match on it.
     every = [*(c.base for c in comparison.changes), *comparison.only_base, *comparison.only_new]
     models = several_models(every)
-    for header in (*(["model"] if models else []), "backend", "device", "dtype", "shape", "base ms",
-                   "new ms", "Δ median", "p", "agrees", "verdict"):
-        table.add_column(header, justify="right" if header.endswith(("ms", "median", "p")) else "left",
+    for header in (*(["model"] if models else []), "backend", "device", "dtype", "shape", "base",
+                   "new", "Δ", "p", "agrees", "verdict"):
+        table.add_column(header, justify="right" if header in ("base", "new", "Δ", "p") else "left",
                          no_wrap=True)
     lead = (lambda row: [model_label(row)]) if models else (lambda row: [])
     for change in comparison.changes:
@@ -71,7 +77,11 @@ def comparison_table(comparison: Comparison, base_label: str, new_label: str,
     gate_text = "no gate" if threshold is None else f"gate: slower by > {threshold:.0%} and significant"
     if comparison.contended and threshold is not None:
         gate_text = f"gate not applied: {' and '.join(comparison.contended)} contended"
-    table.caption = (f"Mann-Whitney U on the raw samples, two-sided, significant at "
-                     f"{comparison.confidence:.0%} confidence (p < {1 - comparison.confidence:.2g}); "
-                     f"{gate_text}")
+    by_figure = ""
+    if any(c.figure for c in comparison.changes):
+        by_figure = ("; rows shown with their own figure (a server's highest rate, say) are one "
+                     "number a side: untested, and never gated")
+    table.caption = (f"Δ: the median's change, Mann-Whitney U on the raw samples, two-sided, "
+                     f"significant at {comparison.confidence:.0%} confidence "
+                     f"(p < {1 - comparison.confidence:.2g}); {gate_text}{by_figure}")
     return table

@@ -49,7 +49,7 @@ def scenario_table(result: dict, scenario: str, rows: list[dict],
 def results_table(result: dict, workloads: Workloads = WORKLOADS) -> Group:
     """Every scenario's table, in the order the scenarios appear in the results."""
     return Group(*(scenario_table(result, name, rows, workloads)
-                   for name, rows in by_scenario(result)))
+                   for name, rows in by_scenario(result, workloads)))
 
 
 def best_throughput_table(result: dict) -> Table:

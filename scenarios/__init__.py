@@ -100,6 +100,20 @@ PRESETS: dict[str, Scenario] = {s.name: s for s in (
              params=(("check_grid", "timed"),),
              description="hidden 32..512 x 1 and 2 layers (seeded weights), batch 1 and 64, fp32, "
                          "every CPU backend: where the ranks cross as the model grows"),
+    # The serving scenarios run MLPerf LoadGen against a dynamic batcher; a row's batch size
+    # is the most queries the batcher runs in one call.
+    Scenario("server", mode="server", batch_sizes=(64,),
+             description="LoadGen Server: Poisson arrivals, dynamic batching up to 64; the highest "
+                         "rate each backend holds with its p99 under --latency-bound-ms (5 ms)"),
+    Scenario("single-stream", mode="single-stream", batch_sizes=(1,),
+             description="LoadGen SingleStream: one query at a time, the next when it is answered; "
+                         "the p90 latency"),
+    Scenario("multi-stream", mode="multi-stream", batch_sizes=(8,),
+             description="LoadGen MultiStream: 8 windows per query, one query at a time; the p99 "
+                         "latency per query"),
+    Scenario("offline", mode="offline", batch_sizes=(64,),
+             description="LoadGen Offline: every query at once, batches of up to 64; samples per "
+                         "second"),
 )}
 
 

@@ -25,16 +25,19 @@ from harness.core.model import ModelConfig
 from harness.core.targets import DTYPES
 from harness.core.training import TrainConfig
 from harness.workloads import WORKLOADS
-from harness.workloads.base import SettingError, Workload, make_workload, settings_of
+from harness.workloads.base import (
+    SettingError,
+    Workload,
+    make_workload,
+    non_negative_number,
+    positive_number,
+    settings_of,
+)
 from scenarios import FOCUSES, PRESETS, SCENARIO_DEVICES, Scenario
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _choice(allowed: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
@@ -62,7 +65,7 @@ def _scalars(workloads: Mapping[str, type[Workload]]) -> dict[str, tuple[Callabl
         "dtypes": _list_of(lambda x: x in DTYPES, f"{', '.join(map(repr, DTYPES))}"),
         "devices": _list_of(lambda x: x in SCENARIO_DEVICES, f"{', '.join(map(repr, SCENARIO_DEVICES))}"),
         "backends": _list_of(lambda x: isinstance(x, str) and x.strip() != "", "backend names"),
-        "budget_s": ((lambda v: _is_number(v) and v > 0), "a number > 0"),
+        "budget_s": (positive_number, "a number > 0"),
         "processes": ((lambda v: _is_int(v) and v >= 1), "an integer >= 1"),
     }
 
@@ -118,7 +121,7 @@ def _tolerances(path: Path, table: Any) -> tuple[tuple[str, float, float], ...]:
         if not isinstance(tol, dict) or set(tol) != set(_TOLERANCE_KEYS):
             raise _fail(path, key, "a table with exactly the keys 'atol' and 'rtol'", tol)
         for name in _TOLERANCE_KEYS:
-            if not (_is_number(tol[name]) and tol[name] >= 0):
+            if not non_negative_number(tol[name]):
                 raise _fail(path, f"{key}.{name}", "a number >= 0", tol[name])
         out.append((dtype, float(tol["atol"]), float(tol["rtol"])))
     return tuple(out)

@@ -10,7 +10,9 @@ from harness.core.errors import InputError
 from harness.engine.handles import LocalHandle
 from harness.engine.isolation import WorkerHandle
 from harness.workloads.forward import FORWARD
+from harness.workloads.loadgen_sut import WarmUp
 from harness.workloads.rollout import Rollout
+from harness.workloads.server import Server
 from harness.workloads.streaming import Streaming
 
 REGISTRY = load_registry(["tests.plugins.wrong_backend"])
@@ -47,3 +49,12 @@ def test_an_isolated_handle_refuses_them_too_and_stays_usable(checkpoint, cpu_ta
         assert handle.outputs(FORWARD, sine_batch(2, 50, 1)).shape == (2, 1)
     finally:
         handle.close()
+
+
+def test_a_serving_handle_refuses_them_before_the_backend_sees_a_query(checkpoint, cpu_target):
+    handle = LocalHandle.open(REGISTRY.create("wrong"), checkpoint.model, cpu_target,
+                              sine_batch(1, 50, 0))
+    for x, message in BAD:
+        with pytest.raises(InputError, match=message):
+            handle.outputs(Server(), WarmUp(x, max_batch=1))
+    handle.close()

@@ -94,3 +94,28 @@ def test_a_contended_side_is_flagged_and_the_speed_gate_neither_passes_nor_fails
     said = " ".join(capsys.readouterr().err.split())
     assert "the regression gate was not applied: new.json was timed while work outside" in said
     assert main(["compare", *map(str, paths)]) == 0  # no gate asked for: nothing to refuse
+
+
+def _server(results: dict, max_qps: float | None, latency_scale: float) -> dict:
+    """``results`` as server rows: each at its own highest rate, its answer times scaled."""
+    rows = [{**r, "mode": "server", "max_qps": max_qps,
+             "samples_ms": [x * latency_scale for x in r["samples_ms"]]} for r in results["rows"]]
+    return {**results, "rows": rows}
+
+
+def test_server_rows_compare_by_their_rate_not_by_answer_times_at_different_rates():
+    """A server that holds a higher rate answers slower at that rate: by its samples it would
+    look slower; by its rate, which is what it is judged on, it is better. One rate a side
+    cannot be tested, so no gate fails on it."""
+    base = _server(make_results(noise=0.01), 1000.0, 1.0)
+    new = _server(make_results(noise=0.01, seed=5), 1500.0, 2.0)
+    figures = {"server": "-max_qps"}
+    comparison = compare_results(base, new, figures=figures)
+    measured = [c for c in comparison.changes if c.base["status"] == "ok"]
+    assert measured and all(c.test is None and c.figure.worse_by == pytest.approx(-0.5) for c in measured)
+    assert {c.verdict(0.05) for c in measured} == {"better (untested)"}
+    worse = compare_results(new, base, figures=figures)
+    assert {c.verdict(0.05) for c in worse.changes if c.base["status"] == "ok"} == {"worse (untested)"}
+    assert worse.failures(0.05) == []  # untested: never gated
+    # without the figure the doubled answer times read as a significant slowdown
+    assert compare_results(base, new).failures(0.05)

@@ -121,6 +121,17 @@ def test_live_progress_has_a_task_per_backend_phase_and_shape():
     assert "eager batch=64 seq_len=50" in console.file.getvalue()
 
 
+def test_a_backend_measured_on_its_own_closes_its_task_when_done():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+    with run_progress(console) as on_event:
+        on_event(Event("eager", Phase.TIME, shape=(64, 50), workload="server"))
+        on_event(Event("eager", Phase.DONE, shape=(64, 50), workload="server"))
+        on_event(Event("onnxruntime", Phase.TIME, shape=(64, 50), workload="server"))
+        tasks = on_event.progress.tasks
+        assert [(t.description, t.finished) for t in tasks] == [
+            ("eager batch=64 seq_len=50", True), ("onnxruntime batch=64 seq_len=50", False)]
+
+
 def test_off_a_terminal_each_event_is_one_plain_line():
     console = Console(file=io.StringIO(), force_terminal=False, width=200)
     with run_progress(console) as on_event:

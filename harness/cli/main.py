@@ -60,14 +60,17 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
-def _positive_float(flag: str):
+def _number(flag: str, at_least_zero: bool = False):
+    """A number > 0 (>= 0 with ``at_least_zero``), refused in one line otherwise."""
+    bound = ">= 0" if at_least_zero else "> 0"
+
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} expects a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{flag} expects a number > 0, got {text}")
+        if not (value >= 0 if at_least_zero else value > 0):
+            raise argparse.ArgumentTypeError(f"{flag} expects a number {bound}, got {text}")
         return value
     return parse
 
@@ -131,13 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="forward mode: check agreement on the full grid (batch 1, 64, 1024 x "
                      "seq_len 50, 200, and the timed shapes; the default) or at the timed shapes "
                      "only (for large models, whose float64 reference is slow)")
+    run.add_argument("--latency-bound-ms", type=_number("--latency-bound-ms"), default=None,
+                     metavar="MS", help="server mode: the bound on LoadGen's p99 latency (default 5)")
+    run.add_argument("--max-wait-ms", type=_number("--max-wait-ms", at_least_zero=True),
+                     default=None, metavar="MS",
+                     help="server mode: the longest the dynamic batcher lets the oldest query wait "
+                     "for others (default 0.5); --batch-sizes sets the largest batch it forms")
+    run.add_argument("--full", action="store_true", default=None,
+                     help="serving modes: LoadGen tests of MLPerf's own minimum length (600 s "
+                     "each) instead of short ones")
     run.add_argument("--atol", type=float, default=None, help="absolute tolerance (default per dtype)")
     run.add_argument("--rtol", type=float, default=None, help="relative tolerance (default per dtype)")
-    run.add_argument("--task-budget", type=_positive_float("--task-budget"), default=None,
+    run.add_argument("--task-budget", type=_number("--task-budget"), default=None,
                      metavar="RATIO", help="dtypes below fp32 (bf16, fp16, int8): the most task "
                      "MSE against the true sine, next step and forecast, as a multiple of the fp32 "
                      "model's (default 1.5)")
-    run.add_argument("--budget", type=_positive_float("--budget"), default=None,
+    run.add_argument("--budget", type=_number("--budget"), default=None,
                      help="timing budget per row in seconds (default 2)")
     run.add_argument("--out", type=Path, default=None, help="write results JSON here")
     run.add_argument("--workdir", type=Path, default=None,
@@ -156,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-contended", action="store_true",
                      help="exit 0 even when work outside the run took the CPU during too many "
                      "rounds (the verdict still says contended)")
-    run.add_argument("--backend-timeout", type=_positive_float("--backend-timeout"), default=600.0,
+    run.add_argument("--backend-timeout", type=_number("--backend-timeout"), default=600.0,
                      metavar="SECONDS", help="longest wait for one call into an isolated backend, "
                      "preparation included (default 600)")
 
@@ -188,8 +200,10 @@ def cmd_scenarios(args: argparse.Namespace, out: Console, err: Console) -> int:
     from scenarios import EXAMPLES_DIR, PRESETS
 
     width = max(len(name) for name in PRESETS)
+    modes = max(len(scenario.mode) for scenario in PRESETS.values())
     for name, scenario in PRESETS.items():
-        out.print(f"{name:<{width}}  {scenario.mode:<9}  {scenario.description}", highlight=False)
+        out.print(f"{name:<{width}}  {scenario.mode:<{modes}}  {scenario.description}",
+                  highlight=False)
     out.print(f"TOML examples: {EXAMPLES_DIR}", highlight=False)
     return EXIT_OK
 
@@ -199,17 +213,18 @@ def cmd_doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
     from rich.text import Text
 
     from backends.registry import load_registry
-    from harness.engine.doctor import availability, machine_summary
+    from harness.engine.doctor import availability, machine_summary, workload_availability
+    from harness.workloads import load_workloads
 
     settings = apply_settings(args)
     registry = load_registry(args.plugin)
+    workloads = load_workloads(args.plugin)
     model = {}
     if args.checkpoint is not None:  # read first: a bad file is refused before anything prints
         from harness.core.checkpoint import open_checkpoint
         from harness.engine.doctor import model_summary
-        from harness.workloads import load_workloads
 
-        model = model_summary(open_checkpoint(args.checkpoint), load_workloads(args.plugin))
+        model = model_summary(open_checkpoint(args.checkpoint), workloads)
     for key, value in {**machine_summary(registry), **model}.items():
         out.print(f"{key}: {value}", highlight=False)
     table = Table(title="Backends on this machine", title_justify="left")
@@ -220,6 +235,13 @@ def cmd_doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
             Text(f"unavailable: {entry.reason}", style="yellow")
         table.add_row(entry.backend, entry.device, entry.dtype, status)
     out.print(table)
+    modes = Table(title="Modes (workloads) on this machine", title_justify="left")
+    for header in ("mode", "status"):
+        modes.add_column(header, no_wrap=header != "status")
+    for mode, reason in workload_availability(workloads).items():
+        modes.add_row(mode, Text("usable", style="green") if reason is None else
+                      Text(f"unavailable: {reason}", style="yellow"))
+    out.print(modes)
     return EXIT_OK
 
 

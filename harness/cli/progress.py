@@ -48,6 +48,8 @@ class _LiveProgress:
             return
         if task is not None:
             self._finish(task)
+        if event.phase is Phase.DONE:
+            return
         if event.phase is not Phase.TIME:
             # Prepare and check visit one backend at a time, so another backend's is over;
             # timing is interleaved, so those tasks stay open together.

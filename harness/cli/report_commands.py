@@ -185,10 +185,12 @@ def _side(text: str, args: argparse.Namespace) -> tuple[dict, str]:
 
 def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.core.compare import compare_results
+    from harness.workloads import WORKLOADS
     from reports.runs import comparison_table
 
     (base, base_label), (new, new_label) = _side(args.base, args), _side(args.new, args)
-    comparison = compare_results(base, new, args.confidence)
+    figures = {mode: cls.compare_by for mode, cls in WORKLOADS.items() if cls.compare_by}
+    comparison = compare_results(base, new, args.confidence, figures)
     out.print(comparison_table(comparison, base_label, new_label, args.fail_on_regression))
     failures = comparison.failures(args.fail_on_regression)
     if failures:

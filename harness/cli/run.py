@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -36,14 +39,33 @@ def interrupted_status(exc: KeyboardInterrupt) -> int:
     return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
+# Flags that set a workload's settings: flag attribute -> setting name.
+SETTING_FLAGS = {"latency_bound_ms": "latency_bound_ms", "max_wait_ms": "max_wait_ms",
+                 "full": "full"}
+
+
 def overrides_from(args: argparse.Namespace) -> Overrides:
+    params = {setting: value for flag, setting in SETTING_FLAGS.items()
+              if (value := getattr(args, flag)) is not None}
+    if args.horizon:
+        params["horizon"] = args.horizon[0]
+    if args.check_grid:
+        params["check_grid"] = args.check_grid
     return Overrides(batch_sizes=args.batch_sizes, seq_lens=args.seq_len, backends=args.backends,
                      dtypes=args.dtype, devices=(args.device,) if args.device else None,
                      budget_s=args.budget, processes=args.processes[0] if args.processes else None,
                      atol=args.atol, rtol=args.rtol, task_budget=args.task_budget,
-                     models=model_sources(args),
-                     params={**({"horizon": args.horizon[0]} if args.horizon else {}),
-                             **({"check_grid": args.check_grid} if args.check_grid else {})})
+                     models=model_sources(args), params=params)
+
+
+def files_dir_for(out: Path | None, db: Path, scenario: str) -> Path:
+    """Where a run's own files (LoadGen's logs) go: beside ``--out`` (results.json ->
+    results-files/), else beside the history database, a folder per run."""
+    if out is not None:
+        return out.resolve().with_name(f"{out.stem}-files")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", scenario)
+    return db.resolve().parent / "files" / f"{stamp}-{slug}-{os.getpid()}"
 
 
 def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -65,7 +87,9 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="lstm-harness-") as tmp:
         the_plan = plan(scenario, overrides_from(args), registry, workloads,
                         workdir=args.workdir or Path(tmp), seed=args.seed,
-                        isolate=args.isolate, backend_timeout_s=args.backend_timeout)
+                        isolate=args.isolate, backend_timeout_s=args.backend_timeout,
+                        files_dir=files_dir_for(args.out, report_commands.db_path(args),
+                                                scenario.name))
 
         def accept(checkpoint: Checkpoint) -> None:
             the_plan.workload.refuse_model(checkpoint.model.config)
@@ -112,6 +136,9 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(table)
     if args.out is not None:
         err.print(f"results written to {write_json(args.out, data)}")
+    files_dir = the_plan.configs[0].files_dir
+    if files_dir is not None and files_dir.exists():
+        err.print(f"the run's own files (LoadGen's logs) are in {files_dir}", highlight=False)
     report_commands.record_run(args, data, err)
     verdict = verdict_text(data)
     if verdict:

@@ -103,8 +103,15 @@ def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> A
         return Agreement(float("nan"), float("nan"), False)
     diff = np.abs(actual - expected)
     rel = diff / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
-    ok = bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(expected)))
+    ok = bool(np.all(within(actual, expected, tolerance)))
     return Agreement(float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), ok)
+
+
+def within(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> np.ndarray:
+    """Elementwise ``compare``'s rule: True where ``actual`` is within the band (NaN never is)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return np.abs(actual - expected) <= tolerance.atol + tolerance.rtol * np.abs(expected)
 
 
 @dataclass(frozen=True)

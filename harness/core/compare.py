@@ -3,10 +3,16 @@
 Pure functions on results dicts. Significance is a two-sided Mann-Whitney U test on the raw
 per-round samples: it assumes nothing about their distribution (timings are skewed, with
 long right tails) and asks whether one side's rounds tend to be slower than the other's.
+
+Rows of a mode whose samples two runs do not take under the same conditions (a server's
+answer times, each at the highest rate its own run held) are compared by the mode's own
+figure instead (its highest rate): one number a side, so the change is shown untested and
+no speed gate applies to it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,12 +51,31 @@ def compare_samples(base: np.ndarray | list[float], new: np.ndarray | list[float
 
 
 @dataclass(frozen=True)
+class FigureChange:
+    """A row's own figure in both runs (``key``; ``higher_is_better`` for a rate)."""
+
+    key: str
+    base: float | None  # None: that run has none (a server that held no rate)
+    new: float | None
+    higher_is_better: bool
+
+    @property
+    def worse_by(self) -> float | None:
+        """How much worse NEW is, as a fraction of BASE (negative: better); None without both."""
+        if self.base is None or self.new is None or not self.base:
+            return None
+        change = (self.new - self.base) / self.base
+        return -change if self.higher_is_better else change
+
+
+@dataclass(frozen=True)
 class RowChange:
     key: Key
     base: dict
     new: dict
-    test: SampleTest | None  # None when a side was not measured
+    test: SampleTest | None  # None when a side was not measured, or compared by its figure
     agreement_lost: bool  # agreed in BASE, disagrees or fails in NEW
+    figure: FigureChange | None = None  # the row's own figure, where its mode names one
 
     def regressed(self, threshold: float) -> bool:
         """Slower by more than `threshold` (0.05 = 5%) and significantly so."""
@@ -59,6 +84,11 @@ class RowChange:
     def verdict(self, threshold: float) -> str:
         if self.agreement_lost:
             return "agreement lost"
+        if self.figure is not None:
+            worse = self.figure.worse_by
+            if worse is None:
+                return "not measured"
+            return "unchanged" if worse == 0 else f"{'worse' if worse > 0 else 'better'} (untested)"
         if self.test is None:
             return "not measured"
         if self.test.p_value is None:
@@ -101,7 +131,17 @@ def _lost_agreement(base: dict, new: dict) -> bool:
     return base.get("agrees") is True and (new.get("agrees") is False or new.get("status") == "failed")
 
 
-def compare_results(base: dict, new: dict, confidence: float = 0.95) -> Comparison:
+def _figure(base: dict, new: dict, key: str) -> FigureChange:
+    """The change in a row's figure (``key``; "-key": higher is better)."""
+    name = key.removeprefix("-")
+    return FigureChange(name, base.get(name), new.get(name), key.startswith("-"))
+
+
+def compare_results(base: dict, new: dict, confidence: float = 0.95,
+                    figures: Mapping[str, str] | None = None) -> Comparison:
+    """Row by row; ``figures`` maps a mode to the row key its rows are compared by instead of
+    their samples ("-key" where higher is better)."""
+    figures = figures or {}
     base_rows = {row_key(r): r for r in base.get("rows", [])}
     new_rows = {row_key(r): r for r in new.get("rows", [])}
     changes = []
@@ -109,6 +149,11 @@ def compare_results(base: dict, new: dict, confidence: float = 0.95) -> Comparis
         if key not in new_rows:
             continue
         n = new_rows[key]
+        by_figure = figures.get(b.get("mode", "forward"))
+        if by_figure is not None:
+            changes.append(RowChange(key, b, n, None, _lost_agreement(b, n),
+                                     _figure(b, n, by_figure)))
+            continue
         test = (compare_samples(b["samples_ms"], n["samples_ms"], confidence)
                 if _measured(b) and _measured(n) else None)
         changes.append(RowChange(key, b, n, test, _lost_agreement(b, n)))

@@ -79,9 +79,11 @@ class Measurement:
         return float(np.median(canaries)) if canaries else None
 
     def contended(self, max_set_aside: float) -> bool:
-        """Too many of its rounds were taken while something else used the machine."""
+        """Too many of its rounds were taken while something else used the machine: fewer
+        than three clean (any unclean, where fewer than three were taken at all: a
+        measurement made of a few long runs), or more than ``max_set_aside`` of them."""
         clean = self.rounds_taken - len(self.set_aside)
-        return clean < 3 or len(self.set_aside) > max_set_aside * self.rounds_taken
+        return clean < min(3, self.rounds_taken) or len(self.set_aside) > max_set_aside * self.rounds_taken
 
     def to_summary(self) -> TimingSummary:
         """The row's timing fields, in milliseconds."""

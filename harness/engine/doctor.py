@@ -70,3 +70,7 @@ def model_summary(checkpoint: Checkpoint, workloads: Mapping[str, type[Workload]
             "model file": f"{checkpoint.weights_path} ({checkpoint.metadata.get('format', 'harness')}, "
                           f"sha256 {checkpoint.sha256})",
             "model workloads": "; ".join(modes)}
+def workload_availability(workloads: dict[str, type[Workload]]) -> dict[str, str | None]:
+    """Mode -> None where the workload can run here, else its own reason (with the install
+    line of what it lacks)."""
+    return {name: cls().unavailable_reason() for name, cls in workloads.items()}

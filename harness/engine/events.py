@@ -11,6 +11,7 @@ class Phase(Enum):
     PREPARE = "prepare"
     CHECK = "check"
     TIME = "time"
+    DONE = "done"  # a backend measured on its own has finished its shape
     FAILED = "failed"
 
 

@@ -24,7 +24,7 @@ from harness.core.errors import BackendError, BackendUnavailableError, InputErro
 from harness.core.memory import MemoryUse, PeakRss, current_rss_bytes, device_used_mb
 from harness.core.model import LSTMPredictor
 from harness.core.timing import Timer, TimerLike
-from harness.workloads.base import Sessions, Task, Workload
+from harness.workloads.base import Sessions, Task, TimedWorkload
 
 
 def describe(exc: BaseException) -> str:
@@ -76,7 +76,7 @@ class Served:
             self._window = _MemoryWindow(self.on_cuda)
         return self._window.track(lambda: task.outputs(self.sessions, payload))
 
-    def new_timer(self, workload: Workload, role: str, payload: Any) -> int:
+    def new_timer(self, workload: TimedWorkload, role: str, payload: Any) -> int:
         # One shape is measured at a time, with at most a few timers; the inputs of an older
         # shape's timers are not needed again.
         self._count += 1
@@ -133,6 +133,10 @@ class _MemoryWindow:
 
 # -- requests: one class per capability, executed where the backend runs -----------------
 class Request(ABC):
+    # How long this request may take in a worker, where that is longer than the handle's
+    # own limit (a measurement known to last minutes); None: the handle's limit.
+    timeout_s: float | None = None
+
     @abstractmethod
     def execute(self, served: Served) -> Any: ...
 
@@ -141,6 +145,7 @@ class Request(ABC):
 class Outputs(Request):
     task: Task
     payload: Any
+    timeout_s: float | None = None
 
     def execute(self, served: Served) -> Any:
         return served.outputs(self.task, self.payload)
@@ -148,7 +153,7 @@ class Outputs(Request):
 
 @dataclass(frozen=True)
 class NewTimer(Request):
-    workload: Workload
+    workload: TimedWorkload
     role: str
     payload: Any
 
@@ -220,10 +225,10 @@ class Handle(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def outputs(self, task: Task, payload: Any) -> Any:
-        return self.call(Outputs(task, payload))
+    def outputs(self, task: Task, payload: Any, timeout_s: float | None = None) -> Any:
+        return self.call(Outputs(task, payload, timeout_s))
 
-    def timer(self, workload: Workload, role: str, payload: Any) -> TimerLike:
+    def timer(self, workload: TimedWorkload, role: str, payload: Any) -> TimerLike:
         return HandleTimer(self, self.call(NewTimer(workload, role, payload)))
 
     def facts(self) -> Facts:

@@ -168,7 +168,7 @@ class WorkerHandle(Handle):
             self._conn.send(request)
         except OSError:
             self._fail(f"{death_reason(self._wait_exit())}: the worker died before {what}")
-        return self._receive(what)
+        return self._receive(what, max(self._timeout_s, request.timeout_s or 0.0))
 
     def _receive(self, what: str, timeout_s: float | None = None) -> Any:
         timeout_s = timeout_s or self._timeout_s

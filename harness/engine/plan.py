@@ -47,6 +47,9 @@ class RunConfig:
     isolate: bool = True  # each backend in its own worker process (harness.engine.isolation)
     backend_timeout_s: float = 600.0  # per call into an isolated backend, preparation included
     model: ModelSource = DEFAULT_MODEL  # which model: the caller loads or trains it
+    # Where a workload may keep files of its own beside the results (LoadGen's logs, say);
+    # None: it keeps none.
+    files_dir: Path | None = None
 
     @property
     def timed_shapes(self) -> list[Shape]:
@@ -160,7 +163,8 @@ def _check_sources(models: tuple[ModelSource, ...], workload: Workload) -> None:
 
 def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
          workloads: Mapping[str, type[Workload]] = WORKLOADS, *, workdir: Path = Path("artifacts"),
-         seed: int = 0, isolate: bool = True, backend_timeout_s: float = 600.0) -> Plan:
+         seed: int = 0, isolate: bool = True, backend_timeout_s: float = 600.0,
+         files_dir: Path | None = None) -> Plan:
     """The runs for ``scenario`` with ``overrides``, one per model x device x dtype; every
     bad input is refused here, before anything is prepared or any model trained."""
     _check_dtypes(overrides.dtypes or ())
@@ -189,7 +193,8 @@ def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
                   timing=timing,
                   workdir=workdir / (f"model-{i}" if several else "") / f"{device}-{dtype}",
                   scenario=scenario.name, seed=seed, isolate=isolate,
-                  backend_timeout_s=backend_timeout_s, model=model)
+                  backend_timeout_s=backend_timeout_s, model=model,
+                  files_dir=files_dir)
         for i, model in enumerate(models) for device in devices for dtype in scenario.dtypes)
     the_plan = Plan(scenario, workload, devices, models, configs)
     for source in models:

@@ -8,8 +8,11 @@ Order of work, per run:
   3. for each timed shape and each process in turn, time every backend's workload timers
      round-robin (``harness.core.timing``), accounting for the machine's load in every
      round, then pool the processes' rounds into a row, with speedups against eager pair by
-     pair and CIs that span the processes.
-A backend that is unavailable or fails becomes rows that say why; the others go on.
+     pair and CIs that span the processes. A workload that measures each backend on its own
+     (an ``AloneWorkload``) measures them one after the other instead, through a probe per
+     worker process that accounts for the machine's load over each of its requests.
+A backend that is unavailable or fails becomes rows that say why; the others go on; a
+workload that cannot run here makes every row say why.
 
 The runner knows no workload by name: what is checked, what is timed and what a row adds
 are the workload's (``harness.workloads``); where a backend runs is the handle's.
@@ -21,6 +24,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -29,7 +33,7 @@ from backends.reference import ReferenceModel
 from backends.registry import BASELINE, Registry
 from harness.core.data import sine_batch
 from harness.core.errors import BackendError, BackendUnavailableError
-from harness.core.load import LoadMeter, busiest, process_times
+from harness.core.load import LoadMeter, RoundLoad, busiest, canary_s, foreign_cores, process_times
 from harness.core.memory import MemoryUse
 from harness.core.model import LSTMPredictor
 from harness.core.results import (
@@ -48,18 +52,38 @@ from harness.core.results import (
 )
 from harness.core.roofline import Peak
 from harness.core.settings import ProcessSettings
-from harness.core.stats import paired_ratio
+from harness.core.stats import paired_ratio, summarize
 from harness.core.timing import Measurement, TimerKey, TimerLike, combine, measure_interleaved
 from harness.engine.events import Event, OnEvent, Phase
 from harness.engine.handles import CopyTimes, Handle, LocalHandle, describe
 from harness.engine.isolation import WorkerHandle
 from harness.engine.plan import RunConfig
 from harness.workloads import task
-from harness.workloads.base import CheckContext, Checked, RowContext, Shape
+from harness.workloads.base import (
+    Alone,
+    AloneContext,
+    AloneWorkload,
+    CheckContext,
+    Checked,
+    RowContext,
+    Shape,
+    Task,
+    TimedWorkload,
+)
 
 OnRows = Callable[[RunResult], None]  # the result so far, after each completed shape
 COPY_TIMES = CopyTimes()
 Measured = dict[str, dict[str, Measurement]]  # backend -> timer role -> measurement
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What measuring one backend at one shape gave its row (runner-private)."""
+
+    measurement: Measurement  # the row's timing and load account
+    fields: dict  # the workload's own fields
+    speedup: Speedup | None = None
 
 
 @dataclass
@@ -86,7 +110,7 @@ class _Watch:
         self.cpu_s: dict[int, tuple[str, float]] = {}
         self.wall_s = 0.0
 
-    def over(self, own: set[int], measure: Callable[[], Measured]) -> Measured:
+    def over(self, own: set[int], measure: Callable[[], T]) -> T:
         before, start = process_times(), time.perf_counter()
         result = measure()
         wall = time.perf_counter() - start
@@ -101,6 +125,45 @@ class _Watch:
             return ()
         shares = [BusyProcess(pid, name, cpu / self.wall_s) for pid, (name, cpu) in self.cpu_s.items()]
         return tuple(sorted(shares, key=lambda p: -p.cores)[:limit])
+
+
+class MeteredProbe:
+    """One worker process of a backend as an ``AloneWorkload`` measures it: each run is one
+    request executed there, and the machine's load is accounted over it as over a timed
+    round (the canary before it, the CPU used outside the run during it)."""
+
+    def __init__(self, handle: Handle, task: Task, meter: LoadMeter | None, settle_s: float) -> None:
+        self._handle = handle
+        self._task = task
+        self._meter = meter
+        self._settle_s = settle_s
+        self.loads: list[RoundLoad] = []
+        self.runs = 0
+
+    def run(self, payload: Any, timeout_s: float | None = None) -> Any:
+        before = canary = None
+        if self._meter is not None:
+            time.sleep(self._settle_s)  # as before a round: the last call's spinning threads
+            canary = canary_s()
+            before = self._meter.sample()
+        value = self._handle.outputs(self._task, payload, timeout_s)
+        self.runs += 1
+        after = self._meter.sample() if self._meter is not None else None
+        if before is not None and after is not None:
+            self.loads.append(RoundLoad(foreign_cores(before, after), canary))
+        return value
+
+
+def alone_measurement(alone: Alone, probes: list[MeteredProbe], max_foreign_cores: float) -> Measurement:
+    """A row's measurement from what an ``AloneWorkload`` found: its samples, and each probe
+    run as a round of the load account (a run that outside work made contended is kept, and
+    counted against the row, never taken again)."""
+    loads = tuple(load for probe in probes for load in probe.loads)
+    return Measurement(
+        samples_s=alone.samples_s, calls_per_round=1, stop_reason=alone.stop_reason,
+        summary=summarize(alone.samples_s, alone.processes), loads=loads,
+        set_aside=tuple(load for load in loads if load.foreign_cores > max_foreign_cores),
+        rounds_taken=sum(probe.runs for probe in probes), processes=alone.processes)
 
 
 class Runner:
@@ -122,6 +185,7 @@ class Runner:
                              shapes=tuple(config.timed_shapes))
         self._watch = _Watch()
         self._checked: list[Checked] = []  # every worker's checks, in the order made
+        self.peak_gflops: float | None = None  # set by run
 
     def run(self, peak_gflops: float | None = None, on_rows: OnRows | None = None) -> RunResult:
         """The whole run. ``on_rows`` sees the result so far after every completed shape.
@@ -129,8 +193,9 @@ class Runner:
         Every worker is closed on the way out, by an exception or Ctrl-C included.
         """
         live: dict[str, _Live] = {}
+        self.peak_gflops = peak_gflops
         try:
-            return self._run(live, peak_gflops, on_rows or (lambda result: None))
+            return self._run(live, on_rows or (lambda result: None))
         finally:
             for backend in live.values():
                 backend.close()
@@ -196,20 +261,15 @@ class Runner:
         self._checked.append(checked)
         return None
 
-    def _measure(self, shape: Shape, live: dict[str, _Live], refused: dict[str, Outcome],
-                 process: int) -> Measured:
+    def _measure_process(self, workload: TimedWorkload, shape: Shape, live: dict[str, _Live],
+                         refused: dict[str, Outcome], process: int) -> Measured:
         """Time every live backend's ``process``-th worker at ``shape``; a backend that fails
         moves to ``refused``."""
-        cfg, workload = self.config, self.config.workload
+        cfg = self.config
 
         def drop(key: TimerKey, exc: BaseException) -> None:
-            if key.backend not in live:  # its other timer failed first
-                return
-            reason = describe(exc)
-            self._event(Event(key.backend, Phase.FAILED, reason=reason))
-            refused[key.backend] = Outcome.failed(
-                f"while timing batch={shape[0]} seq_len={shape[1]}, {reason}")
-            live.pop(key.backend).close()
+            if key.backend in live:  # else its other timer failed first
+                self._drop(key.backend, shape, exc, live, refused)
 
         payloads = workload.timer_payloads(shape, cfg.seed, cfg.timing.n_inputs,
                                            self.model.config.input_size)
@@ -241,12 +301,79 @@ class Runner:
                     measured.setdefault(key.backend, {})[key.role] = m
         return measured
 
-    # -- the run ------------------------------------------------------------------------
-    def _run(self, live: dict[str, _Live], peak_gflops: float | None, on_rows: OnRows) -> RunResult:
+    def _drop(self, name: str, shape: Shape, exc: BaseException, live: dict[str, _Live],
+              refused: dict[str, Outcome]) -> None:
+        reason = describe(exc)
+        self._event(Event(name, Phase.FAILED, reason=reason))
+        refused[name] = Outcome.failed(f"while timing batch={shape[0]} seq_len={shape[1]}, {reason}")
+        live.pop(name).close()
+
+    def _measure_timed(self, workload: TimedWorkload, shape: Shape, live: dict[str, _Live],
+                       refused: dict[str, Outcome]) -> dict[str, _Found]:
+        """Every process's round-robin at ``shape``, pooled per backend, with its speedup."""
+        parts: dict[str, dict[str, list[Measurement]]] = {}
+        for process in range(self.config.timing.processes):
+            if not live:
+                break
+            for name, roles in self._measure_process(workload, shape, live, refused, process).items():
+                for role, m in roles.items():
+                    parts.setdefault(name, {}).setdefault(role, []).append(m)
+        measured = {name: {role: combine(ms) for role, ms in roles.items()}
+                    for name, roles in parts.items() if name in live}
+        context = RowContext(self.model.config, self.peak_gflops)
+        found = {}
+        for name, mine in measured.items():
+            primary = mine[workload.primary]
+            speedup = None
+            if BASELINE in measured and live[name].backend.interleaved:
+                base = measured[BASELINE][workload.primary]
+                ratio = paired_ratio(np.array(base.samples_s), np.array(primary.samples_s),
+                                     primary.processes)
+                speedup = Speedup(ratio.median, ratio.ci95_low, ratio.ci95_high)
+            found[name] = _Found(primary, workload.row_fields(shape, mine, context), speedup)
+        return found
+
+    def _measure_alone(self, workload: AloneWorkload, shape: Shape, live: dict[str, _Live],
+                       refused: dict[str, Outcome], ctx: CheckContext) -> dict[str, _Found]:
+        """Each backend on its own at ``shape``, one after the other, the others idle; the
+        answers it checked while measuring join its checks."""
         cfg = self.config
+        found = {}
+        for name, backend in list(live.items()):
+            self._event(Event(name, Phase.TIME, shape=shape, workload=workload.name))
+            own = {os.getpid(), *(h.info.pid for b in live.values() for h in b.handles)}
+            meter = LoadMeter(own)
+            probes = [MeteredProbe(handle, workload, meter if meter.available else None,
+                                   cfg.timing.settle_s) for handle in backend.handles]
+            alone_ctx = AloneContext(ctx, name, cfg.device, backend.backend.computes_in(cfg.dtype),
+                                     cfg.files_dir)
+            try:
+                alone = self._watch.over(own, lambda c=alone_ctx, p=probes: workload.measure(c, p, shape))
+            except Exception as exc:  # noqa: BLE001 - any failure becomes a failed row
+                self._drop(name, shape, exc, live, refused)
+                continue
+            backend.checked = Checked([*backend.checked.checks, *alone.checks], backend.checked.fields)
+            found[name] = _Found(alone_measurement(alone, probes, cfg.timing.max_foreign_cores),
+                                 alone.fields)
+            self._event(Event(name, Phase.DONE, shape=shape, workload=workload.name))
+        return found
+
+    # -- the run ------------------------------------------------------------------------
+    def _run(self, live: dict[str, _Live], on_rows: OnRows) -> RunResult:
+        cfg, workload = self.config, self.config.workload
+        backends = {name: self.registry.create(name) for name in cfg.backends}
+
+        def identity(name: str, shape: Shape) -> Identity:
+            return Identity(name, cfg.device, backends[name].computes_in(cfg.dtype), *shape,
+                            cfg.scenario, workload.name, self.model_sha256,
+                            **self.model.config.to_dict())
+
+        reason = workload.unavailable_reason()
+        if reason is not None:
+            return self._result([Row(identity(name, shape), Outcome.unavailable(reason))
+                                 for shape in cfg.timed_shapes for name in backends], [])
         ctx = CheckContext(self.reference, cfg.tolerance, self.model.config.input_size, cfg.seed,
                            cfg.check_shapes, cfg.timed_shapes, cfg.task_budget)
-        backends = {name: self.registry.create(name) for name in cfg.backends}
         refused: dict[str, Outcome] = {}
         for name, backend in backends.items():
             opened = self._first_process(backend, ctx)
@@ -265,23 +392,17 @@ class Runner:
 
         timed: list[tuple[Row, Measurement | None]] = []  # every row so far, and its timing
         for shape in cfg.timed_shapes:
-            parts: dict[str, dict[str, list[Measurement]]] = {}
-            for process in range(cfg.timing.processes):
-                if not live:
-                    break
-                for name, roles in self._measure(shape, live, refused, process).items():
-                    for role, m in roles.items():
-                        parts.setdefault(name, {}).setdefault(role, []).append(m)
-            measured = {name: {role: combine(ms) for role, ms in roles.items()}
-                        for name, roles in parts.items() if name in live}
-            for name, backend in backends.items():
-                identity = Identity(name, cfg.device, backend.computes_in(cfg.dtype), *shape,
-                                    cfg.scenario, cfg.workload.name, self.model_sha256,
-                                    **self.model.config.to_dict())
+            if isinstance(workload, AloneWorkload):
+                before = {name: len(b.checked.checks) for name, b in live.items()}
+                found = self._measure_alone(workload, shape, live, refused, ctx)
+                checks += [c for name, b in live.items() for c in b.checked.checks[before[name]:]]
+            else:
+                found = self._measure_timed(workload, shape, live, refused)
+            for name in backends:
                 if name in refused:
-                    timed.append((Row(identity, refused[name]), None))
+                    timed.append((Row(identity(name, shape), refused[name]), None))
                 else:
-                    timed.append(self._row(identity, live[name], measured, peak_gflops))
+                    timed.append(self._row(identity(name, shape), live[name], found[name]))
             on_rows(self._result(self._judged(timed), checks))
         diagnostics = {}
         for name, backend in live.items():
@@ -311,18 +432,9 @@ class Runner:
         return RunResult(environment={}, scenario={}, model={}, tolerance=record,
                          rows=tuple(rows), checks=tuple(checks), verdict=verdict)
 
-    def _row(self, identity: Identity, live: _Live, measured: Measured,
-             peak_gflops: float | None) -> tuple[Row, Measurement]:
-        workload = self.config.workload
+    def _row(self, identity: Identity, live: _Live, found: _Found) -> tuple[Row, Measurement]:
         shape = (identity.batch_size, identity.seq_len)
-        mine = measured[identity.backend]
-        primary = mine[workload.primary]
-        speedup = None
-        if BASELINE in measured and live.backend.interleaved:
-            base = measured[BASELINE][workload.primary]
-            ratio = paired_ratio(np.array(base.samples_s), np.array(primary.samples_s),
-                                 primary.processes)
-            speedup = Speedup(ratio.median, ratio.ci95_low, ratio.ci95_high)
+        primary = found.measurement
         checks = [c for c in live.checked.checks if (c.batch_size, c.seq_len) == shape]
         info, memory = live.handles[0].info, live.memory
         cold = ColdStart(
@@ -331,11 +443,10 @@ class Runner:
             infer_rss_mb=memory.rss_mb, peak_rss_mb=max(info.prepare_rss_mb, memory.rss_mb),
             cuda_max_mem_mb=memory.cuda_peak_mb, gpu_mem_growth_mb=memory.device_growth_mb,
             **self._copy_times(live.handles[0], shape))
-        fields = {**live.checked.fields.get(shape, {}),
-                  **workload.row_fields(shape, mine, RowContext(self.model.config, peak_gflops))}
-        return Row(identity, timing=primary.to_summary(), speedup=speedup,
-                   agreement=row_agreement(checks, workload.error_mode), cold_start=cold,
-                   workload=fields), primary
+        fields = {**live.checked.fields.get(shape, {}), **found.fields}
+        return Row(identity, timing=primary.to_summary(), speedup=found.speedup,
+                   agreement=row_agreement(checks, self.config.workload.error_mode),
+                   cold_start=cold, workload=fields), primary
 
     def _copy_times(self, handle: Handle, shape: Shape) -> dict:
         """Host-to-device and device-to-host copy times, measured beside the timed calls."""

@@ -12,10 +12,15 @@ from backends.registry import import_plugin
 from harness.core.errors import InputError
 from harness.workloads.base import Workload
 from harness.workloads.forward import Forward
+from harness.workloads.multi_stream import MultiStream
+from harness.workloads.offline import Offline
 from harness.workloads.rollout import Rollout
+from harness.workloads.server import Server
+from harness.workloads.single_stream import SingleStream
 from harness.workloads.streaming import Streaming
 
-WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in (Forward, Streaming, Rollout)}
+WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in (
+    Forward, Streaming, Rollout, Server, SingleStream, MultiStream, Offline)}
 DEFAULT_MODE = Forward.name  # what a scenario runs unless it names a mode
 
 

@@ -4,9 +4,18 @@ A workload is a small frozen value. It travels to the backend's worker process t
 backend class does, and its two sides meet there only through a handle:
 
 * in the parent, ``check`` asks the handle for outputs and judges them against the float64
-  reference, ``timer_payloads`` says what each timer runs on at a shape, and ``row_fields``
-  turns the measurements into the workload's own fields of a row;
-* where the backend runs, ``outputs`` and ``timer`` use the prepared sessions.
+  reference;
+* where the backend runs, ``outputs`` uses the prepared sessions.
+
+How its rows are measured is one of two kinds:
+
+* a ``TimedWorkload`` has timers (``timer_payloads`` in the parent, ``timer`` where the
+  backend runs), which the engine times round-robin across every backend, and turns their
+  measurements into its own fields of a row (``row_fields``);
+* an ``AloneWorkload`` measures each backend on its own (``measure``): a measurement that
+  needs the machine to itself, such as a load generator driving a server, cannot be
+  interleaved. Each of its measurements is a request executed where the backend runs, and
+  the engine accounts for the machine's load over each one as it does over a round.
 
 The engine knows no workload by name: adding one is a file here and a line in
 ``harness.workloads.WORKLOADS``.
@@ -16,8 +25,9 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -65,8 +75,16 @@ class Task(Protocol):
 
 
 class HandleLike(Protocol):
-    def outputs(self, task: Task, payload: Any) -> Any: ...
-    def timer(self, task: Workload, role: str, payload: Any) -> TimerLike: ...
+    def outputs(self, task: Task, payload: Any, timeout_s: float | None = None) -> Any: ...
+    def timer(self, task: TimedWorkload, role: str, payload: Any) -> TimerLike: ...
+
+
+class Probe(Protocol):
+    """One worker process of a backend, as an ``AloneWorkload`` measures it: ``run`` executes
+    the workload's ``outputs`` on ``payload`` where the backend lives, the machine's load
+    accounted over the call; ``timeout_s`` may extend the handle's limit for a long call."""
+
+    def run(self, payload: Any, timeout_s: float | None = None) -> Any: ...
 
 
 class CheckContext:
@@ -170,15 +188,38 @@ def make_workload(cls: type[Workload], params: Mapping[str, Any]) -> Workload:
     return cls(**params)
 
 
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def positive_number(value: Any) -> bool:
+    return is_number(value) and value > 0
+
+
+def non_negative_number(value: Any) -> bool:
+    return is_number(value) and value >= 0
+
+
+def is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 class Workload(ABC):
+    """What every workload has: its checks, its columns, its answer where the backend runs."""
+
     name: ClassVar[str]
     summary: ClassVar[str]
     needs_step_model: ClassVar[bool] = False
-    primary: ClassVar[str] = PRIMARY  # the timer role whose figures are the row's
     # The check mode whose errors a row shows as max_abs_err and max_rel_err.
     error_mode: ClassVar[str] = "forward"
     # How the checks table labels this workload's own checks (None: not shown apart).
     check_label: ClassVar[str | None] = None
+    # The row key its tables rank rows by within a shape, best first ("-key": the highest
+    # first); None: the scenario's focus decides.
+    rank_by: ClassVar[str | None] = None
+    # The row key `compare` compares its rows by ("-key": higher is better), where two runs'
+    # samples are not taken under the same conditions; None: the samples are compared.
+    compare_by: ClassVar[str | None] = None
 
     # -- the parent's side -------------------------------------------------------------
     @abstractmethod
@@ -190,19 +231,13 @@ class Workload(ABC):
         """``backend``'s agreement with the float64 reference; ``dtype`` labels the checks."""
 
     @abstractmethod
-    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int, input_size: int
-                       ) -> dict[str, Any]:
-        """Role -> what that timer runs on at ``shape`` for a model of ``input_size``
-        inputs. The primary role is the row's."""
-
-    @abstractmethod
-    def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
-                   context: RowContext) -> dict:
-        """The workload's own fields of a row, from its timers' measurements."""
-
-    @abstractmethod
     def columns(self, focus: str) -> tuple[Column, ...]:
         """The table's columns for rows of this workload; ``focus`` is the scenario's."""
+
+    def unavailable_reason(self) -> str | None:
+        """None if this workload can run here, else a one-line reason (with the install
+        line for a missing library); every row of a run of it then says so."""
+        return None
 
     def refuse_model(self, model: ModelConfig) -> None:  # noqa: B027 - most accept any model
         """Raise InputError when this workload cannot run ``model`` at all."""
@@ -220,9 +255,56 @@ class Workload(ABC):
     def outputs(self, sessions: Sessions, payload: Any) -> Any:
         """The backend's answer to ``payload``, as float64 arrays."""
 
+
+class TimedWorkload(Workload):
+    """A workload whose timers the engine times round-robin across every backend."""
+
+    primary: ClassVar[str] = PRIMARY  # the timer role whose figures are the row's
+
+    @abstractmethod
+    def timer_payloads(self, shape: Shape, seed: int, n_inputs: int, input_size: int
+                       ) -> dict[str, Any]:
+        """Role -> what that timer runs on at ``shape`` for a model of ``input_size``
+        inputs. The primary role is the row's."""
+
+    @abstractmethod
+    def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
+                   context: RowContext) -> dict:
+        """The workload's own fields of a row, from its timers' measurements."""
+
     @abstractmethod
     def timer(self, sessions: Sessions, role: str, payload: Any) -> Timer:
-        """A timer for ``role`` at the payload's shape."""
+        """A timer for ``role`` at the payload's shape (where the backend runs)."""
+
+
+@dataclass(frozen=True)
+class AloneContext:
+    """What an ``AloneWorkload`` knows of the backend it measures, beside its probes."""
+
+    check: CheckContext  # the run's reference, tolerance, seeded inputs and memo
+    backend: str
+    device: str
+    dtype: str  # the dtype the backend computes in, as its checks are labelled
+    files_dir: Path | None  # where the workload may keep files of its own; None: nowhere
+
+
+@dataclass(frozen=True)
+class Alone:
+    """What measuring one backend on its own found at one shape."""
+
+    samples_s: tuple[float, ...]  # what the clock saw, in seconds; the workload says of what
+    processes: tuple[int, ...]  # which worker process each sample came from
+    fields: dict  # the workload's own fields of the row
+    stop_reason: str  # why measuring stopped, in the workload's words
+    checks: tuple[Check, ...] = ()  # answers checked while it measured
+
+
+class AloneWorkload(Workload):
+    """A workload that measures each backend on its own, through a probe per worker process."""
+
+    @abstractmethod
+    def measure(self, ctx: AloneContext, probes: Sequence[Probe], shape: Shape) -> Alone:
+        """Measure one backend at ``shape``, through its worker processes' probes."""
 
 
 def window_payloads(shape: Shape, seed: int, n_inputs: int, input_size: int) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ from harness.workloads.base import (
     RowContext,
     Sessions,
     Shape,
-    Workload,
+    TimedWorkload,
     one_window_check,
     setting,
     window_payloads,
@@ -62,7 +62,7 @@ REST = (
 
 
 @dataclass(frozen=True)
-class Forward(Workload):
+class Forward(TimedWorkload):
     name: ClassVar[str] = "forward"
     summary: ClassVar[str] = "one window per call: batched sequence inference"
     check_grid: str = setting(

@@ -29,7 +29,7 @@ from harness.workloads.base import (
     RowContext,
     Sessions,
     Shape,
-    Workload,
+    TimedWorkload,
     one_window_check,
     positive_int,
     setting,
@@ -54,7 +54,7 @@ def drift(row: dict) -> str:
 
 
 @dataclass(frozen=True)
-class Rollout(Workload):
+class Rollout(TimedWorkload):
     name: ClassVar[str] = "rollout"
     summary: ClassVar[str] = "an autoregressive forecast of `horizon` steps, predictions fed back"
     check_label: ClassVar[str | None] = "rollout"

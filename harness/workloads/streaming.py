@@ -26,7 +26,7 @@ from harness.workloads.base import (
     RowContext,
     Sessions,
     Shape,
-    Workload,
+    TimedWorkload,
     one_window_check,
     window_payloads,
 )
@@ -64,7 +64,7 @@ class LiveStream:
 
 
 @dataclass(frozen=True)
-class Streaming(Workload):
+class Streaming(TimedWorkload):
     name: ClassVar[str] = "streaming"
     summary: ClassVar[str] = "one sample into a live (h, c) stream vs re-running the window"
     needs_step_model: ClassVar[bool] = True

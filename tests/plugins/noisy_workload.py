@@ -24,24 +24,21 @@ from harness.workloads.base import (
     RowContext,
     Sessions,
     Shape,
-    Workload,
+    TimedWorkload,
+    non_negative_number,
     setting,
 )
 from harness.workloads.columns import HEAD, NOTES, SPEEDUP, Column, agreement, agreement_tone, fmt
 from harness.workloads.forward import FORWARD
 
 
-def _non_negative(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-
-
 @dataclass(frozen=True)
-class NoisyWindows(Workload):
+class NoisyWindows(TimedWorkload):
     name: ClassVar[str] = "noisy"
     summary: ClassVar[str] = "sine windows with Gaussian noise, one window per call"
     error_mode: ClassVar[str] = "noisy"
     check_label: ClassVar[str | None] = "noisy windows"
-    sigma: float = setting(0.1, _non_negative, "a number >= 0")
+    sigma: float = setting(0.1, non_negative_number, "a number >= 0")
 
     def windows(self, shape: Shape, seed: int, input_size: int = 1) -> np.ndarray:
         clean = sine_batch(*shape, seed, input_size)
