@@ -14,7 +14,7 @@ from typing import Any
 from backends.registry import Registry, suggest
 from harness.core.agreement import DEFAULT_TOLERANCES, Tolerance
 from harness.core.errors import DeviceUnavailableError, InputError
-from harness.core.memory import check_fits
+from harness.core.memory import check_device_fits, check_fits
 from harness.core.model import ModelConfig
 from harness.core.targets import AUTO_DEVICE, DTYPES
 from harness.core.timing import TimingConfig
@@ -150,6 +150,11 @@ def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
     shapes = [(b, s) for s in scenario.seq_lens for b in scenario.batch_sizes]
     check_fits(shapes, model.input_size, model.hidden_size,
                max(len(b) for b in on_device.values()), timing.n_inputs)
+    on_gpu = [n for n in on_device.get("cuda", ()) if "cuda" in registry.create(n).devices]
+    if on_gpu:
+        check_device_fits(list(dict.fromkeys([*shapes, *workload.check_shapes(shapes)])),
+                          model.input_size, model.hidden_size, len(on_gpu) * timing.processes,
+                          timing.n_inputs)
     configs = tuple(
         RunConfig(backends=on_device[device], workload=workload, device=device, dtype=dtype,
                   batch_sizes=scenario.batch_sizes, seq_lens=scenario.seq_lens,
