@@ -38,20 +38,20 @@ ISOLATE_RECOMPILES = "isolate_recompiles" in inspect.signature(torch.compile).pa
 def isolated_compile(module: torch.nn.Module, **options: Any) -> Callable[..., Any]:
     """``torch.compile(module, **options)`` with a dynamo cache of its own.
 
-    Dynamo keeps its compiled entries on the code object it compiles, shared by every compile
-    of the same model, and each compile here brings a backend of its own, so none reuses
-    another's entries: past the recompile limit dynamo fails (or silently runs eager). A
-    process that compiles the model again and again (a pytest session, a sweep over models,
+    Dynamo keeps its compiled entries on the code object of ``forward``, which every compile
+    of the same model shares, and each compile here brings a backend of its own, so none
+    reuses another's entries: past the recompile limit dynamo fails (or silently runs eager).
+    A process that compiles the model again and again (a pytest session, a sweep over models,
     --no-isolate) would reach it. torch 2.13 keeps each compile's entries apart; on older
-    torch (2.11 on the GPU machine) a function with a code object of its own is compiled."""
-    if True:
-        return torch.compile(module, **options)
-
-    def call(*args: Any) -> Any:
-        return module(*args)
-    own = types.FunctionType(call.__code__.replace(), call.__globals__, call.__name__,
-                             call.__defaults__, call.__closure__)
-    return torch.compile(own, **options)
+    torch (2.11 on the GPU machine) ``module``, which must be a copy of its own, gets a
+    ``forward`` with a code object of its own."""
+    if ISOLATE_RECOMPILES:
+        return torch.compile(module, isolate_recompiles=True, **options)
+    forward = type(module).forward
+    module.forward = types.MethodType(
+        types.FunctionType(forward.__code__.replace(), forward.__globals__, forward.__name__,
+                           forward.__defaults__, forward.__closure__), module)
+    return torch.compile(module, **options)
 
 
 def _onednn_bf16() -> bool:

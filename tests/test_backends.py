@@ -1,5 +1,7 @@
 """Every registered backend against the float64 reference, on CPU."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -296,7 +298,8 @@ def test_each_compile_keeps_a_dynamo_cache_of_its_own(checkpoint, monkeypatch, i
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
     model = checkpoint.model
     for _ in range(3):
-        fn = compiled.isolated_compile(model, backend=lambda gm, inputs: gm.forward, fullgraph=True)
+        fn = compiled.isolated_compile(copy.deepcopy(model), backend=lambda gm, inputs: gm.forward,
+                                       fullgraph=True)
         with torch.inference_mode():
             for batch in (2, 1):
                 x = torch.from_numpy(sine_batch(batch, 8, seed=batch))
