@@ -1,7 +1,8 @@
 """ONNX Runtime on an exported .onnx file: CPUExecutionProvider, or CUDA with I/O binding.
 
 On CUDA the inputs and outputs stay in device memory (torch tensors bound through
-``io_binding``), so no host copy sits inside the timed call.
+``io_binding``), so no host copy sits inside the timed call; a stream's states and a
+rollout's window stay there too, in buffers bound once, before the timed calls.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ class OrtSession:
     def diagnostics(self) -> dict:
         return {**self._artifact.facts(), "export_s": self._export_s, "exporter": self._exporter,
                 "providers": self._session.get_providers(),
-                # What the process had when CUDA started: TensorRT's TF32 is off only with "0".
+                # As this process has it (a worker sets it before CUDA starts): TensorRT's
+                # TF32 is off only with "0".
                 "nvidia_tf32_override": os.environ.get(TF32_OVERRIDE)}
 
     def artifacts(self) -> dict[str, str]:
