@@ -295,12 +295,13 @@ def test_each_compile_keeps_a_dynamo_cache_of_its_own(checkpoint, monkeypatch, i
     from backends import compiled
 
     monkeypatch.setattr(compiled, "ISOLATE_RECOMPILES", isolate_recompiles)
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
     model = checkpoint.model
-    for _ in range(3):
-        fn = compiled.isolated_compile(copy.deepcopy(model), backend=lambda gm, inputs: gm.forward,
-                                       fullgraph=True)
-        with torch.inference_mode():
-            for batch in (2, 1):
-                x = torch.from_numpy(sine_batch(batch, 8, seed=batch))
-                torch.testing.assert_close(fn(x), model(x), rtol=0, atol=0)
+    # dynamo's own patch: monkeypatch's undo deletes a dynamo config entry instead of restoring it
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for _ in range(3):
+            fn = compiled.isolated_compile(copy.deepcopy(model), fullgraph=True,
+                                           backend=lambda gm, inputs: gm.forward)
+            with torch.inference_mode():
+                for batch in (2, 1):
+                    x = torch.from_numpy(sine_batch(batch, 8, seed=batch))
+                    torch.testing.assert_close(fn(x), model(x), rtol=0, atol=0)
