@@ -150,8 +150,20 @@ class Backend(ABC):
         return None
 
     def unavailable_reason(self, target: Target) -> str | None:
-        """None if this backend can serve ``target``, else a one-line reason."""
+        """None if this backend can serve ``target``, else a one-line reason. Cheap: the
+        runner asks it in the parent process before every backend it opens."""
         return None
+
+    def start_reason(self, target: Target) -> str | None:
+        """None if this backend's runtime really starts for ``target``, else why not: asked
+        by ``doctor`` after ``unavailable_reason``, where a run learns it by preparing. It may
+        cost seconds and device memory."""
+        return None
+
+    def environment(self, target: Target) -> dict[str, str]:
+        """Environment variables that must be in force before CUDA and this backend's libraries
+        start in the process that runs ``target``; an isolated worker sets them first."""
+        return {}
 
     @abstractmethod
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
@@ -160,7 +172,9 @@ class Backend(ABC):
     def prepare_step(self, model: LSTMPredictor, target: Target) -> Session:
         """Optional: a streaming step session. Its native input is a tuple (x_t, h, c) with
         x_t (batch, input) and states (num_layers, batch, hidden); ``run`` returns (y_t, h', c');
-        ``to_native`` and ``to_numpy`` convert such tuples element by element."""
+        ``to_native`` and ``to_numpy`` convert such tuples element by element. The outputs may
+        live in buffers the session reuses: y_t is valid until the stream's next step, and
+        h', c' until the step after, which the stream's next step feeds them to."""
         raise BackendUnavailableError("no streaming step model")
 
 

@@ -9,6 +9,7 @@ refuses to call itself compiled when nothing was captured.
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +31,27 @@ from backends.base import (
 from harness.core.errors import BackendError, BackendUnavailableError
 from harness.core.model import LSTMPredictor, LSTMStep
 
-# Every torch.compile of the same model adds entries to one shared per-code cache, and past
-# the recompile limit dynamo fails (or silently runs eager). Where torch can keep each
-# compile's entries apart, it does, so a process that compiles the model again and again
-# (a pytest session, a sweep over models, --no-isolate) never reaches that limit.
-ISOLATED = {"isolate_recompiles": True} \
-    if "isolate_recompiles" in inspect.signature(torch.compile).parameters else {}
+# torch 2.13 can keep each torch.compile's dynamo cache entries apart; older torch cannot.
+ISOLATE_RECOMPILES = "isolate_recompiles" in inspect.signature(torch.compile).parameters
+
+
+def isolated_compile(module: torch.nn.Module, **options: Any) -> Callable[..., Any]:
+    """``torch.compile(module, **options)`` with a dynamo cache of its own.
+
+    Dynamo keeps its compiled entries on the code object of ``forward``, which every compile
+    of the same model shares, and each compile here brings a backend of its own, so none
+    reuses another's entries: past the recompile limit dynamo fails (or silently runs eager).
+    A process that compiles the model again and again (a pytest session, a sweep over models,
+    --no-isolate) would reach it. torch 2.13 keeps each compile's entries apart; on older
+    torch (2.11 on the GPU machine) ``module``, which must be a copy of its own, gets a
+    ``forward`` with a code object of its own."""
+    if ISOLATE_RECOMPILES:
+        return torch.compile(module, isolate_recompiles=True, **options)
+    forward = type(module).forward
+    module.forward = types.MethodType(
+        types.FunctionType(forward.__code__.replace(), forward.__globals__, forward.__name__,
+                           forward.__defaults__, forward.__closure__), module)
+    return torch.compile(module, **options)
 
 
 def _onednn_bf16() -> bool:
@@ -122,8 +138,7 @@ def compile_session(session_cls: type[CompiledSession], module: torch.nn.Module,
     # to trace as skipped, and every later compile of the same module ran eager, capturing
     # nothing (seen on CUDA after a failed streaming step).
     fn = reporting_dynamo_failures(
-        torch.compile(module, backend=counting_inductor, dynamic=None, fullgraph=True,
-                      **ISOLATED))
+        isolated_compile(module, backend=counting_inductor, dynamic=None, fullgraph=True))
     session = session_cls(fn, target, counts, breaks_before, cudagraphs)
     native = [TorchSession.to_native(session, x) for x in example]
     for arg, axis in dynamic:

@@ -1,13 +1,16 @@
 """ONNX Runtime on an exported .onnx file: CPUExecutionProvider, or CUDA with I/O binding.
 
 On CUDA the inputs and outputs stay in device memory (torch tensors bound through
-``io_binding``), so no host copy sits inside the timed call.
+``io_binding``), so no host copy sits inside the timed call; a stream's states and a
+rollout's window stay there too, in buffers bound once, before the timed calls.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,9 @@ TENSORRT_LIBRARY = "libnvinfer.so.10"
 # next-step task error by about a thousand (docs/notes/issue-17.md).
 INT8_OPS = ["LSTM"]
 INT8_NODE = "DynamicQuantizeLSTM"
+# TensorRT builds fp32 engines with TF32 unless this is "0" in the environment when CUDA starts
+# (onnxruntime issue #26029); ONNX Runtime has no option of its own for it.
+TF32_OVERRIDE = "NVIDIA_TF32_OVERRIDE"
 
 
 def _import_ort():
@@ -35,7 +41,8 @@ def _import_ort():
         import onnx
         import onnxruntime
     except ImportError as exc:
-        return None, None, f"{exc.name} is not installed: pip install onnx onnxruntime"
+        return None, None, (f"{exc.name} is not installed: pip install -e '.[cpu]' (or '.[gpu]' "
+                            "for CUDA)")
     return onnx, onnxruntime, None
 
 
@@ -45,14 +52,27 @@ def cuda_provider(target: Target) -> tuple[str, dict]:
 
 
 NUMPY_OF_TORCH = {torch.float32: np.float32, torch.float16: np.float16}
+# A live stream's buffers are kept for this many streams at once; older ones are dropped, and a
+# step on states the session no longer holds copies them into a new stream's buffers.
+LIVE_STREAMS = 4
+BINDINGS_PER_STREAM = 16  # per stream: a timer rotates 4 samples over the 2 state pairs
 
 
-def bind_cuda(binding: Any, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
-    """Bind CUDA tensors as ONNX Runtime inputs and outputs, without copies."""
-    for bind, tensors in ((binding.bind_input, inputs), (binding.bind_output, outputs)):
+def bind(binding: Any, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> None:
+    """Bind contiguous torch tensors (CPU or CUDA) as ONNX Runtime inputs and outputs, by
+    address, without copies."""
+    for bind_one, tensors in ((binding.bind_input, inputs), (binding.bind_output, outputs)):
         for name, t in tensors.items():
-            bind(name, "cuda", t.device.index or 0, NUMPY_OF_TORCH[t.dtype], tuple(t.shape),
-                 t.data_ptr())
+            if not t.is_contiguous():
+                raise BackendError(f"cannot bind {name!r}: ONNX Runtime needs contiguous memory")
+            bind_one(name, t.device.type, t.device.index or 0, NUMPY_OF_TORCH[t.dtype],
+                     tuple(t.shape), t.data_ptr())
+
+
+def run_bound(session: Any, binding: Any) -> None:
+    binding.synchronize_inputs()
+    session.run_with_iobinding(binding)
+    binding.synchronize_outputs()
 
 
 class OrtSession:
@@ -71,7 +91,10 @@ class OrtSession:
 
     def diagnostics(self) -> dict:
         return {**self._artifact.facts(), "export_s": self._export_s, "exporter": self._exporter,
-                "providers": self._session.get_providers()}
+                "providers": self._session.get_providers(),
+                # As this process has it (a worker sets it before CUDA starts): TensorRT's
+                # TF32 is off only with "0".
+                "nvidia_tf32_override": os.environ.get(TF32_OVERRIDE)}
 
     def artifacts(self) -> dict[str, str]:
         return {str(self._artifact.path): self._artifact.sha256}
@@ -88,34 +111,88 @@ class OrtCpuSession(OrtSession, Session):
         return np.asarray(y, dtype=np.float64)
 
 
-class OrtCudaSession(OrtSession, Session):
-    """I/O binding on device memory: the input and a preallocated output are torch CUDA tensors."""
+class OrtBoundSession(OrtSession, Session):
+    """I/O binding on torch tensors where the session runs (CUDA; the CPU in the tests, which
+    exercise the same buffers and bindings): the input and a preallocated output are bound
+    by address outside the clock, and ``run`` only runs."""
 
     def __init__(self, session: Any, artifact: Artifact, export: tuple[float, str],
-                 output_size: int) -> None:
+                 output_size: int, device: torch.device) -> None:
         super().__init__(session, artifact, export)
         self._output_size = output_size
-        self._device = torch.device("cuda")
+        self._device = device
+        self._rollouts: dict[tuple, BoundRollout] = {}
+
+    def poisoned(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """An output buffer full of NaN: a fresh block may still hold an earlier call's
+        answer, and a call in which ONNX Runtime wrote nothing would then pass its checks."""
+        return torch.full(shape, float("nan"), dtype=self._torch_dtype, device=self._device)
+
+    def device_tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=self._np_dtype)).to(self._device)
 
     def to_native(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=self._np_dtype)).to(self._device)
-        y_dev = torch.empty((x.shape[0], self._output_size), dtype=self._torch_dtype, device=self._device)
+        x_dev = self.device_tensor(x)
+        y_dev = self.poisoned((x.shape[0], self._output_size))
         binding = self._session.io_binding()
-        bind_cuda(binding, {self._input: x_dev}, {self._output: y_dev})
+        bind(binding, {self._input: x_dev}, {self._output: y_dev})
         return x_dev, y_dev, binding
 
     def run(self, x: tuple[torch.Tensor, torch.Tensor, Any]) -> torch.Tensor:
         _, y_dev, binding = x
-        binding.synchronize_inputs()
-        self._session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
+        run_bound(self._session, binding)
         return y_dev
 
     def to_numpy(self, y: torch.Tensor) -> np.ndarray:
         return y.detach().to("cpu", torch.float64).numpy()
 
     def synchronize(self) -> None:
-        torch.cuda.synchronize()
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+
+    def rollout(self, window: np.ndarray, horizon: int) -> np.ndarray:
+        """The window stays on the device, as the torch backends keep it (``BoundRollout``);
+        its buffers and bindings are made at the first rollout of a shape and reused."""
+        key = (window.shape, horizon)
+        if key not in self._rollouts:
+            # One shape is timed at a time: the buffers of older shapes are not needed again.
+            self._rollouts = {key: BoundRollout(self, window.shape, horizon)}
+        return self.to_numpy(self._rollouts[key].run(window))
+
+
+class BoundRollout:
+    """An autoregressive forecast on the device with two window buffers taking turns: step t
+    runs on one, and the next window (shifted by a sample, the prediction appended) is
+    written into the other, so each keeps the one binding it was given. The window goes to
+    the device once and the forecast comes back once."""
+
+    def __init__(self, owner: OrtBoundSession, shape: tuple[int, ...], horizon: int) -> None:
+        batch = shape[0]
+        self._owner = owner
+        self._windows = [owner.poisoned(tuple(shape)) for _ in range(2)]
+        self._y = owner.poisoned((batch, owner._output_size))
+        self._forecast = owner.poisoned((batch, horizon, owner._output_size))
+        self._bindings = []
+        for window in self._windows:
+            binding = owner._session.io_binding()
+            bind(binding, {owner._input: window}, {owner._output: self._y})
+            self._bindings.append(binding)
+
+    def run(self, window: np.ndarray) -> torch.Tensor:
+        owner = self._owner
+        self._windows[0].copy_(owner.device_tensor(window))
+        horizon = self._forecast.shape[1]
+        for t in range(horizon):
+            current, following = self._windows[t % 2], self._windows[(t + 1) % 2]
+            # ONNX Runtime computes on a stream of its own: torch's copies into the window
+            # must be finished before it reads it.
+            owner.synchronize()
+            run_bound(owner._session, self._bindings[t % 2])
+            self._forecast[:, t] = self._y
+            if t + 1 < horizon:
+                following[:, :-1] = current[:, 1:]
+                following[:, -1] = self._y
+        return self._forecast
 
 
 class OrtCpuStepSession(OrtSession, Session):
@@ -131,28 +208,74 @@ class OrtCpuStepSession(OrtSession, Session):
         return tuple(np.asarray(y, dtype=np.float64) for y in ys)
 
 
-class OrtCudaStepSession(OrtCudaSession):
-    """The step model on CUDA: each call binds the state tensors in place and fresh outputs, so
-    the state never leaves the device."""
+class BoundStream:
+    """One live stream's buffers where the session runs: two (h, c) pairs taking turns (a step
+    reads one pair and writes the other), an output per pair, and a binding per (sample,
+    pair) made the first time that sample meets that pair. A timer's samples are all met
+    while it warms up, so its timed steps make no binding and allocate nothing."""
+
+    def __init__(self, owner: OrtBoundSession, h: torch.Tensor, c: torch.Tensor) -> None:
+        self._owner = owner
+        self.states = [(owner.poisoned(tuple(h.shape)), owner.poisoned(tuple(c.shape)))
+                       for _ in range(2)]
+        self._ys = [owner.poisoned((h.shape[1], owner._output_size)) for _ in range(2)]
+        self._bindings: dict[tuple, Any] = {}
+        self.states[0][0].copy_(h)
+        self.states[0][1].copy_(c)
+        owner.synchronize()  # the copies are torch's; ONNX Runtime reads them on its own stream
+
+    def side_of(self, h: torch.Tensor, c: torch.Tensor) -> int | None:
+        """Which of this stream's state pairs (h, c) are, if they are one of them."""
+        for side, (own_h, own_c) in enumerate(self.states):
+            if h.data_ptr() == own_h.data_ptr() and c.data_ptr() == own_c.data_ptr() \
+                    and h.shape == own_h.shape and c.shape == own_c.shape:
+                return side
+        return None
+
+    def step(self, x_t: torch.Tensor, side: int) -> tuple[torch.Tensor, ...]:
+        # A binding holds addresses, not tensors: whichever tensor sits at this address with
+        # this shape is what the step reads, so the key cannot go stale.
+        key = (x_t.data_ptr(), tuple(x_t.shape), side)
+        binding = self._bindings.get(key)
+        if binding is None:
+            if len(self._bindings) >= BINDINGS_PER_STREAM:
+                self._bindings.clear()
+            binding = self._owner._session.io_binding()
+            (h, c), (h_out, c_out) = self.states[side], self.states[1 - side]
+            bind(binding, dict(zip(STEP_INPUTS, (x_t, h, c), strict=True)),
+                 dict(zip(STEP_OUTPUTS, (self._ys[side], h_out, c_out), strict=True)))
+            self._bindings[key] = binding
+        run_bound(self._owner._session, binding)
+        return (self._ys[side], *self.states[1 - side])
+
+
+class OrtBoundStepSession(OrtBoundSession):
+    """The step model with I/O binding: the state never leaves the device, and a live stream
+    steps on buffers and bindings made before its timed calls (``BoundStream``).
+
+    ``run`` returns the session's own buffers: y_t is valid until the next step of its
+    stream, and the states until the step after that (the stream's next step reads them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._streams: list[BoundStream] = []
 
     def to_native(self, xs: tuple[np.ndarray, ...]) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.from_numpy(np.ascontiguousarray(x, dtype=self._np_dtype)).to(self._device)
-                     for x in xs)
+        return tuple(self.device_tensor(x) for x in xs)
 
     def run(self, x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         x_t, h, c = x
-        outputs = (torch.empty((x_t.shape[0], self._output_size), dtype=x_t.dtype, device=x_t.device),
-                   torch.empty_like(h), torch.empty_like(c))
-        binding = self._session.io_binding()
-        bind_cuda(binding, dict(zip(STEP_INPUTS, x, strict=True)),
-                  dict(zip(STEP_OUTPUTS, outputs, strict=True)))
-        binding.synchronize_inputs()
-        self._session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-        return outputs
+        for stream in self._streams:
+            side = stream.side_of(h, c)
+            if side is not None:
+                return stream.step(x_t, side)
+        # States from outside (a new stream's zeros): copied into a new stream's buffers.
+        stream = BoundStream(self, h, c)
+        self._streams = [*self._streams[-(LIVE_STREAMS - 1):], stream]
+        return stream.step(x_t, 0)
 
     def to_numpy(self, ys: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, ...]:
-        return tuple(super(OrtCudaStepSession, self).to_numpy(y) for y in ys)
+        return tuple(super(OrtBoundStepSession, self).to_numpy(y) for y in ys)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -206,7 +329,8 @@ class OnnxRuntimeBackend(Backend):
             return f"the ONNX backend exports {', '.join(DTYPES)} and int8 only, not {target.dtype}"
         provider = self.provider(target)
         if provider not in ort.get_available_providers():
-            hint = ": install onnxruntime-gpu" if target.device == "cuda" else ""
+            hint = (": install onnxruntime-gpu in place of onnxruntime (pip uninstall -y onnxruntime "
+                    "&& pip install -e '.[gpu]')") if target.device == "cuda" else ""
             return f"onnxruntime has no {provider}{hint}"
         if target.device == "cuda" and not torch.cuda.is_available():
             return "CUDA is not available to torch, which allocates the bound device buffers"
@@ -221,9 +345,10 @@ class OnnxRuntimeBackend(Backend):
             return [cuda_provider(target)]
         return [self.provider(target)]
 
-    def _load(self, model: LSTMPredictor, target: Target, step: bool
-              ) -> tuple[Any, Artifact, tuple[float, str]]:
-        """Export (in a subprocess), verify and check the file, open an ORT session on it."""
+    def load(self, model: LSTMPredictor, target: Target, step: bool
+             ) -> tuple[Any, Artifact, tuple[float, str]]:
+        """Export (in a subprocess), verify and check the file, open an ORT session on it: the
+        ORT session, its file and (export seconds, exporter)."""
         _, ort, _ = _import_ort()
         if target.dtype == "int8":
             artifact, export = quantized_onnx(model, target, step)
@@ -236,25 +361,54 @@ class OnnxRuntimeBackend(Backend):
                                          "1" if target.ort_allow_spinning else "0")
         session = ort.InferenceSession(str(artifact.verified_path()), sess_options=options,
                                        providers=self.providers(target))
-        wanted = self.provider(target)
-        if wanted not in session.get_providers():
-            # ORT falls back to the next provider (finally CPU) with only a logged warning when
-            # one cannot load its libraries (cuDNN, TensorRT): that would time the wrong device.
-            raise BackendUnavailableError(
-                f"onnxruntime could not start {wanted} (session runs on {session.get_providers()}); "
-                "its CUDA, cuDNN or TensorRT libraries are missing")
+        reason = self.not_started(session, target)
+        if reason:
+            raise BackendUnavailableError(reason)
         return session, artifact, export
 
+    def not_started(self, session: Any, target: Target) -> str | None:
+        """Why ``session`` does not run on the provider ``target`` needs, if it does not.
+
+        ORT falls back to the next provider (finally CPU) with only a logged warning when one
+        cannot start (its CUDA, cuDNN or TensorRT libraries missing, a driver too old for its
+        CUDA): that would time the wrong device."""
+        wanted = self.provider(target)
+        if wanted in session.get_providers():
+            return None
+        return (f"onnxruntime could not start {wanted} (a session runs on "
+                f"{', '.join(session.get_providers())}); its CUDA, cuDNN or TensorRT libraries "
+                "are missing, or the NVIDIA driver is older than its CUDA needs")
+
+    def start_reason(self, target: Target) -> str | None:
+        """Opens a session on a one-node model with this target's providers, as a run would."""
+        onnx, ort, _ = _import_ort()
+        from onnx import TensorProto, helper
+
+        spec = ["n"]
+        graph = helper.make_graph(
+            [helper.make_node("Relu", ["a"], ["b"])], "probe",
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, spec)],
+            [helper.make_tensor_value_info("b", TensorProto.FLOAT, spec)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        try:
+            with warnings.catch_warnings():  # ORT warns of the fallback that the reason names
+                warnings.simplefilter("ignore")
+                session = ort.InferenceSession(model.SerializeToString(),
+                                               providers=self.providers(target))
+        except Exception as exc:  # noqa: BLE001 - any failure to start is the reason
+            return f"onnxruntime could not open a session with {self.provider(target)}: {exc}"
+        return self.not_started(session, target)
+
     def prepare(self, model: LSTMPredictor, target: Target) -> Session:
-        loaded = self._load(model, target, step=False)
+        loaded = self.load(model, target, step=False)
         if target.device == "cuda":
-            return OrtCudaSession(*loaded, model.config.output_size)
+            return OrtBoundSession(*loaded, model.config.output_size, target.torch_device)
         return OrtCpuSession(*loaded)
 
     def prepare_step(self, model: LSTMPredictor, target: Target) -> Session:
-        loaded = self._load(model, target, step=True)
+        loaded = self.load(model, target, step=True)
         if target.device == "cuda":
-            return OrtCudaStepSession(*loaded, model.config.output_size)
+            return OrtBoundStepSession(*loaded, model.config.output_size, target.torch_device)
         return OrtCpuStepSession(*loaded)
 
 
@@ -311,6 +465,11 @@ class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):
 
     def provider(self, target: Target) -> str:
         return "TensorrtExecutionProvider"
+
+    def environment(self, target: Target) -> dict[str, str]:
+        if target.device == "cuda" and target.dtype == "fp32" and not target.allow_tf32:
+            return {TF32_OVERRIDE: "0"}
+        return {}
 
     def providers(self, target: Target) -> list:
         cache = target.workdir / "trt-engine-cache"

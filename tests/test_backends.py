@@ -1,5 +1,7 @@
 """Every registered backend against the float64 reference, on CPU."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -279,3 +281,27 @@ def test_a_dozen_fp16_compiles_in_one_process_stay_under_the_recompile_limit(che
             y = session.to_numpy(session.run(session.to_native(sine_batch(2, seq_len, seed=seq_len))))
             assert y.shape == (2, 1) and np.isfinite(y).all()
         assert session.diagnostics()["recompiles"] >= 4  # seq_len really was specialised
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isolate_recompiles", [True, False], ids=["isolate_recompiles", "own-code"])
+def test_each_compile_keeps_a_dynamo_cache_of_its_own(checkpoint, monkeypatch, isolate_recompiles):
+    """Both ways of isolating compiles: torch 2.13's option, and the fresh code object older
+    torch (2.11 on the GPU machine) gets. Each compile brings a backend of its own, as the
+    compile backend's do, and meets two shapes (batch 1 is always specialised): three such
+    compiles sharing one cache would hold six entries, past a limit of two."""
+    import torch._dynamo
+
+    from backends import compiled
+
+    monkeypatch.setattr(compiled, "ISOLATE_RECOMPILES", isolate_recompiles)
+    model = checkpoint.model
+    # dynamo's own patch: monkeypatch's undo deletes a dynamo config entry instead of restoring it
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for _ in range(3):
+            fn = compiled.isolated_compile(copy.deepcopy(model), fullgraph=True,
+                                           backend=lambda gm, inputs: gm.forward)
+            with torch.inference_mode():
+                for batch in (2, 1):
+                    x = torch.from_numpy(sine_batch(batch, 8, seed=batch))
+                    torch.testing.assert_close(fn(x), model(x), rtol=0, atol=0)

@@ -139,6 +139,7 @@ def test_a_missing_onnx_package_makes_its_rows_unavailable_and_the_rest_run(chec
     data = json.loads(out.read_text())
     rows = {r["backend"]: r for r in data["rows"]}
     assert rows["onnxruntime"]["status"] == "unavailable"
-    assert rows["onnxruntime"]["reason"] == f"{missing} is not installed: pip install onnx onnxruntime"
+    assert rows["onnxruntime"]["reason"] == \
+        f"{missing} is not installed: pip install -e '.[cpu]' (or '.[gpu]' for CUDA)"
     assert rows["eager"]["status"] == "ok" and rows["eager"]["median_ms"] > 0
     assert data["environment"]["versions"][missing] is None

@@ -61,6 +61,26 @@ def library_versions() -> dict:
             "numpy": np.__version__}
 
 
+# torch's fp32 precision settings (torch 2.9 and later): "ieee", "tf32", "bf16" or "none" (take
+# the parent's). The legacy allow_tf32 flags set some of them, so both are recorded.
+FP32_PRECISION = ("fp32_precision", "cuda.matmul.fp32_precision", "cudnn.fp32_precision",
+                  "cudnn.conv.fp32_precision", "cudnn.rnn.fp32_precision", "mkldnn.fp32_precision",
+                  "mkldnn.matmul.fp32_precision", "mkldnn.conv.fp32_precision",
+                  "mkldnn.rnn.fp32_precision")
+
+
+def fp32_precision() -> dict[str, str]:
+    """Each of ``FP32_PRECISION`` this torch has (under ``torch.backends``), by its path."""
+    found = {}
+    for path in FP32_PRECISION:
+        value = torch.backends
+        for part in path.split("."):
+            value = getattr(value, part, None)
+        if isinstance(value, str):
+            found[path] = value
+    return found
+
+
 def cuda_info() -> dict:
     if not torch.cuda.is_available():
         return {"cuda_available": False, "cuda_version": torch.version.cuda}
@@ -113,5 +133,6 @@ def collect(device: str, settings: ProcessSettings, command: list[str] | None = 
         "threads": threads,
         "settings": settings.to_dict(),
         "versions": library_versions(),
+        "fp32_precision": fp32_precision(),
         **cuda_info(),
     }

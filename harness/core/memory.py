@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -23,18 +24,48 @@ def current_rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def device_used_mb(index: int = 0) -> float | None:
-    """GPU memory in use as the device reports it (NVML), or None without nvidia-ml-py.
+@dataclass(frozen=True)
+class DeviceMemory:
+    """GPU memory in use as the device reports it (NVML), which sees ONNX Runtime's CUDA arena
+    where torch's allocator statistics cannot."""
 
-    torch's allocator statistics cannot see ONNX Runtime's CUDA arena; the device can."""
+    used_mb: float
+    scope: str  # "process": this process's own use; "device": the whole device's
+
+
+def nvml_uuid(torch_uuid: object) -> str:
+    """NVML's name for the device torch reports: torch gives the bare UUID, NVML prefixes it."""
+    text = str(torch_uuid)
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
+def own_use_bytes(processes: list, pid: int) -> int | None:
+    """``pid``'s GPU memory among NVML's running processes, or None where NVML does not give
+    it (a PID namespace hides the process, or the driver reports no figure, as under MIG)."""
+    for process in processes:
+        if process.pid == pid and isinstance(process.usedGpuMemory, int):
+            return process.usedGpuMemory
+    return None
+
+
+def device_memory() -> DeviceMemory | None:
+    """This process's use of the GPU torch runs on, found by its UUID (NVML numbers devices
+    its own way, whatever CUDA_VISIBLE_DEVICES says), or the device's whole use where NVML has
+    no per-process figure; None without nvidia-ml-py or where NVML fails."""
     try:
         import pynvml
     except ImportError:
         return None
+    import torch
+
     try:
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        return pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+        uuid = nvml_uuid(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid.encode())
+        own = own_use_bytes(pynvml.nvmlDeviceGetComputeRunningProcesses(handle), os.getpid())
+        if own is not None:
+            return DeviceMemory(own / 2**20, "process")
+        return DeviceMemory(pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20, "device")
     except pynvml.NVMLError:
         return None
 
@@ -45,7 +76,8 @@ class MemoryUse:
 
     rss_mb: float  # peak resident-memory growth of the process
     cuda_peak_mb: float | None = None  # torch.cuda.max_memory_allocated (torch allocations)
-    device_growth_mb: float | None = None  # growth of the device's used memory (NVML)
+    device_growth_mb: float | None = None  # growth of the GPU memory NVML reports
+    device_scope: str | None = None  # DeviceMemory.scope of that growth
 
 
 class PeakRss:
@@ -110,6 +142,15 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def _over(shapes: list[tuple[int, int]], need: Callable[[int, int], int], limit: float
+          ) -> tuple[int, int, int] | None:
+    """The first shape (batch, seq_len, bytes needed) whose need is over ``limit``."""
+    for batch, seq_len in shapes:
+        if (bytes_needed := need(batch, seq_len)) > limit:
+            return batch, seq_len, bytes_needed
+    return None
+
+
 def check_fits(shapes: list[tuple[int, int]], input_size: int, hidden_size: int, n_backends: int,
                n_inputs: int, available: int | None = None) -> None:
     """Refuse, before allocating anything, a shape whose inputs and activations cannot fit."""
@@ -117,10 +158,47 @@ def check_fits(shapes: list[tuple[int, int]], input_size: int, hidden_size: int,
     if available is None:
         return
     limit = 0.8 * available  # leave room for the libraries, the model and the OS
-    for batch, seq_len in shapes:
-        need = run_bytes(batch, seq_len, input_size, hidden_size, n_backends, n_inputs)
-        if need > limit:
-            raise InputError(
-                f"expected batch × seq_len small enough to fit in memory, got batch {batch} × "
-                f"seq_len {seq_len}, which needs about {_gib(need)} for inputs and activations "
-                f"against {_gib(limit)} usable (80% of {_gib(available)} available)")
+    over = _over(shapes, lambda b, s: run_bytes(b, s, input_size, hidden_size, n_backends, n_inputs),
+                 limit)
+    if over:
+        batch, seq_len, need = over
+        raise InputError(
+            f"expected batch × seq_len small enough to fit in memory, got batch {batch} × "
+            f"seq_len {seq_len}, which needs about {_gib(need)} for inputs and activations "
+            f"against {_gib(limit)} usable (80% of {_gib(available)} available)")
+
+
+# What one process's CUDA context, cuBLAS and cuDNN handles and ONNX Runtime's arena take
+# before any batch: a rough allowance (docs/gpu/README.md), so a run of many worker processes
+# is refused before the first of them fails halfway.
+CUDA_PROCESS_BYTES = 512 * 2**20
+
+
+def device_free_bytes() -> int | None:
+    """Free memory on the GPU torch runs on, or None without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.mem_get_info()[0]
+
+
+def check_device_fits(shapes: list[tuple[int, int]], input_size: int, hidden_size: int,
+                      workers: int, n_inputs: int, free: int | None = None) -> None:
+    """Refuse, before preparing anything, a CUDA run that cannot fit in the GPU's free memory:
+    ``workers`` worker processes live at once, each with its CUDA context and its inputs,
+    beside the parent's context, while one of them checks its largest batch."""
+    free = device_free_bytes() if free is None else free
+    if free is None:
+        return
+    limit = 0.8 * free
+    contexts = (workers + 1) * CUDA_PROCESS_BYTES
+    over = _over(shapes, lambda b, s: contexts + run_bytes(b, s, input_size, hidden_size, workers,
+                                                           n_inputs), limit)
+    if over:
+        batch, seq_len, need = over
+        raise InputError(
+            f"expected the run to fit in the GPU's free memory, got batch {batch} × seq_len "
+            f"{seq_len} in {workers} worker processes, which need about {_gib(need)} (with about "
+            f"{_gib(CUDA_PROCESS_BYTES)} per process for CUDA itself) against {_gib(limit)} usable "
+            f"(80% of {_gib(free)} free); use fewer --processes or --backends, or smaller batches")

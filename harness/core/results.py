@@ -141,6 +141,7 @@ class ColdStart:
     infer_rss_mb: float | None = None
     cuda_max_mem_mb: float | None = None
     gpu_mem_growth_mb: float | None = None  # device-reported (NVML), sees ORT's CUDA arena
+    gpu_mem_scope: str | None = None  # "process" or "device": what gpu_mem_growth_mb covers
     h2d_ms: float | None = None  # copying one input batch to where run() wants it
     d2h_ms: float | None = None  # reading one output batch back to the host
 

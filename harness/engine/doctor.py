@@ -33,7 +33,9 @@ class Availability:
 
 
 def availability(registry: Registry, threads: int) -> list[Availability]:
-    """One entry per backend x device x dtype: usable, or the backend's own reason."""
+    """One entry per backend x device x dtype: usable, or the backend's own reason. Usable
+    means its runtime really started there: what a library lists is not evidence enough
+    (onnxruntime-gpu lists CUDA wherever it was built with it)."""
     entries = []
     with tempfile.TemporaryDirectory(prefix="lstm-harness-doctor-") as tmp:
         for name in registry.names():
@@ -41,8 +43,8 @@ def availability(registry: Registry, threads: int) -> list[Availability]:
             for device in DEVICES:
                 for dtype in DTYPES:
                     target = Target(device, dtype, Path(tmp), threads)
-                    entries.append(Availability(name, device, dtype,
-                                                backend.unavailable_reason(target)))
+                    reason = backend.unavailable_reason(target) or backend.start_reason(target)
+                    entries.append(Availability(name, device, dtype, reason))
     return entries
 
 

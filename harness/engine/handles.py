@@ -21,7 +21,7 @@ import numpy as np
 
 from backends.base import Backend, Target
 from harness.core.errors import BackendError, BackendUnavailableError, InputError
-from harness.core.memory import MemoryUse, PeakRss, current_rss_bytes, device_used_mb
+from harness.core.memory import MemoryUse, PeakRss, current_rss_bytes, device_memory
 from harness.core.model import LSTMPredictor
 from harness.core.timing import Timer, TimerLike
 from harness.workloads.base import Sessions, Task, TimedWorkload
@@ -106,7 +106,7 @@ class _MemoryWindow:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
-            self.device_start = self.device_peak = device_used_mb()
+            self.device_start = self.device_peak = device_memory()
 
     def track(self, call: Any) -> Any:
         with PeakRss() as rss:
@@ -115,9 +115,10 @@ class _MemoryWindow:
         if self.on_cuda:
             import torch
 
-            used = device_used_mb()
-            if used is not None and self.device_peak is not None:
-                self.device_peak = max(self.device_peak, used)
+            used = device_memory()
+            if used is not None and self.device_peak is not None \
+                    and used.scope == self.device_peak.scope:
+                self.device_peak = max(self.device_peak, used, key=lambda m: m.used_mb)
             torch.cuda.empty_cache()
         return result
 
@@ -127,8 +128,11 @@ class _MemoryWindow:
             return MemoryUse(rss_mb)
         import torch
 
-        growth = None if self.device_start is None else self.device_peak - self.device_start
-        return MemoryUse(rss_mb, torch.cuda.max_memory_allocated() / 2**20, growth)
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        if self.device_start is None:
+            return MemoryUse(rss_mb, peak_mb)
+        return MemoryUse(rss_mb, peak_mb, self.device_peak.used_mb - self.device_start.used_mb,
+                         self.device_start.scope)
 
 
 # -- requests: one class per capability, executed where the backend runs -----------------
@@ -247,7 +251,15 @@ class LocalHandle(Handle):
              first_batch: np.ndarray, with_step: bool = False) -> LocalHandle:
         """Prepare (timed, memory sampled; with the step model too if ``with_step``, which
         raises BackendUnavailableError for a backend without one), then time the first call
-        on ``first_batch``."""
+        on ``first_batch``. Raises BackendUnavailableError where the environment the backend
+        needs is not in force: only a process that had it when CUDA started (an isolated
+        worker sets it first) would run what the row claims."""
+        missing = {k: v for k, v in backend.environment(target).items() if os.environ.get(k) != v}
+        if missing:
+            wanted = " ".join(f"{k}={v}" for k, v in missing.items())
+            raise BackendUnavailableError(
+                f"{backend.name} needs {wanted} in the environment before CUDA starts; an isolated "
+                f"worker sets it, this process did not have it (set it before starting the harness)")
         with PeakRss() as rss:
             start = time.perf_counter()
             session = backend.prepare(model, target)

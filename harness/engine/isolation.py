@@ -13,6 +13,7 @@ the pipe, so the pipe's round trip is outside every measurement.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -85,6 +86,8 @@ def _serve(conn: Connection, backend_cls: type[Backend], weights: dict[str, np.n
            first_batch: np.ndarray, with_step: bool) -> None:
     """Worker main: prepare, report, then execute requests until told to close or the parent goes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # First, before anything in this process starts CUDA or the backend's libraries.
+    os.environ.update(backend_cls().environment(target))
     apply(settings)
     conn.send(Reply("started"))
 

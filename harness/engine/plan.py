@@ -15,7 +15,7 @@ from backends.registry import Registry, suggest
 from harness.core.agreement import DEFAULT_TOLERANCES, TaskBudget, Tolerance, task_budget_for
 from harness.core.checkpoint import ModelSource, source_record
 from harness.core.errors import DeviceUnavailableError, InputError
-from harness.core.memory import check_fits
+from harness.core.memory import check_device_fits, check_fits
 from harness.core.model import ModelConfig
 from harness.core.targets import AUTO_DEVICE, DTYPES
 from harness.core.timing import TimingConfig
@@ -85,6 +85,7 @@ class Plan:
     devices: tuple[str, ...]
     models: tuple[ModelSource, ...]
     configs: tuple[RunConfig, ...]  # one per model x device x dtype
+    gpu_workers: int = 0  # worker processes on the GPU at once, for its memory check
 
     def record(self) -> dict:
         """The scenario block of the results: what actually ran."""
@@ -95,10 +96,16 @@ class Plan:
 
     def refuse_oversized(self, model: ModelConfig) -> None:
         """InputError when a timed shape's inputs and activations for ``model`` cannot fit
-        in memory (for a model read from a file, once its sizes are known)."""
-        check_fits(self.configs[0].timed_shapes, model.input_size, model.hidden_size,
-                   max(len(c.backends) for c in self.configs), self.configs[0].timing.n_inputs)
-
+        in memory, or a CUDA run's workers in the GPU's free memory (for a model read from a
+        file, once its sizes are known)."""
+        first = self.configs[0]
+        shapes = first.timed_shapes
+        check_fits(shapes, model.input_size, model.hidden_size,
+                   max(len(c.backends) for c in self.configs), first.timing.n_inputs)
+        if self.gpu_workers:
+            check_device_fits(list(dict.fromkeys([*shapes, *first.check_shapes])),
+                              model.input_size, model.hidden_size, self.gpu_workers,
+                              first.timing.n_inputs)
 
 def cuda_available() -> bool:
     import torch
@@ -196,7 +203,10 @@ def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
                   backend_timeout_s=backend_timeout_s, model=model,
                   files_dir=files_dir)
         for i, model in enumerate(models) for device in devices for dtype in scenario.dtypes)
-    the_plan = Plan(scenario, workload, devices, models, configs)
+    on_gpu = {name for (device, _), names in on.items() if device == "cuda" for name in names
+              if "cuda" in registry.create(name).devices}
+    the_plan = Plan(scenario, workload, devices, models, configs,
+                    gpu_workers=len(on_gpu) * timing.processes)
     for source in models:
         if isinstance(source, TrainConfig):
             the_plan.refuse_oversized(source.model)

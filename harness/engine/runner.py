@@ -442,6 +442,7 @@ class Runner:
             first_call_ms=info.first_call_ms, prepare_rss_mb=info.prepare_rss_mb,
             infer_rss_mb=memory.rss_mb, peak_rss_mb=max(info.prepare_rss_mb, memory.rss_mb),
             cuda_max_mem_mb=memory.cuda_peak_mb, gpu_mem_growth_mb=memory.device_growth_mb,
+            gpu_mem_scope=memory.device_scope,
             **self._copy_times(live.handles[0], shape))
         fields = {**live.checked.fields.get(shape, {}), **found.fields}
         return Row(identity, timing=primary.to_summary(), speedup=found.speedup,

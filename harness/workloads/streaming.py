@@ -121,9 +121,12 @@ class Streaming(TimedWorkload):
         x = validate_input(x, sessions.input_size)
         step = sessions.require_step()
         live = LiveStream(step, x.shape[0], sessions.state_shape)
-        outputs = [live.feed(live.native_sample(x[:, t, :])) for t in range(x.shape[1])]
-        step.synchronize()
-        ys = step.to_numpy(tuple(outputs))
+        ys = []
+        for t in range(x.shape[1]):
+            y = live.feed(live.native_sample(x[:, t, :]))
+            step.synchronize()
+            # Read back at once: a session may write the next step's output into the same buffer.
+            ys.append(step.to_numpy((y,))[0])
         h, c = step.to_numpy((live.h, live.c))
         return np.stack(ys, axis=1), h, c
 

@@ -2,10 +2,15 @@
 registry and default scenario, backends prepared once per session through its own handles,
 agreement judged by its own check.
 
-pytest-benchmark owns the clock loop and the statistics. It times the harness's Timer making
-one call at a time, one backend after another, where ``python -m harness run`` times rounds
-of many calls interleaved across backends; on CUDA both synchronise before the clock is
-read, and the run also times with CUDA events.
+pytest-benchmark owns the clock loop and the statistics: its clock brackets each call of the
+harness's Timer making one call (``time_calls(1)``), one backend after another. That call
+synchronises the session before and after; for sessions on torch's current CUDA stream it
+also records two CUDA events around the call and reads their elapsed time, which
+pytest-benchmark never sees. So on CUDA every timed call carries a full synchronise (and the
+event work), costs that ``python -m harness run`` spreads over rounds of many calls,
+interleaved across backends, timed there by those events (torch's stream) or by the host
+clock after one synchronise per round. The suite's figures are per-call latencies, to compare
+between its own benchmarks, not with ``run``'s.
 """
 
 from __future__ import annotations

@@ -1,0 +1,30 @@
+"""A backend that declares an environment variable, as TensorRT declares NVIDIA_TF32_OVERRIDE,
+and reports in its diagnostics what the process it ran in had."""
+
+import os
+
+from backends.base import Target, TorchSession
+from backends.eager import EagerBackend
+
+VARIABLE = "LSTM_HARNESS_TEST_DECLARED"
+VALUE = "set-before-cuda"
+
+
+class EnvironmentSession(TorchSession):
+    def diagnostics(self) -> dict:
+        return {"seen": os.environ.get(VARIABLE)}
+
+
+class DeclaresEnvironment(EagerBackend):
+    name = "declares-environment"
+    summary = "eager, in a process that must start with a variable set"
+    in_default_set = False
+
+    def environment(self, target: Target) -> dict[str, str]:
+        return {VARIABLE: VALUE}
+
+    def prepare(self, model, target):
+        return EnvironmentSession(super().prepare(model, target)._fn, target)
+
+
+BACKENDS = [DeclaresEnvironment]
