@@ -136,7 +136,7 @@ def test_timed_steps_and_rollouts_bind_and_allocate_nothing(counted, monkeypatch
     poisoned = OrtBoundSession.poisoned
     monkeypatch.setattr(OrtBoundSession, "poisoned",
                         lambda self, shape: made.append(shape) or poisoned(self, shape))
-    payloads = Streaming().timer_payloads((8, 50), 0, 4)
+    payloads = Streaming().timer_payloads((8, 50), 0, 4, 1)
     step_timer = Streaming().timer(counted, STEP, payloads[STEP])
     rollout_timer = Rollout(horizon=10).timer(counted, PRIMARY, window_payloads((8, 50), 0, 4))
     for timer in (step_timer, rollout_timer):
