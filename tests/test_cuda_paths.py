@@ -138,7 +138,7 @@ def test_timed_steps_and_rollouts_bind_and_allocate_nothing(counted, monkeypatch
                         lambda self, shape: made.append(shape) or poisoned(self, shape))
     payloads = Streaming().timer_payloads((8, 50), 0, 4, 1)
     step_timer = Streaming().timer(counted, STEP, payloads[STEP])
-    rollout_timer = Rollout(horizon=10).timer(counted, PRIMARY, window_payloads((8, 50), 0, 4))
+    rollout_timer = Rollout(horizon=10).timer(counted, PRIMARY, window_payloads((8, 50), 0, 4, 1))
     for timer in (step_timer, rollout_timer):
         timer.warm_up(0.0)
         timer.time_calls(8)  # every sample has met its state pair by now
