@@ -83,7 +83,7 @@ def _figures(result: dict) -> list[str]:
                ("throughput", "Throughput with the 95% CI of the median", plots.throughput_bars(rows)),
                ("agreement", "Largest error against the float64 reference",
                 plots.agreement_errors(rows, atol)),
-               ("rollout", "Rollout error vs horizon", plots.rollout_error(rows)),
+               ("rollout-error", "Rollout error vs horizon", plots.rollout_error(rows)),
                ("speedup-hidden", "Speedup against eager as the hidden size grows, one line per "
                 "batch size (dashed: 2 layers or more), 95% CI shaded", plots.speedup_vs_hidden(rows)),
 

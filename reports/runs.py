@@ -7,6 +7,7 @@ from rich.text import Text
 
 from harness.core.compare import Comparison, RowChange
 from harness.io.history import RunInfo
+from harness.workloads import DEFAULT_MODE
 from harness.workloads.columns import fmt
 from reports.columns import model_label, several_models
 
@@ -22,8 +23,8 @@ def history_table(runs: list[RunInfo], db: str) -> Table:
 
 
 def _shape(row: dict) -> str:
-    mode = row.get("mode", "forward")
-    return f"{row['batch_size']}×{row['seq_len']}" + ("" if mode == "forward" else f" {mode}")
+    mode = row.get("mode", DEFAULT_MODE)
+    return f"{row['batch_size']}×{row['seq_len']}" + ("" if mode == DEFAULT_MODE else f" {mode}")
 
 
 _VERDICT_STYLE = {"agreement lost": "bold red", "slower": "bold red", "faster": "green",

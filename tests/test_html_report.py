@@ -61,7 +61,7 @@ def test_page_is_self_contained_with_one_figure_per_plot():
 
 def test_rollout_rows_with_per_step_errors_add_the_horizon_plot():
     html = render_html(make_results(rollout=True))
-    assert len(parse(html).images) == 4 and 'id="fig-rollout"' in html
+    assert len(parse(html).images) == 4 and 'id="fig-rollout-error"' in html
 
 
 def test_unmeasured_rows_say_why_and_text_is_escaped():

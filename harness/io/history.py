@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.core.errors import InputError
 from harness.core.results import models_of
 from harness.io.sources import migrate as migrate_results
+from harness.workloads import DEFAULT_MODE
 
 ENV_VAR = "LSTM_HARNESS_DB"
 
@@ -158,7 +159,7 @@ def record(path: Path, result: dict) -> int:
             conn.execute(
                 "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, idx, row["backend"], row["device"], row["dtype"], row["batch_size"],
-                 row["seq_len"], row.get("mode", "forward"), row.get("status", "ok"),
+                 row["seq_len"], row.get("mode", DEFAULT_MODE), row.get("status", "ok"),
                  row.get("median_ms"), None if row.get("agrees") is None else int(row["agrees"]),
                  json.dumps({**row, "samples_ms": None})))
             conn.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)",
