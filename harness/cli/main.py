@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rollout mode: steps to forecast (default 200)")
     run.add_argument("--check-grid", choices=CHECK_GRIDS, default=None,
                      help="forward mode: check agreement on the full grid (batch 1, 64, 1024 x "
-                     "seq_len 50, 200, and the timed shapes; the default) or at the timed shapes "
+                     "seq_len 50, 200, 13, and the timed shapes; the default) or at the timed shapes "
                      "only (for large models, whose float64 reference is slow)")
     run.add_argument("--latency-bound-ms", type=_number("--latency-bound-ms"), default=None,
                      metavar="MS", help="server mode: the bound on LoadGen's p99 latency (default 5)")

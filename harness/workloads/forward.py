@@ -67,7 +67,7 @@ class Forward(TimedWorkload):
     summary: ClassVar[str] = "one window per call: batched sequence inference"
     check_grid: str = setting(
         "full", lambda v: v in CHECK_GRIDS,
-        "'full' (batch 1, 64, 1024 x seq_len 50, 200 and the timed shapes) or 'timed' "
+        "'full' (batch 1, 64, 1024 x seq_len 50, 200, 13 and the timed shapes) or 'timed' "
         "(the timed shapes only)")
 
     def check_shapes(self, timed: list[Shape]) -> list[Shape]:
