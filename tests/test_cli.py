@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from harness.cli.main import main
+from harness.core.environment import kernel_env
 from tests.conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_run_writes_every_documented_field(cached, tmp_path, capsys):
     out = tmp_path / "results.json"
     code = main(["run", "--backends", "reference,eager,onnxruntime", "--out", str(out), *FAST,
@@ -50,6 +51,7 @@ def test_run_writes_every_documented_field(cached, tmp_path, capsys):
     peak = env["peak"]
     assert {"torch", "numpy", "onnxruntime"} <= set(peak["by_engine"])
     assert env["peak_gflops"] == peak["gflops"] == max(peak["by_engine"].values())
+    assert env["kernel_env"] == kernel_env()  # what chose the BLAS kernels, as it was set
     doc = (ROOT / "docs" / "results-schema.md").read_text()
     undocumented = {k for row in rows.values() for k in (*row, *row["diagnostics"]) if f"`{k}`" not in doc}
     assert undocumented == set()

@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,18 @@ def _nvidia_driver() -> str | None:
     return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
 
 
+# Variables that choose the BLAS and OpenMP kernels and threads behind the figures; the
+# harness sets none of them (OPENBLAS_CORETYPE=Haswell, say, holds NumPy's GEMM to AVX2).
+KERNEL_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                    "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "MKL_ENABLE_INSTRUCTIONS",
+                    "ONEDNN_MAX_CPU_ISA")
+
+
+def kernel_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The kernel-choosing variables that are set, and their values."""
+    return {name: environ[name] for name in KERNEL_VARIABLES if name in environ}
+
+
 def collect(device: str, settings: ProcessSettings, command: list[str] | None = None) -> dict:
     cpu_model, isa = _cpuinfo()
     threads = effective_threads()
@@ -132,6 +145,7 @@ def collect(device: str, settings: ProcessSettings, command: list[str] | None = 
         "logical_cores": os.cpu_count(),
         "threads": threads,
         "settings": settings.to_dict(),
+        "kernel_env": kernel_env(),
         "versions": library_versions(),
         "fp32_precision": fp32_precision(),
         **cuda_info(),
