@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from backends.artifacts import Artifact
@@ -190,6 +191,12 @@ class AotSession(TorchSession):
     def __init__(self, fn: Callable[..., Any], target: Target, packages: Packages) -> None:
         super().__init__(fn, target)
         self._packages = packages
+
+    def to_native(self, x: np.ndarray) -> torch.Tensor:
+        # A package checks every stride, a size-1 dimension's too, which numpy and torch
+        # call contiguous at any stride (a sample sliced from a window of a batch of 1):
+        # a copy has the standard strides.
+        return super().to_native(np.array(x, order="C"))
 
     def diagnostics(self) -> dict:
         return self._packages.diagnostics()

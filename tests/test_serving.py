@@ -248,9 +248,16 @@ def _scenario(tmp_path, **settings) -> str:
     return str(path)
 
 
+SERVER_BOUND_MS = 50.0
+
+
 @pytest.fixture(scope="module")
 def server_run(checkpoint, cache_dir, tmp_path_factory):
-    """`run --scenario server` on eager and the 2 ms sleepy backend, at batch 1 and 16."""
+    """`run --scenario server` on eager and the 2 ms sleepy backend, at batch 1 and 16, under
+    a 50 ms bound. On the 2-core VM a sleepy call answers in about 4 ms at the median (the
+    sleep, eager's call, the hand-offs) and its tail passes 5 ms at any rate, so under the
+    default bound it holds none; under 50 ms what limits it is the 500 calls a second its
+    sleep allows, which is what the tests below are about."""
     tmp = tmp_path_factory.mktemp("server")
     out = tmp / "results.json"
     scenario = _scenario(tmp, extends="server", duration_s=0.5)
@@ -258,7 +265,8 @@ def server_run(checkpoint, cache_dir, tmp_path_factory):
         patch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
         code = main(["run", "--scenario", scenario, "--plugin", "tests.plugins.serving_backends",
                      "--backends", "eager,sleepy", "--batch-sizes", "1,16", "--processes", "1",
-                     "--allow-contended", "--out", str(out)])
+                     "--latency-bound-ms", str(SERVER_BOUND_MS), "--allow-contended",
+                     "--no-history", "--out", str(out)])
     return code, json.loads(out.read_text()), out
 
 
@@ -270,7 +278,7 @@ def test_server_finds_a_valid_rate_per_backend_and_records_how(server_run):
     for row in rows.values():
         assert row["status"] == "ok" and row["agrees"] is True and row["mode"] == "server"
         assert row["loadgen_valid"] is True and row["max_qps"] > 0
-        assert row["loadgen_p99_ms"] <= row["latency_bound_ms"] == 5.0
+        assert row["loadgen_p99_ms"] <= row["latency_bound_ms"] == SERVER_BOUND_MS
         assert row["max_wait_ms"] == 0.5 and row["full"] is False and row["min_duration_s"] == 0.5
         assert max(size for size, _ in row["batches_formed"]) <= row["batch_size"]
         assert row["responses_wrong"] == 0 and row["responses_checked"] >= 1024
