@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,6 +108,9 @@ def _cached(path: Path) -> Artifact | None:
     return Artifact(path, recorded) if sha256_file(path) == recorded else None
 
 
+EXPORT_NOISE = (r"The tensor attributes self\.lstm\._flat_weights", r"`isinstance\(treespec, LeafSpec\)`")
+
+
 def _build(module: torch.nn.Module, example: tuple[torch.Tensor, ...], batch_axes: tuple[int, ...],
            path: Path, key: PackageKey) -> tuple[Artifact, float]:
     """Export (for batch 1, or with each input's batch axis in ``batch_axes`` dynamic from 2),
@@ -116,14 +120,19 @@ def _build(module: torch.nn.Module, example: tuple[torch.Tensor, ...], batch_axe
     batch = torch.export.Dim("batch", min=2, max=MAX_BATCH)
     shapes = None if key.single else tuple({axis: batch} for axis in batch_axes)
     start = time.perf_counter()
-    try:
-        exported = torch.export.export(module, example, dynamic_shapes=shapes)
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
-        torch._inductor.aoti_compile_and_package(exported, package_path=str(partial))
-    except Exception as exc:  # noqa: BLE001 - export and inductor raise many kinds
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BackendError(f"AOTInductor could not build the package for seq_len "
-                           f"{key.seq_len}, batch {'1' if key.single else '2+'}: {first}") from exc
+    with warnings.catch_warnings():
+        # Export's notes on nn.LSTM's flat weights and pytree's deprecations speak to torch's
+        # own code, not to the user, and would print in the middle of the run's progress.
+        for message in EXPORT_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            exported = torch.export.export(module, example, dynamic_shapes=shapes)
+            partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
+            torch._inductor.aoti_compile_and_package(exported, package_path=str(partial))
+        except Exception as exc:  # noqa: BLE001 - export and inductor raise many kinds
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BackendError(f"AOTInductor could not build the package for seq_len "
+                               f"{key.seq_len}, batch {'1' if key.single else '2+'}: {first}") from exc
     build_s = time.perf_counter() - start
     os.replace(partial, path)
     artifact = Artifact.record(path)
