@@ -38,7 +38,8 @@ def scenario_table(result: dict, scenario: str, rows: list[dict],
     table = Table(title=title(result, scenario), title_justify="left")
     columns = columns_for(rows, focus(result), workloads)
     for column in columns:
-        table.add_column(column.header, justify=column.justify, no_wrap=True)
+        table.add_column(column.header, justify=column.justify, no_wrap=not column.wraps,
+                         min_width=24 if column.wraps else None)
     for row, new_shape in zip(rows, shape_breaks(rows), strict=True):
         if new_shape:
             table.add_section()

@@ -22,6 +22,8 @@ class Column:
     cell: Callable[[dict], str]
     # The cell's tone for this row: "ok", "bad", "warn" or None; each format picks colours.
     tone: Callable[[dict], str | None] = _plain
+    # Free text (a reason) wraps where the console is too narrow, so the figures never do.
+    wraps: bool = False
 
 
 def fmt(value: float | None, spec: str, suffix: str = "") -> str:
@@ -92,4 +94,4 @@ HEAD = (
 )
 SPEEDUP = Column("vs eager [95% CI]", "right", speedup)
 PREP_S = Column("prep s", "right", lambda r: fmt(r.get("prepare_s"), ".2f"))
-NOTES = Column("notes", "left", notes, tone=notes_tone)
+NOTES = Column("notes", "left", notes, tone=notes_tone, wraps=True)
