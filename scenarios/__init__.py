@@ -87,7 +87,7 @@ SWEEP_BACKENDS = ("eager", "torchscript", "compile", "onnxruntime", "openvino")
 PRESETS: dict[str, Scenario] = {s.name: s for s in (
     DEFAULT,
     Scenario("smoke", batch_sizes=(1, 8), seq_lens=(50,), budget_s=0.05,
-             description="CI smoke test: batch 1 and 8, a 0.05 s budget per row, seconds in all"),
+             description="batch 1 and 8, a 0.05 s budget per row: the quickest whole run"),
     Scenario("latency", batch_sizes=(1,), budget_s=3.0, focus="tail",
              description="one stream, batch 1: p90 and p99 latency lead, longer budget for the tail"),
     Scenario("throughput", batch_sizes=(256, 1024, 4096), focus="throughput",
