@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = _Parser(add_help=False)
     common.add_argument("--cache-dir", type=Path, default=None,
-                        help="checkpoint cache (default: $LSTM_HARNESS_CACHE or ~/.cache/lstm-harness)")
+                        help="checkpoint cache (default: $LSTM_HARNESS_CACHE, else "
+                        "$XDG_CACHE_HOME/lstm-harness, else ~/.cache/lstm-harness)")
     common.add_argument("--threads", type=_positive_ints("--threads"), default=None,
                         help="intra-op threads for torch and ORT (default: physical cores)")
     common.add_argument("--ort-spinning", action="store_true",
