@@ -1,7 +1,7 @@
 """torch.compile with inductor, proven to really capture the LSTM.
 
 Dynamo treats ``nn.LSTM`` as a graph break unless ``torch._dynamo.config.allow_rnn`` is set
-(``harness.settings`` sets it), in which case a plain ``torch.compile`` silently runs eager.
+(``harness.core.settings`` sets it), in which case a plain ``torch.compile`` silently runs eager.
 This backend counts the graphs inductor compiles and the graph breaks dynamo records, and
 refuses to call itself compiled when nothing was captured.
 """
@@ -30,6 +30,9 @@ from backends.base import (
 )
 from harness.core.errors import BackendError, BackendUnavailableError
 from harness.core.model import LSTMPredictor, LSTMStep
+from harness.core.settings import configure_dynamo
+
+configure_dynamo()  # where the process's settings were applied before dynamo was loaded
 
 # torch 2.13 can keep each torch.compile's dynamo cache entries apart; older torch cannot.
 ISOLATE_RECOMPILES = "isolate_recompiles" in inspect.signature(torch.compile).parameters

@@ -9,21 +9,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
 
-from backends.aot_inductor import AotInductorBackend
 from backends.base import Backend
-from backends.compiled import CompileBackend, CudaGraphsCompileBackend
-from backends.eager import EagerBackend
-from backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend
-from backends.openvino_backend import OpenVinoBackend
-from backends.reference import ReferenceBackend
-from backends.torch_int8 import TorchInt8Backend
-from backends.torchscript import TorchScriptBackend
 from harness.core.errors import InputError
 
-BUILTIN: tuple[type[Backend], ...] = (
-    ReferenceBackend, EagerBackend, TorchScriptBackend, CompileBackend, CudaGraphsCompileBackend,
-    OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend, OpenVinoBackend,
-    AotInductorBackend, TorchInt8Backend,
+# module:class of each built-in backend, in registration order. They are imported when a
+# registry is loaded, not with this module: a worker process imports only its own backend's
+# module, not every runtime's (torch._dynamo alone takes seconds to import).
+BUILTIN: tuple[str, ...] = (
+    "backends.reference:ReferenceBackend", "backends.eager:EagerBackend",
+    "backends.torchscript:TorchScriptBackend", "backends.compiled:CompileBackend",
+    "backends.compiled:CudaGraphsCompileBackend", "backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "backends.onnxruntime_backend:OnnxRuntimeTensorRTBackend",
+    "backends.openvino_backend:OpenVinoBackend", "backends.aot_inductor:AotInductorBackend",
+    "backends.torch_int8:TorchInt8Backend",
 )
 BASELINE = "eager"  # every speedup is this backend's time over the other's
 ENTRY_POINT_GROUP = "harness.backends"
@@ -107,8 +105,16 @@ def entry_point_backends() -> list[type[Backend]]:
             for cls in _validated([ep.load()], f"entry point {ep.name!r}")]
 
 
+def builtin_backends() -> list[type[Backend]]:
+    found = []
+    for spec in BUILTIN:
+        module, _, name = spec.partition(":")
+        found.append(getattr(importlib.import_module(module), name))
+    return found
+
+
 def load_registry(plugins: Sequence[str] = ()) -> Registry:
-    classes = list(BUILTIN) + entry_point_backends()
+    classes = builtin_backends() + entry_point_backends()
     for module_name in plugins:
         classes += plugin_backends(module_name)
     return Registry({cls.name: cls for cls in classes})

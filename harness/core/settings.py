@@ -7,6 +7,7 @@ Thread pools and dynamo flags are global to the process, so they are set once at
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass
 
 
@@ -69,10 +70,13 @@ def default_settings(threads: int | None = None) -> ProcessSettings:
     return ProcessSettings(intra_op_threads=threads or physical_cores())
 
 
+_applied: ProcessSettings | None = None  # what ``apply`` set in this process
+
+
 def apply(settings: ProcessSettings) -> ProcessSettings:
     """Apply the settings to torch. Idempotent; call once per process, before any model runs."""
+    global _applied
     import torch
-    import torch._dynamo
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(settings.intra_op_threads)
@@ -82,14 +86,28 @@ def apply(settings: ProcessSettings) -> ProcessSettings:
         except RuntimeError:
             # Already fixed by earlier parallel work in this process; record what is in force.
             pass
-    torch._dynamo.config.allow_rnn = settings.dynamo_allow_rnn
-    torch._dynamo.config.recompile_limit = settings.dynamo_recompile_limit
-    torch._dynamo.config.fail_on_recompile_limit_hit = settings.dynamo_fail_on_recompile_limit
     torch.backends.cuda.matmul.allow_tf32 = settings.cuda_allow_tf32
     torch.backends.cudnn.allow_tf32 = settings.cuda_allow_tf32
     threadpool_limits(limits=settings.numpy_blas_threads, user_api="blas")
     os.environ[AOTI_CHECK] = "1" if settings.aoti_runtime_check_inputs else "0"
+    _applied = settings
+    if "torch._dynamo" in sys.modules:
+        configure_dynamo()
     return settings
+
+
+def configure_dynamo() -> None:
+    """Set dynamo's flags from the applied settings. Importing dynamo takes seconds, which a
+    worker whose backend never traces should not pay, so the flags are set when both have
+    happened, whichever came second: ``apply`` calls this where dynamo is already loaded,
+    and every module that uses dynamo calls it when it is imported."""
+    if _applied is None:
+        return
+    import torch._dynamo
+
+    torch._dynamo.config.allow_rnn = _applied.dynamo_allow_rnn
+    torch._dynamo.config.recompile_limit = _applied.dynamo_recompile_limit
+    torch._dynamo.config.fail_on_recompile_limit_hit = _applied.dynamo_fail_on_recompile_limit
 
 
 def effective_threads() -> dict:
