@@ -17,10 +17,7 @@ load; a later worker of a run loads what the first one verified (``Target.reuse`
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import platform
 import time
 import warnings
 from collections.abc import Callable
@@ -31,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from backends.artifacts import Artifact
+from backends.artifacts import Artifact, cached, key_digest, partial_path, publish, weights_sha256
 from backends.base import Backend, Session, Target, TorchSession, TorchStepSession, copy_model
 from backends.compiled import inductor_reason
-from harness.core.checkpoint import default_cache_dir, sha256_file
+from harness.core.checkpoint import default_cache_dir
 from harness.core.errors import BackendError
 from harness.core.model import LSTMPredictor, LSTMStep
 from harness.core.settings import AOTI_CHECK
@@ -45,15 +42,6 @@ MAX_BATCH = 1 << 20
 
 def cache_dir() -> Path:
     return default_cache_dir() / "aot-inductor"
-
-
-def weights_sha256(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        # Viewed as bytes: NumPy has no bfloat16.
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -77,7 +65,7 @@ class PackageKey:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
+        return key_digest(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -96,18 +84,6 @@ class Package:
                 "bytes": self.artifact.size_bytes, "sha256": self.artifact.sha256}
 
 
-def _cached(path: Path) -> Artifact | None:
-    """The package at ``path`` if its sidecar records the hash it still has."""
-    sidecar = path.with_suffix(".json")
-    if not (path.is_file() and sidecar.is_file()):
-        return None
-    try:
-        recorded = json.loads(sidecar.read_text(encoding="utf-8"))["sha256"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return Artifact(path, recorded) if sha256_file(path) == recorded else None
-
-
 EXPORT_NOISE = (r"The tensor attributes self\.lstm\._flat_weights", r"`isinstance\(treespec, LeafSpec\)`")
 
 
@@ -116,7 +92,7 @@ def _build(module: torch.nn.Module, example: tuple[torch.Tensor, ...], batch_axe
     """Export (for batch 1, or with each input's batch axis in ``batch_axes`` dynamic from 2),
     compile and package to ``path`` (atomically, with a sidecar recording its hash); returns
     the artifact and the build time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(path)
     batch = torch.export.Dim("batch", min=2, max=MAX_BATCH)
     shapes = None if key.single else tuple({axis: batch} for axis in batch_axes)
     start = time.perf_counter()
@@ -127,21 +103,13 @@ def _build(module: torch.nn.Module, example: tuple[torch.Tensor, ...], batch_axe
             warnings.filterwarnings("ignore", message=message)
         try:
             exported = torch.export.export(module, example, dynamic_shapes=shapes)
-            partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
             torch._inductor.aoti_compile_and_package(exported, package_path=str(partial))
         except Exception as exc:  # noqa: BLE001 - export and inductor raise many kinds
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise BackendError(f"AOTInductor could not build the package for seq_len "
                                f"{key.seq_len}, batch {'1' if key.single else '2+'}: {first}") from exc
     build_s = time.perf_counter() - start
-    os.replace(partial, path)
-    artifact = Artifact.record(path)
-    sidecar = path.with_suffix(".json")
-    tmp = sidecar.with_name(f"{sidecar.stem}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"sha256": artifact.sha256, "build_s": build_s, "key": asdict(key),
-                               "host": platform.node()}, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
-    return artifact, build_s
+    return publish(partial, path, {"build_s": build_s, "key": asdict(key)}), build_s
 
 
 Variant = tuple[int | str, bool]  # (seq_len or STEP, built for batch 1)
@@ -171,8 +139,8 @@ class Packages:
         path = cache_dir() / f"lstm-{key.digest}.pt2"
         build_s, source = 0.0, "reused"
         artifact = Artifact.reused(path, self._target)
-        if artifact is None:
-            source, artifact = "cache", _cached(path)
+        if artifact is None and (found := cached(path)) is not None:
+            source, artifact = "cache", found[0]
         if artifact is None:
             source = "built"
             example = self._example(1 if single else 2, seq_len)

@@ -1,8 +1,11 @@
 """The verified ONNX file that every backend reading ONNX loads: exported in a fresh
-interpreter (``backends.onnx_export``), hashed, or reused from an earlier worker of the run.
+interpreter (``backends.onnx_export``), hashed, checked, and cached.
 
-Each backend names its own file (``stem``), so two backends sharing a run's work directory
-never overwrite the file the other verified.
+An export takes seconds to tens of seconds (the dynamo exporter), so a file is cached
+across runs under a name made from everything that changes it (the weights, the model's
+config, the dtype, window or step model, the exporter asked for, the exporter's own code and
+the torch and onnx versions). ONNX Runtime and OpenVINO, which read the same export, load
+the same file; every load first checks it still hashes to what was recorded.
 """
 
 from __future__ import annotations
@@ -10,18 +13,65 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
-from backends.artifacts import Artifact
+from backends.artifacts import Artifact, cached, key_digest, partial_path, publish, weights_sha256
 from backends.base import Target
-from backends.onnx_export import STEP_DYNAMIC, WINDOW_DYNAMIC, fixed_axes
+from backends.onnx_export import OPSET, STEP_DYNAMIC, WINDOW_DYNAMIC, fixed_axes
+from harness.core.checkpoint import default_cache_dir, sha256_file
 from harness.core.errors import BackendError
 from harness.core.model import LSTMPredictor
 
-REUSED = "reused from an earlier worker of this run"  # the exporter of a reused file
+EXPORTER_SOURCE = Path(__file__).with_name("onnx_export.py")
+
+
+def cache_dir() -> Path:
+    return default_cache_dir() / "onnx"
+
+
+@dataclass(frozen=True)
+class Export:
+    """How a session's ONNX file came to be: exported by this process or found in the cache;
+    the time this process spent exporting (0 unless it exported) and the exporter that wrote
+    the file."""
+
+    source: str  # "exported" or "cache"
+    export_s: float
+    exporter: str
+
+    def facts(self) -> dict:
+        return {"onnx_source": self.source, "export_s": self.export_s, "exporter": self.exporter}
+
+
+@dataclass(frozen=True)
+class ExportKey:
+    """Everything that changes an exported file."""
+
+    weights_sha256: str
+    config: dict
+    dtype: str
+    step: bool
+    exporter: str  # as asked for: "auto", "dynamo" or "torchscript"
+    exporter_code: str  # the SHA-256 of backends/onnx_export.py
+    opset: int
+    torch: str
+    onnx: str
+
+    @classmethod
+    def of(cls, model: LSTMPredictor, dtype: str, step: bool, exporter: str) -> ExportKey:
+        import onnx
+        import torch
+
+        return cls(weights_sha256(model), model.config.to_dict(), dtype, step, exporter,
+                   sha256_file(EXPORTER_SOURCE), OPSET, torch.__version__, onnx.__version__)
+
+    def path(self) -> Path:
+        kind = "step" if self.step else "window"
+        return cache_dir() / f"lstm-{kind}-{self.dtype}-{key_digest(asdict(self))}.onnx"
 
 
 def export_in_subprocess(model: LSTMPredictor, path: Path, step: bool = False, dtype: str = "fp32",
@@ -56,26 +106,33 @@ def check_dynamic_axes(onnx_model: Any, step: bool) -> None:
 
 
 def onnx_path(target: Target, stem: str, step: bool, dtype: str | None = None) -> Path:
+    """A file of this run's own, in its work directory (what is derived from an export)."""
     target.workdir.mkdir(parents=True, exist_ok=True)
     return target.workdir / f"{stem}{'-step' if step else ''}-{dtype or target.dtype}.onnx"
 
 
-def verified_onnx(model: LSTMPredictor, target: Target, stem: str, step: bool,
-                  dtype: str = "fp32", exporter: str = "auto") -> tuple[Artifact, tuple[float, str]]:
-    """The model (or its step model) as an ONNX file in ``dtype``, exported now or reused,
-    hashed, checked by the ONNX checker and proven to keep batch and seq_len dynamic; with the
-    export time and the exporter that wrote it."""
+def _export(model: LSTMPredictor, key: ExportKey) -> tuple[Artifact, Export]:
+    """The file for ``key``: the cache's (an earlier run's, or another backend's or worker's
+    of this run), or exported now and cached."""
+    path = key.path()
+    found = cached(path)
+    if found is not None:
+        return found[0], Export("cache", 0.0, str(found[1].get("exporter")))
+    partial = partial_path(path)
+    export_s, exporter = export_in_subprocess(model, partial, step=key.step, dtype=key.dtype,
+                                              exporter=key.exporter)
+    artifact = publish(partial, path, {"export_s": export_s, "exporter": exporter, "key": asdict(key)})
+    return artifact, Export("exported", export_s, exporter)
+
+
+def verified_onnx(model: LSTMPredictor, step: bool, dtype: str = "fp32", exporter: str = "auto"
+                  ) -> tuple[Artifact, Export]:
+    """The model (or its step model) as an ONNX file in ``dtype``, exported now or found,
+    hashed, checked by the ONNX checker and proven to keep batch and seq_len dynamic."""
     import onnx
 
-    path = onnx_path(target, stem, step, dtype)
-    artifact = Artifact.reused(path, target)
-    if artifact is None:
-        export = export_in_subprocess(model, path, step=step, dtype=dtype, exporter=exporter)
-        artifact = Artifact.record(path)
-    else:
-        export = (0.0, REUSED)
+    artifact, export = _export(model, ExportKey.of(model, dtype, step, exporter))
     onnx_model = onnx.load(str(artifact.verified_path()))
     onnx.checker.check_model(onnx_model)
     check_dynamic_axes(onnx_model, step)
     return artifact, export
-

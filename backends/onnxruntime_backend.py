@@ -11,6 +11,7 @@ import ctypes
 import os
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from backends.artifacts import Artifact
 from backends.base import Backend, Session, Target, module_version
 from backends.onnx_export import DTYPES, OPSET, STEP_INPUTS, STEP_OUTPUTS
-from backends.onnx_file import REUSED, check_dynamic_axes, onnx_path, verified_onnx
+from backends.onnx_file import Export, check_dynamic_axes, onnx_path, verified_onnx
 from harness.core.errors import BackendError, BackendUnavailableError
 from harness.core.model import LSTMPredictor
 
@@ -78,19 +79,19 @@ def run_bound(session: Any, binding: Any) -> None:
 class OrtSession:
     """Common part of the CPU and CUDA sessions."""
 
-    def __init__(self, session: Any, artifact: Artifact, export: tuple[float, str]) -> None:
+    def __init__(self, session: Any, artifact: Artifact, export: Export) -> None:
         self._session = session
         self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
         self._artifact = artifact
-        self._export_s, self._exporter = export
+        self._export = export
         # The exported file fixes the element type (float or float16) of inputs and outputs.
         fp16 = session.get_inputs()[0].type == "tensor(float16)"
         self._np_dtype = np.float16 if fp16 else np.float32
         self._torch_dtype = torch.float16 if fp16 else torch.float32
 
     def diagnostics(self) -> dict:
-        return {**self._artifact.facts(), "export_s": self._export_s, "exporter": self._exporter,
+        return {**self._artifact.facts(), **self._export.facts(),
                 "providers": self._session.get_providers(),
                 # As this process has it (a worker sets it before CUDA starts): TensorRT's
                 # TF32 is off only with "0".
@@ -116,7 +117,7 @@ class OrtBoundSession(OrtSession, Session):
     exercise the same buffers and bindings): the input and a preallocated output are bound
     by address outside the clock, and ``run`` only runs."""
 
-    def __init__(self, session: Any, artifact: Artifact, export: tuple[float, str],
+    def __init__(self, session: Any, artifact: Artifact, export: Export,
                  output_size: int, device: torch.device) -> None:
         super().__init__(session, artifact, export)
         self._output_size = output_size
@@ -346,14 +347,14 @@ class OnnxRuntimeBackend(Backend):
         return [self.provider(target)]
 
     def load(self, model: LSTMPredictor, target: Target, step: bool
-             ) -> tuple[Any, Artifact, tuple[float, str]]:
-        """Export (in a subprocess), verify and check the file, open an ORT session on it: the
-        ORT session, its file and (export seconds, exporter)."""
+             ) -> tuple[Any, Artifact, Export]:
+        """Export (in a subprocess) or find the file, verify and check it, open an ORT session
+        on it: the ORT session, its file and how the file came to be."""
         _, ort, _ = _import_ort()
         if target.dtype == "int8":
             artifact, export = quantized_onnx(model, target, step)
         else:
-            artifact, export = verified_onnx(model, target, "lstm", step, target.dtype)
+            artifact, export = verified_onnx(model, step, target.dtype)
         options = ort.SessionOptions()
         options.intra_op_num_threads = target.threads
         options.inter_op_num_threads = 1
@@ -412,8 +413,7 @@ class OnnxRuntimeBackend(Backend):
         return OrtCpuStepSession(*loaded)
 
 
-def quantized_onnx(model: LSTMPredictor, target: Target, step: bool
-                   ) -> tuple[Artifact, tuple[float, str]]:
+def quantized_onnx(model: LSTMPredictor, target: Target, step: bool) -> tuple[Artifact, Export]:
     """ONNX Runtime's dynamic int8: the fp32 export with its LSTM quantised by
     ``quantize_dynamic`` (int8 weights, activations quantised per call), refused unless the
     LSTM really became ``DynamicQuantizeLSTM``.
@@ -424,23 +424,23 @@ def quantized_onnx(model: LSTMPredictor, target: Target, step: bool
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    source, export = verified_onnx(model, step, "fp32", exporter="torchscript")
     path = onnx_path(target, "lstm", step, "int8")
     artifact = Artifact.reused(path, target)
-    export = (0.0, REUSED)
+    quantize_s = 0.0
     if artifact is None:
-        source, (export_s, exporter) = verified_onnx(model, target, "lstm-int8-source", step,
-                                                     "fp32", exporter="torchscript")
         start = time.perf_counter()
         quantize_dynamic(str(source.verified_path()), str(path), weight_type=QuantType.QInt8,
                          op_types_to_quantize=INT8_OPS)
-        export = (export_s + time.perf_counter() - start, f"{exporter} + quantize_dynamic")
+        quantize_s = time.perf_counter() - start
         artifact = Artifact.record(path)
     quantized = onnx.load(str(artifact.verified_path()))
     if INT8_NODE not in {node.op_type for node in quantized.graph.node}:
         raise BackendError(f"quantize_dynamic left the LSTM in fp32 (no {INT8_NODE} node): "
                            "this row would not be int8")
     check_dynamic_axes(quantized, step)
-    return artifact, export
+    return artifact, replace(export, export_s=export.export_s + quantize_s,
+                             exporter=f"{export.exporter} + quantize_dynamic")
 
 
 class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):

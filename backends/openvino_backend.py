@@ -17,7 +17,7 @@ import numpy as np
 from backends.artifacts import Artifact
 from backends.base import Backend, Session, Target, module_version
 from backends.onnx_export import STEP_INPUTS
-from backends.onnx_file import verified_onnx
+from backends.onnx_file import Export, verified_onnx
 from harness.core.errors import BackendError
 from harness.core.model import LSTMPredictor
 
@@ -79,12 +79,12 @@ class OpenVinoSession(Session):
     """One compiled model and its infer request; native inputs are float32 arrays (a tuple
     of them for the step model)."""
 
-    def __init__(self, compiled: Any, artifact: Artifact, export: tuple[float, str],
+    def __init__(self, compiled: Any, artifact: Artifact, export: Export,
                  facts: dict[str, Any], step: bool) -> None:
         self._request = compiled.create_infer_request()
         self._outputs = len(compiled.outputs)
         self._artifact = artifact
-        self._export_s, self._exporter = export
+        self._export = export
         self._facts = facts
         self._step = step
 
@@ -106,8 +106,7 @@ class OpenVinoSession(Session):
         return np.asarray(y, dtype=np.float64)
 
     def diagnostics(self) -> dict:
-        return {**self._artifact.facts(), "export_s": self._export_s, "exporter": self._exporter,
-                **self._facts}
+        return {**self._artifact.facts(), **self._export.facts(), **self._facts}
 
     def artifacts(self) -> dict[str, str]:
         return {str(self._artifact.path): self._artifact.sha256}
@@ -178,7 +177,7 @@ class OpenVinoBackend(Backend):
     def _compiled(self, model: LSTMPredictor, target: Target, step: bool) -> OpenVinoSession:
         import openvino as ov
 
-        artifact, export = verified_onnx(model, target, "openvino-lstm", step)
+        artifact, export = verified_onnx(model, step)
         core = ov.Core()
         network = core.read_model(str(artifact.verified_path()))
         wanted = PRECISIONS[target.dtype][0]

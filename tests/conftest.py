@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -69,6 +70,15 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(cache_dir: Path) -> Iterator[Path]:
+    """Every test caches checkpoints, ONNX exports and AOTInductor packages in the session's
+    folder, never the user's; a test that needs another sets its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
+        yield cache_dir
+
+
 @pytest.fixture(scope="session")
 def checkpoint(cache_dir: Path) -> Checkpoint:
     """The default config, trained once per test session (a few seconds on 2 cores)."""
@@ -76,10 +86,10 @@ def checkpoint(cache_dir: Path) -> Checkpoint:
 
 
 @pytest.fixture()
-def cached(checkpoint: Checkpoint, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the CLI (and any harness subprocess) at the session's trained checkpoint."""
-    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
-    return cache_dir
+def cached(checkpoint: Checkpoint, session_cache: Path) -> Path:
+    """The session's cache, holding its trained checkpoint (for the CLI and any harness
+    subprocess)."""
+    return session_cache
 
 
 @pytest.fixture()

@@ -305,3 +305,30 @@ def test_each_compile_keeps_a_dynamo_cache_of_its_own(checkpoint, monkeypatch, i
                 for batch in (2, 1):
                     x = torch.from_numpy(sine_batch(batch, 8, seed=batch))
                     torch.testing.assert_close(fn(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_onnxruntime_and_openvino_load_one_cached_export(checkpoint, tmp_path, monkeypatch,
+                                                         process_settings):
+    """The export is made once, by whichever backend comes first, and found by the other
+    (and by later runs) under a key of everything that changes it."""
+    from backends.base import Target
+    from backends.onnx_file import ExportKey
+
+    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(tmp_path / "cache"))
+    model = copy.deepcopy(checkpoint.model)
+    target = Target("cpu", "fp32", tmp_path / "work", process_settings.intra_op_threads)
+    first = REGISTRY.create("onnxruntime").prepare(model, target).diagnostics()
+    assert first["onnx_source"] == "exported" and first["export_s"] > 0
+    second = REGISTRY.create("openvino").prepare(model, target).diagnostics()
+    assert second["onnx_source"] == "cache" and second["export_s"] == 0.0
+    assert second["artifact_sha256"] == first["artifact_sha256"]
+    assert second["exporter"] == first["exporter"]
+    key = ExportKey.of(model, "fp32", False, "auto")
+    assert key.path().is_file()
+    with torch.no_grad():
+        model.fc.bias += 1.0
+    changed = ExportKey.of(model, "fp32", False, "auto")
+    assert changed.path() != key.path()
+    assert ExportKey.of(model, "fp32", True, "auto").path() != changed.path()
+    assert ExportKey.of(model, "fp16", False, "auto").path() != changed.path()

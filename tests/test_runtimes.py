@@ -93,17 +93,21 @@ def test_aot_inductor_refuses_to_run_without_the_runtime_input_check(monkeypatch
         REGISTRY.create("aot-inductor").prepare(checkpoint.model, cpu_target)
 
 
-def test_a_cached_package_is_used_only_while_it_hashes_to_its_record(tmp_path):
-    from backends.aot_inductor import _cached
+def test_a_cached_artifact_is_used_only_while_it_hashes_to_its_record(tmp_path):
+    from backends.artifacts import cached, partial_path, publish
     from harness.core.checkpoint import sha256_file
 
     package = tmp_path / "lstm-x.pt2"
     package.write_bytes(b"a package")
-    assert _cached(package) is None  # no record
-    package.with_suffix(".json").write_text(json.dumps({"sha256": sha256_file(package)}))
-    assert _cached(package).sha256 == sha256_file(package)
+    assert cached(package) is None  # no record
+    partial = partial_path(package)
+    partial.write_bytes(b"a package, built")
+    published = publish(partial, package, {"build_s": 1.5})
+    assert not partial.exists() and published.sha256 == sha256_file(package)
+    artifact, record = cached(package)
+    assert artifact == published and record["build_s"] == 1.5
     package.write_bytes(b"a package, changed")
-    assert _cached(package) is None
+    assert cached(package) is None
 
 
 @pytest.mark.slow
