@@ -13,7 +13,7 @@ import pytest
 from backends.registry import load_registry
 from harness.cli.main import main
 from harness.core.agreement import DEFAULT_TOLERANCES
-from harness.core.settings import default_settings
+from harness.core.settings import default_settings, physical_cores
 from harness.engine.plan import Overrides, plan
 from harness.engine.runner import Runner
 from harness.workloads import WORKLOADS
@@ -225,6 +225,30 @@ def test_the_serving_presets_and_their_settings():
     assert WORKLOADS["multi-stream"]().samples_per_query == 8
 
 
+@pytest.mark.parametrize("threads_flag, cores, expected", [
+    (None, 2, {"server": 1, "single-stream": 2, "offline": 2, "forward": 2}),
+    (None, 1, {"server": 1, "single-stream": 1, "offline": 1, "forward": 1}),
+    (None, 16, {"server": 15, "single-stream": 16, "offline": 16, "forward": 16}),
+    ([2], 2, {"server": 2, "single-stream": 2, "offline": 2, "forward": 2}),
+])
+def test_a_server_run_leaves_loadgen_a_core_unless_threads_are_given(monkeypatch, threads_flag,
+                                                                     cores, expected):
+    """Server queries arrive while the backend computes, so LoadGen's threads need a core of
+    their own; modes where LoadGen waits for each answer, and --threads, keep the rule."""
+    import argparse
+
+    from harness.cli.common import apply_settings
+    from harness.core import settings
+
+    monkeypatch.setattr(settings, "physical_cores", lambda: cores)
+    args = argparse.Namespace(threads=threads_flag, ort_spinning=False)
+    try:
+        found = {mode: apply_settings(args, WORKLOADS[mode]()).intra_op_threads for mode in expected}
+    finally:
+        settings.apply(default_settings())
+    assert found == expected
+
+
 def test_without_loadgen_every_serving_row_says_unavailable_with_the_install_line(
         checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mlperf_loadgen", None)  # import raises: not installed
@@ -274,6 +298,7 @@ def server_run(checkpoint, cache_dir, tmp_path_factory):
 def test_server_finds_a_valid_rate_per_backend_and_records_how(server_run):
     code, data, out = server_run
     assert code == 0
+    assert data["environment"]["settings"]["intra_op_threads"] == max(1, physical_cores() - 1)
     rows = {(r["backend"], r["batch_size"]): r for r in data["rows"]}
     for row in rows.values():
         assert row["status"] == "ok" and row["agrees"] is True and row["mode"] == "server"

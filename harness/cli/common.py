@@ -7,6 +7,7 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -15,6 +16,9 @@ from harness.core.errors import InputError
 from harness.core.model import ModelConfig
 from harness.core.settings import ProcessSettings
 from harness.core.training import TrainConfig
+
+if TYPE_CHECKING:
+    from harness.workloads.base import Workload
 
 SIZE_FLAGS = tuple(ModelConfig().to_dict())  # input_size, hidden_size, num_layers, output_size
 
@@ -45,10 +49,14 @@ def check_writable(path: Path | None, flag: str, directory: bool = False) -> Non
                          f"{exc.strerror or exc}") from None
 
 
-def apply_settings(args: argparse.Namespace) -> ProcessSettings:
+def apply_settings(args: argparse.Namespace, workload: Workload | None = None) -> ProcessSettings:
+    """The process's settings from the flags; where ``--threads`` is not given, the threads
+    ``workload`` asks for on this machine's cores (every core without one)."""
     from harness.core import settings
 
     threads = args.threads[0] if args.threads else None
+    if threads is None and workload is not None:
+        threads = workload.intra_op_threads(settings.physical_cores())
     return settings.apply(replace(settings.default_settings(threads),
                                   ort_allow_spinning=args.ort_spinning))
 

@@ -80,7 +80,6 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     check_writable(args.workdir, "--workdir", directory=True)
     if not args.no_history:
         check_writable(report_commands.db_path(args), "--db")
-    settings = apply_settings(args)
     registry = load_registry(args.plugin)
     workloads = load_workloads(args.plugin)
     scenario = resolve(args.scenario, workloads) if args.scenario else DEFAULT
@@ -90,6 +89,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                         isolate=args.isolate, backend_timeout_s=args.backend_timeout,
                         files_dir=files_dir_for(args.out, report_commands.db_path(args),
                                                 scenario.name))
+        settings = apply_settings(args, the_plan.workload)
 
         def accept(checkpoint: Checkpoint) -> None:
             the_plan.workload.refuse_model(checkpoint.model.config)

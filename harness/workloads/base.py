@@ -239,6 +239,11 @@ class Workload(ABC):
         line for a missing library); every row of a run of it then says so."""
         return None
 
+    def intra_op_threads(self, cores: int) -> int:
+        """The backends' intra-op threads where the command does not say (``--threads``):
+        every physical core."""
+        return cores
+
     def refuse_model(self, model: ModelConfig) -> None:  # noqa: B027 - most accept any model
         """Raise InputError when this workload cannot run ``model`` at all."""
 

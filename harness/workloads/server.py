@@ -69,6 +69,14 @@ class Server(Serving):
     def max_wait_s(self) -> float:
         return self.max_wait_ms / 1e3
 
+    def intra_op_threads(self, cores: int) -> int:
+        """One core fewer than the machine has (at least one). Queries arrive while the
+        backend computes: LoadGen's threads, which issue and complete every query, and the
+        batcher run in the backend's process beside its pool, as part of the system under
+        test. With every core in the pool, a pool thread spinning after a call holds the
+        core the next query waits for."""
+        return max(1, cores - 1)
+
     def first_rate(self, capacity: Capacity) -> float:
         """Half of what the backend could answer in full batches, or one at a time where a
         full batch alone takes more than half the bound; at most ``FIRST_RATE_CAP``."""
