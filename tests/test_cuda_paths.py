@@ -249,7 +249,7 @@ def test_a_worker_starts_with_the_environment_its_backend_declares(checkpoint, c
     worker = WorkerHandle.open(DeclaresEnvironment(), checkpoint.model, cpu_target,
                                sine_batch(1, 50, 0), default_settings(1), 300.0)
     try:
-        assert worker.facts().diagnostics == {"seen": VALUE}
+        assert worker.facts().diagnostics["seen"] == VALUE
     finally:
         worker.close()
     assert VARIABLE not in __import__("os").environ  # set in the worker only

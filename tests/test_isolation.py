@@ -206,3 +206,22 @@ def test_without_isolation_a_raising_backend_still_fails_alone(checkpoint, cache
     assert rows["raises"]["status"] == "failed"
     assert "RuntimeError: injected failure in run" in rows["raises"]["reason"]
     assert rows["stale"]["agrees"] is False and rows["eager"]["median_ms"] > 0
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_worker_freezes_what_exists_once_its_backend_is_prepared(checkpoint, cpu_target, freeze):
+    """A full collection over torch's objects stalls whichever round or query triggers it;
+    frozen objects are skipped, and the setting that asks for it is honoured either way."""
+    from dataclasses import replace
+
+    from harness.core.settings import default_settings
+    from tests.plugins.environment_backend import DeclaresEnvironment
+
+    settings = replace(default_settings(1), gc_freeze_after_prepare=freeze)
+    worker = WorkerHandle.open(DeclaresEnvironment(), checkpoint.model, cpu_target,
+                               sine_batch(1, 50, 0), settings, 300.0)
+    try:
+        frozen = worker.facts().diagnostics["gc_frozen"]
+    finally:
+        worker.close()
+    assert (frozen > 10_000) if freeze else (frozen == 0)

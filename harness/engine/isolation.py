@@ -28,7 +28,7 @@ import torch
 from backends.base import Backend, Target
 from harness.core.errors import BackendError, BackendUnavailableError, InputError
 from harness.core.model import LSTMPredictor, ModelConfig
-from harness.core.settings import ProcessSettings, apply
+from harness.core.settings import ProcessSettings, apply, freeze_prepared
 from harness.engine.handles import Handle, LocalHandle, OpenInfo, Request, describe
 
 _CONTEXT = multiprocessing.get_context("spawn")  # fork would copy torch's threads and CUDA state
@@ -97,6 +97,8 @@ def _serve(conn: Connection, backend_cls: type[Backend], weights: dict[str, np.n
         return LocalHandle.open(backend_cls(), model.eval(), target, first_batch, with_step=with_step)
 
     opened = Reply.of(open_local)
+    if opened.failure is None:
+        freeze_prepared(settings)
     conn.send(Reply(opened.value.info) if opened.failure is None else opened)
     if opened.failure is not None:
         return

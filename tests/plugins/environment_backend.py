@@ -1,6 +1,8 @@
 """A backend that declares an environment variable, as TensorRT declares NVIDIA_TF32_OVERRIDE,
-and reports in its diagnostics what the process it ran in had."""
+and reports in its diagnostics what the process it ran in had: the variable, and how many
+objects the garbage collector had frozen by the time its facts were asked."""
 
+import gc
 import os
 
 from backends.base import Target, TorchSession
@@ -12,7 +14,7 @@ VALUE = "set-before-cuda"
 
 class EnvironmentSession(TorchSession):
     def diagnostics(self) -> dict:
-        return {"seen": os.environ.get(VARIABLE)}
+        return {"seen": os.environ.get(VARIABLE), "gc_frozen": gc.get_freeze_count()}
 
 
 class DeclaresEnvironment(EagerBackend):
