@@ -332,3 +332,18 @@ def test_onnxruntime_and_openvino_load_one_cached_export(checkpoint, tmp_path, m
     assert changed.path() != key.path()
     assert ExportKey.of(model, "fp32", True, "auto").path() != changed.path()
     assert ExportKey.of(model, "fp16", False, "auto").path() != changed.path()
+
+
+def test_the_reference_sigmoid_is_exact_and_never_overflows():
+    """Large pre-activations occur in big or badly trained models: exp must not overflow
+    (a naive 1 / (1 + exp(-z)) does at z = -1000), and the value must be the correctly
+    rounded sigmoid on both sides of 0."""
+    import math
+
+    from backends.reference import _sigmoid
+
+    z = np.array([-1000.0, -40.0, -1.5, 0.0, 1.5, 40.0, 1000.0])
+    with np.errstate(over="raise", invalid="raise"):
+        got = _sigmoid(z)
+    exact = [1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v)) for v in z]
+    assert got.tolist() == exact
