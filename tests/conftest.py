@@ -72,11 +72,14 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(cache_dir: Path) -> Iterator[Path]:
-    """Every test caches checkpoints, ONNX exports and AOTInductor packages in the session's
-    folder, never the user's; a test that needs another sets its own."""
+    """Tests cache checkpoints, ONNX exports and AOTInductor packages in the session's
+    folder, not the user's default one; a cache the user names with $LSTM_HARNESS_CACHE is
+    honoured (the benchmarks then use the CLI's checkpoint), and a test that needs another
+    sets its own."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
-        yield cache_dir
+        if not os.environ.get("LSTM_HARNESS_CACHE"):
+            patch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
+        yield Path(os.environ["LSTM_HARNESS_CACHE"])
 
 
 @pytest.fixture(scope="session")
@@ -86,10 +89,10 @@ def checkpoint(cache_dir: Path) -> Checkpoint:
 
 
 @pytest.fixture()
-def cached(checkpoint: Checkpoint, session_cache: Path) -> Path:
-    """The session's cache, holding its trained checkpoint (for the CLI and any harness
-    subprocess)."""
-    return session_cache
+def cached(checkpoint: Checkpoint, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the CLI (and any harness subprocess) at the session's trained checkpoint."""
+    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
+    return cache_dir
 
 
 @pytest.fixture()
