@@ -377,26 +377,39 @@ def test_a_backend_wrong_under_load_fails_its_row_though_its_checks_passed(cache
 
 
 @pytest.mark.slow
-def test_single_stream_p90_agrees_with_the_harness_batch_1_p90(cached, tmp_path):
-    """LoadGen's single-stream p90 against the p90 the harness's own timer gives eager at
-    batch 1, within 15%.
+def test_single_stream_p90_agrees_with_the_harness_batch_1_p90(checkpoint, cpu_target):
+    """LoadGen's single-stream p90 against the p90 the harness's own timer gives the same
+    eager session at batch 1, within 15%.
 
-    Both time one window at a time on the same backend, but not the same thing: LoadGen's
-    latency also holds the system under test's hand-off (LoadGen's thread to the batcher and
-    back, tens of microseconds) and each call's own jitter, which the harness's rounds of
-    many calls average out. At seq_len 200 one eager call takes about 1.5 ms here, so that
-    hand-off stays a few percent of it; 15% is what the issue asks, and leaves room for the
-    jitter. On a busy machine neither figure means much: run it on a quiet one."""
-    out = {}
-    for name, argv in (("serving", ["--scenario", "single-stream"]),
-                       ("harness", ["--batch-sizes", "1", "--budget", "2"])):
-        out[name] = tmp_path / f"{name}.json"
-        assert main(["run", *argv, "--backends", "eager", "--seq-len", "200", "--processes", "1",
-                     "--allow-contended", "--out", str(out[name])]) == 0
-    [serving] = json.loads(out["serving"].read_text())["rows"]
-    [harness] = json.loads(out["harness"].read_text())["rows"]
-    assert serving["loadgen_valid"] is True
-    assert serving["loadgen_p90_ms"] == pytest.approx(harness["p90_ms"], rel=0.15)
+    Like with like: LoadGen times each query alone, so the harness's ``Timer`` takes one call
+    per sample here (a run's rounds of ~30 calls average each call's jitter away). At the
+    same time: the development VM's speed drifts by 10-30% between runs minutes apart, so
+    the two alternate in blocks in one process, and the medians of their blocks' p90s are
+    compared. What LoadGen adds is the system under test's hand-off, its thread to the
+    batcher and back: 0.16-0.6 ms on that VM, as much as 20-50% of a 1 ms call at seq_len
+    200, so the windows are 2000 long (a call of about 8 ms), where it is a few percent.
+    15% is what the issue asks; a system under test that took 2 ms more per query fails."""
+    from backends.eager import EagerBackend
+    from backends.reference import ReferenceModel
+    from harness.core.data import sine_batch
+    from harness.core.timing import Timer
+
+    session = EagerBackend().prepare(checkpoint.model, cpu_target)
+    windows = sine_batch(64, 2000, seed=3).astype(np.float32)
+    expected = ReferenceModel(checkpoint.model).forward(windows)
+    timer = Timer(session.run, [session.to_native(windows[i:i + 1]) for i in range(4)],
+                  sync=session.synchronize)
+    timer.warm_up(0.2)  # calls_per_round stays 1: a sample is one call
+    loadgen, harness = [], []
+    for _ in range(3):
+        harness.append(float(np.percentile([timer.round() for _ in range(300)], 90)))
+        test = LoadGenTest("SingleStream", windows, expected, TOL, Batching(1, 0.0), full=False,
+                           min_duration_s=0.5, min_query_count=1024,
+                           expected_latency_s=harness[-1])
+        result = test.run(session)
+        assert result.valid and result.answers.agrees
+        loadgen.append(result.percentile_ms("90.00") / 1e3)
+    assert np.median(loadgen) == pytest.approx(np.median(harness), rel=0.15), (loadgen, harness)
 
 
 @pytest.mark.slow
