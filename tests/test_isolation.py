@@ -225,3 +225,37 @@ def test_a_worker_freezes_what_exists_once_its_backend_is_prepared(checkpoint, c
     finally:
         worker.close()
     assert (frozen > 10_000) if freeze else (frozen == 0)
+
+
+def test_every_worker_ends_its_memory_window_once_checked(checkpoint, tmp_path, monkeypatch):
+    """A window left open samples memory on a thread of its own through every later request,
+    a serving measurement's LoadGen tests among them: every process's window ends with its
+    checks, not only the first's."""
+    from backends.registry import load_registry
+    from harness.core.settings import default_settings
+    from harness.engine.handles import Served
+    from harness.engine.plan import Overrides, plan
+    from harness.engine.runner import Runner
+    from scenarios import DEFAULT
+
+    served, ended = [], []
+    real_init, real_facts = Served.__init__, Served.facts
+
+    def init(self, *args, **kwargs):
+        served.append(self)
+        real_init(self, *args, **kwargs)
+
+    def facts(self):
+        ended.append(self)
+        return real_facts(self)
+
+    monkeypatch.setattr(Served, "__init__", init)
+    monkeypatch.setattr(Served, "facts", facts)
+    registry = load_registry()
+    the_plan = plan(DEFAULT, Overrides(backends=("eager", "torchscript"), batch_sizes=(1,),
+                                       processes=2, budget_s=0.05,
+                                       params={"check_grid": "timed"}),
+                    registry, workdir=tmp_path, isolate=False)
+    Runner(checkpoint.model, the_plan.configs[0], registry, default_settings()).run()
+    assert len(served) == 4
+    assert all(any(s is e for e in ended) for s in served)

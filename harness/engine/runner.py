@@ -55,7 +55,7 @@ from harness.core.settings import ProcessSettings
 from harness.core.stats import paired_ratio, summarize
 from harness.core.timing import Measurement, TimerKey, TimerLike, combine, measure_interleaved
 from harness.engine.events import Event, OnEvent, Phase
-from harness.engine.handles import CopyTimes, Handle, LocalHandle, describe
+from harness.engine.handles import CopyTimes, Facts, Handle, LocalHandle, describe
 from harness.engine.isolation import WorkerHandle
 from harness.engine.plan import RunConfig
 from harness.workloads import task
@@ -233,18 +233,28 @@ class Runner:
         if isinstance(handle, Outcome):
             return handle
         live = _Live(backend, [handle])
+        done = self._checked_process(backend, handle, ctx)
+        if isinstance(done, Outcome):
+            live.close()
+            return done
+        checked, facts = done
+        live.checked, live.memory, live.artifacts = checked, facts.memory, facts.artifacts
+        return live
+
+    def _checked_process(self, backend: Backend, handle: Handle, ctx: CheckContext
+                         ) -> tuple[Checked, Facts] | Outcome:
+        """Check a worker, then ask its facts, which ends its memory window: past the checks
+        the window would sample memory on a thread of its own through every later request
+        (a serving measurement's LoadGen tests among them)."""
         checked = self._check(backend, handle, ctx)
         if isinstance(checked, Outcome):
-            live.close()
             return checked
         try:
             facts = handle.facts()
         except BackendError as exc:
-            live.close()
             return Outcome.failed(describe(exc))
-        live.checked, live.memory, live.artifacts = checked, facts.memory, facts.artifacts
         self._checked.append(checked)
-        return live
+        return checked, facts
 
     def _another_process(self, live: _Live, ctx: CheckContext) -> Outcome | None:
         """One more worker for ``live``'s backend, loading the artifacts the first one
@@ -254,11 +264,11 @@ class Runner:
         if isinstance(handle, Outcome):
             return Outcome(handle.status, f"in worker process {len(live.handles) + 1}: {handle.reason}")
         live.handles.append(handle)
-        checked = self._check(live.backend, handle, ctx)
-        if isinstance(checked, Outcome):
-            return Outcome.failed(f"in worker process {len(live.handles)}: {checked.reason}")
+        done = self._checked_process(live.backend, handle, ctx)
+        if isinstance(done, Outcome):
+            return Outcome.failed(f"in worker process {len(live.handles)}: {done.reason}")
+        checked, _ = done
         live.checked = Checked([*live.checked.checks, *checked.checks], live.checked.fields)
-        self._checked.append(checked)
         return None
 
     def _measure_process(self, workload: TimedWorkload, shape: Shape, live: dict[str, _Live],
