@@ -46,10 +46,6 @@ class Registry:
         return tuple(name for name, cls in self._backends.items()
                      if cls.in_default_set and device in cls.devices and dtype in cls.dtypes)
 
-    def interleaved(self, name: str) -> bool:
-        """Whether ``name`` is a runtime timed beside the others, not the comparator."""
-        return self._backends[name].interleaved
-
     def listed_for(self, names: Iterable[str], device: str) -> tuple[str, ...]:
         """An explicit list on ``device``: a backend that does not serve it stays (its rows
         say why), unless it asks to be left out off its devices. One that does not serve a

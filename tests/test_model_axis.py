@@ -95,8 +95,8 @@ def test_the_model_sweep_preset_is_the_issue_s_grid_sized_for_this_vm():
     assert sizes == {(h, n) for h in (32, 64, 128, 256, 512) for n in (1, 2)}
     assert all(m.epochs == 0 for m in sweep.models)  # seeded weights: see the preset
     assert (sweep.batch_sizes, sweep.dtypes, sweep.devices) == ((1, 64), ("fp32",), ("cpu",))
-    # every default CPU backend but the package-per-model one and the untimed-worthy reference
-    assert set(REGISTRY.default_for("cpu", "fp32")) - set(sweep.backends) == {"aot-inductor", "reference"}
+    # every default CPU backend but the package-per-model one
+    assert set(REGISTRY.default_for("cpu", "fp32")) - set(sweep.backends) == {"aot-inductor"}
     assert sweep.processes == 1 and dict(sweep.params) == {"check_grid": "timed"}
     the_plan = plan(sweep, Overrides(), REGISTRY)
     assert len(the_plan.configs) == 10 and the_plan.configs[0].timing.processes == 1

@@ -5,6 +5,7 @@ import pytest
 from backends.registry import load_registry
 from harness.cli.main import main
 from harness.core.errors import InputError
+from harness.engine.plan import Overrides, plan
 from scenarios import EXAMPLES_DIR, PRESETS, resolve
 from scenarios.toml_file import load
 
@@ -16,7 +17,7 @@ def test_the_presets_the_issue_names_exist_and_default_is_unchanged():
     default = PRESETS["default"]
     assert (default.batch_sizes, default.seq_lens, default.mode) == ((1, 64, 1024), (50,), "forward")
     assert default.backends is None  # every default backend of the device
-    assert load_registry().default_for("cpu") == ("reference", "eager", "torchscript", "compile",
+    assert load_registry().default_for("cpu") == ("eager", "torchscript", "compile",
                                                    "onnxruntime", "openvino", "aot-inductor")
     # torch's dynamic int8 serves int8 only, so only an int8 run includes it by default
     assert "torch-int8" in load_registry().default_for("cpu", "int8")
@@ -133,3 +134,14 @@ def test_the_scenario_focus_and_mode_pick_the_columns_and_order():
     text = _render(tables_for(modes))
     assert "step / window" in text and "0.250×" in text
     assert "drifts at" in text and "step 12" in text and "✗" in text
+
+
+def test_a_run_of_the_default_backends_leaves_out_the_comparator_unless_listed(tmp_path):
+    registry = load_registry()
+    for name in ("server", "single-stream", "default"):
+        backends = plan(PRESETS[name], Overrides(devices=("cpu",)), registry,
+                        workdir=tmp_path).configs[0].backends
+        assert "reference" not in backends and "eager" in backends, name
+        listed = plan(PRESETS[name], Overrides(devices=("cpu",), backends=("reference", "eager")),
+                      registry, workdir=tmp_path).configs[0].backends
+        assert listed == ("reference", "eager"), name

@@ -249,19 +249,6 @@ def test_a_server_run_leaves_loadgen_a_core_unless_threads_are_given(monkeypatch
     assert found == expected
 
 
-def test_a_server_run_of_the_default_backends_leaves_out_the_comparator_unless_listed(tmp_path):
-    registry = load_registry()
-    configs = {name: plan(PRESETS[name], Overrides(devices=("cpu",)), registry,
-                          workdir=tmp_path).configs[0].backends
-               for name in ("server", "single-stream", "default")}
-    assert "reference" not in configs["server"] and "eager" in configs["server"]
-    assert "reference" in configs["single-stream"] and "reference" in configs["default"]
-    assert set(configs["server"]) == set(configs["default"]) - {"reference"}
-    listed = plan(PRESETS["server"], Overrides(devices=("cpu",), backends=("reference", "eager")),
-                  registry, workdir=tmp_path).configs[0].backends
-    assert listed == ("reference", "eager")
-
-
 def test_without_loadgen_every_serving_row_says_unavailable_with_the_install_line(
         checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mlperf_loadgen", None)  # import raises: not installed

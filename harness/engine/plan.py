@@ -146,13 +146,10 @@ def tolerance_for(scenario: Scenario, dtype: str, overrides: Overrides) -> Toler
                      overrides.rtol if overrides.rtol is not None else rtol)
 
 
-def backends_on(scenario: Scenario, registry: Registry, workload: Workload, device: str,
-                dtype: str) -> tuple[str, ...]:
-    """The backends a run covers: those listed, or the default set, less the comparator (the
-    float64 reference) where the workload does not measure it."""
+def backends_on(scenario: Scenario, registry: Registry, device: str, dtype: str) -> tuple[str, ...]:
+    """The backends a run covers: those listed, or the default set."""
     if scenario.backends is None:
-        return tuple(name for name in registry.default_for(device, dtype)
-                     if workload.measures_comparator or registry.interleaved(name))
+        return registry.default_for(device, dtype)
     return registry.listed_for(scenario.backends, device)
 
 
@@ -193,7 +190,7 @@ def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
     timing = TimingConfig(budget_s=scenario.budget_s, seed=seed)
     if scenario.processes is not None:
         timing = replace(timing, processes=scenario.processes)
-    on = {(device, dtype): backends_on(scenario, registry, workload, device, dtype)
+    on = {(device, dtype): backends_on(scenario, registry, device, dtype)
           for device in devices for dtype in scenario.dtypes}
     several = len(models) > 1
     configs = tuple(

@@ -220,9 +220,6 @@ class Workload(ABC):
     # The row key `compare` compares its rows by ("-key": higher is better), where two runs'
     # samples are not taken under the same conditions; None: the samples are compared.
     compare_by: ClassVar[str | None] = None
-    # Whether a run of the default backends measures the float64 reference too (it checks
-    # every backend either way); a list given with --backends is run as given.
-    measures_comparator: ClassVar[bool] = True
 
     # -- the parent's side -------------------------------------------------------------
     @abstractmethod

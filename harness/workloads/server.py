@@ -63,9 +63,6 @@ class Server(Serving):
     rank_by: ClassVar[str | None] = "-max_qps"
     # Its answer times are taken at each run's own rate: runs compare by the rate.
     compare_by: ClassVar[str | None] = "-max_qps"
-    # The float64 reference is the comparator, not a runtime anyone serves, and a search
-    # for its rate runs down to the floor; it still checks every answer.
-    measures_comparator: ClassVar[bool] = False
     latency_bound_ms: float = setting(5.0, positive_number, "a number of milliseconds > 0")
     max_wait_ms: float = setting(0.5, non_negative_number, "a number of milliseconds >= 0")
 
