@@ -259,3 +259,71 @@ def test_every_worker_ends_its_memory_window_once_checked(checkpoint, tmp_path, 
     Runner(checkpoint.model, the_plan.configs[0], registry, default_settings()).run()
     assert len(served) == 4
     assert all(any(s is e for e in ended) for s in served)
+
+
+def test_later_workers_start_side_by_side_and_a_failed_backend_s_are_stopped(checkpoint, tmp_path,
+                                                                              monkeypatch):
+    """The first worker of each backend opens alone, as its start-up and preparation are
+    measured; later ones, whose are not, all start at once and are checked in turn. A
+    backend whose later worker fails has the ones already starting stopped, never used."""
+    from backends.registry import load_registry
+    from harness.core.settings import default_settings
+    from harness.engine.plan import Overrides, plan
+    from harness.engine.runner import Runner
+    from scenarios import DEFAULT
+
+    log: list[tuple[str, str]] = []
+    started: dict[str, int] = {}
+
+    class RecordedWorker:
+        """A worker that opens in this process and logs when it starts, opens and stops."""
+
+        def __init__(self, backend, model, target, first, settings, timeout_s, with_step=False):
+            started[backend.name] = started.get(backend.name, 0) + 1
+            self.label = f"{backend.name}#{started[backend.name]}"
+            self._open = lambda: LocalHandle.open(backend, model, target, first, with_step=with_step)
+            log.append(("start", self.label))
+
+        def ready(self):
+            log.append(("ready", self.label))
+            if self.label == "torchscript#2":
+                raise BackendError("planted: the second worker failed to prepare")
+            return self._open()
+
+        def close(self):
+            log.append(("stop", self.label))
+
+    monkeypatch.setattr(WorkerHandle, "start", RecordedWorker)
+    registry = load_registry()
+    the_plan = plan(DEFAULT, Overrides(backends=("eager", "torchscript"), batch_sizes=(1,),
+                                       processes=3, budget_s=0.05,
+                                       params={"check_grid": "timed"}),
+                    registry, workdir=tmp_path)
+    result = Runner(checkpoint.model, the_plan.configs[0], registry, default_settings()).run()
+    assert log[:4] == [("start", "eager#1"), ("ready", "eager#1"),
+                       ("start", "torchscript#1"), ("ready", "torchscript#1")]
+    assert log.index(("start", "eager#3")) < log.index(("ready", "eager#2"))
+    assert ("stop", "torchscript#3") in log and ("ready", "torchscript#3") not in log
+    rows = {row.backend: row for row in result.rows}
+    assert rows["eager"].outcome.status == "ok" and rows["eager"].load.processes == 3
+    assert "in worker process 2: planted" in rows["torchscript"].outcome.reason
+
+
+def test_starting_a_worker_does_not_wait_for_its_imports(cpu_target, process_settings):
+    """A model's arrays larger than a pipe's buffer, sent with the process's arguments, would
+    hold ``start`` until the worker had imported enough to read them; later workers could then
+    not start side by side."""
+    from harness.core.model import LSTMPredictor, ModelConfig
+
+    model = LSTMPredictor(ModelConfig(hidden_size=512)).eval()  # 4 MB of weights
+    x = sine_batch(2, 50, 3)
+    began = time.perf_counter()
+    worker = WorkerHandle.start(EagerBackend(), model, cpu_target, x, process_settings, 120)
+    returned_s = time.perf_counter() - began
+    try:
+        worker.ready()
+        assert returned_s < worker.info.startup_s / 4, (returned_s, worker.info.startup_s)
+        local = LocalHandle.open(EagerBackend(), model, cpu_target, x)
+        np.testing.assert_array_equal(worker.outputs(FORWARD, x), local.outputs(FORWARD, x))
+    finally:
+        worker.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,11 +82,15 @@ class _Close:
     """Ends the worker's loop."""
 
 
-def _serve(conn: Connection, backend_cls: type[Backend], weights: dict[str, np.ndarray],
-           model_config: ModelConfig, target: Target, settings: ProcessSettings,
-           first_batch: np.ndarray, with_step: bool) -> None:
-    """Worker main: prepare, report, then execute requests until told to close or the parent goes."""
+def _serve(conn: Connection, backend_cls: type[Backend], model_config: ModelConfig,
+           target: Target, settings: ProcessSettings, with_step: bool) -> None:
+    """Worker main: read the model's arrays, prepare, report, then execute requests until
+    told to close or the parent goes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        weights, first_batch = conn.recv()
+    except (EOFError, OSError):  # the parent is gone, or stopped this worker unread
+        return
     # First, before anything in this process starts CUDA or the backend's libraries.
     os.environ.update(backend_cls().environment(target))
     apply(settings)
@@ -112,6 +117,14 @@ def _serve(conn: Connection, backend_cls: type[Backend], weights: dict[str, np.n
         return
 
 
+def _send_quietly(conn: Connection, payload: Any) -> None:
+    """Send ``payload``; a worker that died or was stopped first is the reader's to report."""
+    try:
+        conn.send(payload)
+    except (OSError, ValueError):
+        pass
+
+
 def death_reason(exitcode: int | None) -> str:
     """``SIGSEGV``, ``SIGABRT``, ... for a worker killed by a signal, else its exit status."""
     if exitcode is not None and exitcode < 0:
@@ -131,6 +144,8 @@ class WorkerHandle(Handle):
         self._conn = conn
         self._timeout_s = timeout_s
         self._failure: str | None = None
+        self._started_at = time.perf_counter()  # start-up is measured from here
+        self._sending: threading.Thread | None = None  # the model's arrays, on their way
 
     @classmethod
     def open(cls, backend: Backend, model: LSTMPredictor, target: Target, first_batch: np.ndarray,
@@ -139,26 +154,42 @@ class WorkerHandle(Handle):
 
         The model travels as plain arrays and its config, never as a pickled module.
         """
+        return cls.start(backend, model, target, first_batch, settings, timeout_s, with_step).ready()
+
+    @classmethod
+    def start(cls, backend: Backend, model: LSTMPredictor, target: Target, first_batch: np.ndarray,
+              settings: ProcessSettings, timeout_s: float, with_step: bool = False) -> WorkerHandle:
+        """Spawn the worker and return at once; ``ready`` waits for its preparation. Workers
+        whose start-up and preparation are not measured can so start side by side."""
         weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         parent_conn, child_conn = _CONTEXT.Pipe()
         process = _CONTEXT.Process(
             target=_serve, name=f"harness-{backend.name}",
-            args=(child_conn, type(backend), weights, model.config, target, settings, first_batch,
-                  with_step))
-        start = time.perf_counter()
+            args=(child_conn, type(backend), model.config, target, settings, with_step))
+        handle = cls(backend.name, process, parent_conn, timeout_s)
         process.start()
         child_conn.close()
-        handle = cls(backend.name, process, parent_conn, timeout_s)
-        try:
-            handle._receive("start-up", _START_TIMEOUT_S)
-            startup_s = time.perf_counter() - start
-            info: OpenInfo = handle._receive("prepare")
-        except BaseException:  # a failed start, or Ctrl-C while preparing: no orphan left
-            handle.close()
-            raise
-        handle.info = OpenInfo(info.prepare_s, info.prepare_rss_mb, info.first_call_ms,
-                               process.pid, startup_s)
+        # The arrays follow on a thread of their own: a write larger than the pipe's buffer
+        # waits until the worker reads it, after its imports, which would hold the caller.
+        handle._sending = threading.Thread(
+            target=_send_quietly, args=(parent_conn, (weights, first_batch)),
+            name=f"harness-{backend.name}-weights", daemon=True)
+        handle._sending.start()
         return handle
+
+    def ready(self) -> WorkerHandle:
+        """Wait until the worker has prepared its backend and made the first call; a worker
+        that fails on the way is closed."""
+        try:
+            self._receive("start-up", _START_TIMEOUT_S)
+            startup_s = time.perf_counter() - self._started_at
+            info: OpenInfo = self._receive("prepare")
+        except BaseException:  # a failed start, or Ctrl-C while preparing: no orphan left
+            self.close()
+            raise
+        self.info = OpenInfo(info.prepare_s, info.prepare_rss_mb, info.first_call_ms,
+                             self._process.pid, startup_s)
+        return self
 
     @property
     def pid(self) -> int | None:
@@ -209,6 +240,11 @@ class WorkerHandle(Handle):
         if self._conn.closed:
             return
         self._failure = self._failure or "the worker was closed"
+        if self._sending is not None and self._sending.is_alive():
+            # It has not read its model yet, so has nothing to finish; a request written now
+            # could interleave with the arrays still being written.
+            self._stop()
+            return
         try:
             self._conn.send(_Close())
             if self._conn.poll(_CLOSE_GRACE_S):

@@ -4,7 +4,8 @@ Order of work, per run:
   1. open a handle per backend: prepare it (timed, memory sampled), make its first call, and
      let the workload check agreement with the float64 reference through it;
   2. open each backend again in more fresh worker processes (``TimingConfig.processes``),
-     reusing the artifacts the first one verified, and check them at the timed shapes;
+     reusing the artifacts the first one verified, and check them at the timed shapes (their
+     start-up is not measured, so they all start at once);
   3. for each timed shape and each process in turn, time every backend's workload timers
      round-robin (``harness.core.timing``), accounting for the machine's load in every
      round, then pool the processes' rounds into a row, with speedups against eager pair by
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -75,6 +77,15 @@ OnRows = Callable[[RunResult], None]  # the result so far, after each completed 
 COPY_TIMES = CopyTimes()
 Measured = dict[str, dict[str, Measurement]]  # backend -> timer role -> measurement
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Opening:
+    """A backend on its way to open (runner-private): ``ready`` waits for it, and
+    ``abandon`` stops a worker that will not be needed after all."""
+
+    ready: Callable[[], Handle | Outcome]
+    abandon: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -202,22 +213,39 @@ class Runner:
 
     # -- phases -------------------------------------------------------------------------
     def _open(self, backend: Backend, target: Target) -> Handle | Outcome:
+        return self._start(backend, target).ready()
+
+    def _start(self, backend: Backend, target: Target) -> _Opening:
+        """Begin opening ``backend``: an isolated backend's worker is spawned at once, and the
+        opening's ``ready`` waits for its preparation (a local one is prepared then)."""
         reason = backend.unavailable_reason(target)
         if reason:
-            return Outcome.unavailable(reason)
-        self._event(Event(backend.name, Phase.PREPARE))
+            return _Opening(lambda: Outcome.unavailable(reason))
         first = sine_batch(*self.config.timed_shapes[0], self.config.seed, self.model.config.input_size)
         with_step = self.config.workload.needs_step_model
+        if not self.config.isolate:
+            return _Opening(lambda: self._prepared(backend, lambda: LocalHandle.open(
+                backend, self.model, target, first, with_step=with_step)))
         try:
-            if self.config.isolate:
-                return WorkerHandle.open(backend, self.model, target, first, self.settings,
-                                         self.config.backend_timeout_s, with_step=with_step)
-            return LocalHandle.open(backend, self.model, target, first, with_step=with_step)
+            worker = WorkerHandle.start(backend, self.model, target, first, self.settings,
+                                        self.config.backend_timeout_s, with_step=with_step)
+        except Exception as exc:  # noqa: BLE001 - the worker did not spawn: its rows say why
+            failure = self._failed(backend, exc)
+            return _Opening(lambda: failure)
+        return _Opening(lambda: self._prepared(backend, worker.ready), worker.close)
+
+    def _prepared(self, backend: Backend, prepare: Callable[[], Handle]) -> Handle | Outcome:
+        self._event(Event(backend.name, Phase.PREPARE))
+        try:
+            return prepare()
         except BackendUnavailableError as exc:
             return Outcome.unavailable(str(exc))
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a failed row
-            self._event(Event(backend.name, Phase.FAILED, reason=describe(exc)))
-            return Outcome.failed(describe(exc))
+            return self._failed(backend, exc)
+
+    def _failed(self, backend: Backend, exc: Exception) -> Outcome:
+        self._event(Event(backend.name, Phase.FAILED, reason=describe(exc)))
+        return Outcome.failed(describe(exc))
 
     def _check(self, backend: Backend, handle: Handle, ctx: CheckContext) -> Checked | Outcome:
         self._event(Event(backend.name, Phase.CHECK))
@@ -225,8 +253,7 @@ class Runner:
             return task.judge(self.config.workload, ctx, handle, backend.name,
                               backend.computes_in(self.config.dtype))
         except Exception as exc:  # noqa: BLE001
-            self._event(Event(backend.name, Phase.FAILED, reason=describe(exc)))
-            return Outcome.failed(f"during the agreement check, {describe(exc)}")
+            return Outcome.failed(f"during the agreement check, {self._failed(backend, exc).reason}")
 
     def _first_process(self, backend: Backend, ctx: CheckContext) -> _Live | Outcome:
         handle = self._open(backend, self.target)
@@ -256,11 +283,36 @@ class Runner:
         self._checked.append(checked)
         return checked, facts
 
-    def _another_process(self, live: _Live, ctx: CheckContext) -> Outcome | None:
-        """One more worker for ``live``'s backend, loading the artifacts the first one
-        verified, checked at the timed shapes before its rounds count."""
-        target = replace(self.target, reuse=tuple(live.artifacts.items()))
-        handle = self._open(live.backend, target)
+    def _later_processes(self, live: dict[str, _Live], refused: dict[str, Outcome],
+                         ctx: CheckContext) -> None:
+        """Every backend's further worker processes, each checked at the timed shapes before
+        its rounds count. They load the artifacts the first one verified. Their start-up and
+        preparation are not measured (the first process's are), so they all start at once,
+        keeping every core busy while each is checked in turn: a slow one (compile's) holds
+        up none of the others. They live through the timing anyway, so starting them early
+        costs no memory the run would not use."""
+        wanted = [name for _ in range(1, self.config.timing.processes) for name in live]
+        starting: deque[_Opening] = deque()
+        try:
+            for name in wanted:
+                target = replace(self.target, reuse=tuple(live[name].artifacts.items()))
+                starting.append(self._start(live[name].backend, target))
+            for name in wanted:
+                opening = starting.popleft()
+                if name not in live:  # an earlier of its processes failed
+                    opening.abandon()
+                    continue
+                failure = self._another_process(live[name], opening.ready(), ctx)
+                if failure is not None:
+                    refused[name] = failure
+                    live.pop(name).close()
+        finally:  # Ctrl-C or an error on the way: no worker left behind
+            for opening in starting:
+                opening.abandon()
+
+    def _another_process(self, live: _Live, handle: Handle | Outcome, ctx: CheckContext
+                         ) -> Outcome | None:
+        """``handle``, one more worker of ``live``'s backend, checked before it joins it."""
         if isinstance(handle, Outcome):
             return Outcome(handle.status, f"in worker process {len(live.handles) + 1}: {handle.reason}")
         live.handles.append(handle)
@@ -391,12 +443,7 @@ class Runner:
                 refused[name] = opened
             else:
                 live[name] = opened
-        for _ in range(1, cfg.timing.processes):
-            for name in list(live):
-                failure = self._another_process(live[name], ctx.at(cfg.timed_shapes))
-                if failure is not None:
-                    refused[name] = failure
-                    live.pop(name).close()
+        self._later_processes(live, refused, ctx.at(cfg.timed_shapes))
         # Every check made, a backend's that failed in a later process included.
         checks = [c for b in self._checked for c in b.checks]
 
