@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch._dynamo
-from torch._dynamo.utils import counters
 
 from backends.base import (
     Backend,
@@ -31,8 +29,6 @@ from backends.base import (
 from harness.core.errors import BackendError, BackendUnavailableError
 from harness.core.model import LSTMPredictor, LSTMStep
 from harness.core.settings import configure_dynamo
-
-configure_dynamo()  # where the process's settings were applied before dynamo was loaded
 
 # torch 2.13 can keep each torch.compile's dynamo cache entries apart; older torch cannot.
 ISOLATE_RECOMPILES = "isolate_recompiles" in inspect.signature(torch.compile).parameters
@@ -71,8 +67,17 @@ def inductor_reason(target: Target) -> str | None:
     return torch_reason(target)
 
 
+def loaded_dynamo() -> types.ModuleType:
+    """torch._dynamo, with the process's flags set on it. Imported where a model is traced,
+    not with this module, which every registry loads: dynamo takes seconds to import."""
+    import torch._dynamo
+
+    configure_dynamo()
+    return torch._dynamo
+
+
 def _graph_breaks() -> int:
-    return int(sum(counters["graph_break"].values()))
+    return int(sum(loaded_dynamo().utils.counters["graph_break"].values()))
 
 
 @dataclass
@@ -121,6 +126,7 @@ def compile_session(session_cls: type[CompiledSession], module: torch.nn.Module,
     CPU, and with torch 2.11 on CUDA in every dtype."""
     from torch._inductor.compile_fx import compile_fx
 
+    dynamo = loaded_dynamo()
     counts = Counts()
 
     def counting_inductor(gm: torch.fx.GraphModule, example_inputs):
@@ -145,7 +151,7 @@ def compile_session(session_cls: type[CompiledSession], module: torch.nn.Module,
     session = session_cls(fn, target, counts, breaks_before, cudagraphs)
     native = [TorchSession.to_native(session, x) for x in example]
     for arg, axis in dynamic:
-        torch._dynamo.maybe_mark_dynamic(native[arg], axis)
+        dynamo.maybe_mark_dynamic(native[arg], axis)
     if cudagraphs:
         torch.compiler.cudagraph_mark_step_begin()
     with torch.inference_mode():
@@ -163,14 +169,16 @@ def reporting_dynamo_failures(fn: Callable[..., Any]) -> Callable[..., Any]:
     exception the model itself raises while being traced arrives as ``Unsupported: Observed
     exception``, with the model's message only in the debug context (the cause holds it on
     torch 2.13, not on 2.11); that message is what a failed row should show."""
+    exc = loaded_dynamo().exc
+
     def call(*args: Any) -> Any:
         try:
             return fn(*args)
-        except torch._dynamo.exc.Unsupported as error:
+        except exc.Unsupported as error:
             lines = [line.strip() for line in str(error).splitlines() if line.strip()]
             context = next((line.partition(":")[2].strip() for line in lines
                             if line.startswith("Developer debug context:")), "")
-            if isinstance(error.__cause__, torch._dynamo.exc.ObservedException):
+            if isinstance(error.__cause__, exc.ObservedException):
                 raise BackendError(f"the model raised while torch.compile traced it: "
                                    f"{context or lines[0]}") from error
             detail = f"{lines[0]} ({context})" if context else lines[0]

@@ -65,16 +65,21 @@ def test_compile_really_captures_the_lstm(sessions):
     assert diag["graphs"] >= 1 and diag["graph_breaks"] == 0
 
 
-def test_compile_refuses_to_pass_for_eager_when_the_lstm_is_not_captured(checkpoint, cpu_target):
+def test_compile_refuses_to_pass_for_eager_when_the_lstm_is_not_captured(checkpoint, cpu_target,
+                                                                          process_settings):
+    import dataclasses
+
     import torch._dynamo
 
+    from harness.core import settings
+
     torch._dynamo.reset()
-    torch._dynamo.config.allow_rnn = False
+    settings.apply(dataclasses.replace(process_settings, dynamo_allow_rnn=False))
     try:
         with pytest.raises(BackendError, match="silently run eager"):
             CompileBackend().prepare(checkpoint.model, cpu_target)
     finally:
-        torch._dynamo.config.allow_rnn = True
+        settings.apply(process_settings)
         torch._dynamo.reset()
 
 @pytest.mark.slow

@@ -16,8 +16,9 @@ def test_the_kernel_choosing_variables_are_recorded_as_set_and_only_those():
 
 
 ORDERS = {
-    "applied first, dynamo loaded after": "apply(default_settings(1)); import backends.compiled",
-    "dynamo loaded first, applied after": "import backends.compiled; apply(default_settings(1))",
+    "applied first, dynamo loaded after":
+        "apply(default_settings(1)); from backends.compiled import loaded_dynamo; loaded_dynamo()",
+    "dynamo loaded first, applied after": "import torch._dynamo; apply(default_settings(1))",
 }
 
 
@@ -35,11 +36,13 @@ def test_dynamo_flags_are_set_whichever_comes_first_dynamo_or_the_settings(order
     assert done.stdout.split() == ["True", "32", "True"]
 
 
-def test_a_worker_of_a_backend_that_never_traces_does_not_load_dynamo():
-    """What makes a worker start seconds sooner: the registry and the engine import no
-    backend module until asked, and the settings leave dynamo alone."""
+def test_the_parent_and_a_worker_that_never_traces_do_not_load_dynamo():
+    """What makes a worker start, and a run begin, seconds sooner: the engine imports no
+    backend module until asked, a loaded registry's backends import their runtimes only
+    when used, and the settings leave dynamo alone."""
     code = ("import sys; from harness.engine.isolation import WorkerHandle; "
             "from harness.core.settings import apply, default_settings; import backends.eager; "
+            "from backends.registry import load_registry; load_registry(); "
             "apply(default_settings(1)); "
             "print(sorted(m for m in ('torch._dynamo', 'onnx', 'onnxruntime', 'openvino') "
             "if m in sys.modules))")

@@ -106,7 +106,7 @@ def configure_dynamo() -> None:
     """Set dynamo's flags from the applied settings. Importing dynamo takes seconds, which a
     worker whose backend never traces should not pay, so the flags are set when both have
     happened, whichever came second: ``apply`` calls this where dynamo is already loaded,
-    and every module that uses dynamo calls it when it is imported."""
+    and a backend that traces calls it when it loads dynamo (``backends.compiled``)."""
     if _applied is None:
         return
     import torch._dynamo
