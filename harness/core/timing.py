@@ -22,7 +22,9 @@ from harness.core.stats import Summary, summarize
 
 @dataclass(frozen=True)
 class TimingConfig:
-    warmup_s: float = 0.2  # per backend and shape, before calibration
+    # Per backend and shape, before calibration. Short: every worker has run each timed shape
+    # in its agreement checks, so this only wakes its threads and caches after the others'.
+    warmup_s: float = 0.1
     # A round lasts at least this long (and >= 1000 clock ticks): long enough to hold many
     # calls, so a round does not mostly time waking the threads after another backend's.
     min_round_s: float = 20e-3
