@@ -264,8 +264,9 @@ def test_every_worker_ends_its_memory_window_once_checked(checkpoint, tmp_path, 
 def test_later_workers_start_side_by_side_and_a_failed_backend_s_are_stopped(checkpoint, tmp_path,
                                                                               monkeypatch):
     """The first worker of each backend opens alone, as its start-up and preparation are
-    measured; later ones, whose are not, all start at once and are checked in turn. A
-    backend whose later worker fails has the ones already starting stopped, never used."""
+    measured; later ones, whose are not, all start at once, before the first ones' checks,
+    and are checked in turn. A backend whose later worker fails has the ones already
+    starting stopped, never used."""
     from backends.registry import load_registry
     from harness.core.settings import default_settings
     from harness.engine.plan import Overrides, plan
@@ -293,16 +294,25 @@ def test_later_workers_start_side_by_side_and_a_failed_backend_s_are_stopped(che
         def close(self):
             log.append(("stop", self.label))
 
+    real_check = Runner._check
+
+    def check(self, backend, handle, ctx):
+        log.append(("check", backend.name))
+        return real_check(self, backend, handle, ctx)
+
     monkeypatch.setattr(WorkerHandle, "start", RecordedWorker)
+    monkeypatch.setattr(Runner, "_check", check)
     registry = load_registry()
     the_plan = plan(DEFAULT, Overrides(backends=("eager", "torchscript"), batch_sizes=(1,),
                                        processes=3, budget_s=0.05,
                                        params={"check_grid": "timed"}),
                     registry, workdir=tmp_path)
     result = Runner(checkpoint.model, the_plan.configs[0], registry, default_settings()).run()
-    assert log[:4] == [("start", "eager#1"), ("ready", "eager#1"),
-                       ("start", "torchscript#1"), ("ready", "torchscript#1")]
-    assert log.index(("start", "eager#3")) < log.index(("ready", "eager#2"))
+    assert log[:8] == [("start", "eager#1"), ("ready", "eager#1"),
+                       ("start", "torchscript#1"), ("ready", "torchscript#1"),
+                       ("start", "eager#2"), ("start", "torchscript#2"),
+                       ("start", "eager#3"), ("start", "torchscript#3")]
+    assert log[8:10] == [("check", "eager"), ("check", "torchscript")]
     assert ("stop", "torchscript#3") in log and ("ready", "torchscript#3") not in log
     rows = {row.backend: row for row in result.rows}
     assert rows["eager"].outcome.status == "ok" and rows["eager"].load.processes == 3

@@ -43,6 +43,9 @@ class OpenInfo:
     first_call_ms: float
     pid: int  # the process the backend runs in, whose CPU time is the run's own
     startup_s: float | None = None  # spawning an isolated worker: the price of isolation
+    # The files it built or loaded for the timed shapes (path -> SHA-256), which the
+    # backend's later worker processes load instead of building them again.
+    artifacts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,11 @@ class Served:
     def facts(self) -> Facts:
         if self._closed_window is None:
             self._closed_window = self._window.close() if self._window else MemoryUse(0.0)
+        return Facts(self._closed_window, self.sessions.window.diagnostics(), self.artifacts())
+
+    def artifacts(self) -> dict[str, str]:
         sessions = [s for s in (self.sessions.window, self.sessions.step) if s is not None]
-        return Facts(self._closed_window, self.sessions.window.diagnostics(),
-                     {path: sha for s in sessions for path, sha in s.artifacts().items()})
+        return {path: sha for s in sessions for path, sha in s.artifacts().items()}
 
 
 class _MemoryWindow:
@@ -274,8 +279,9 @@ class LocalHandle(Handle):
         first_call_ms = (time.perf_counter() - start) * 1e3
         cfg = model.config
         sessions = Sessions(session, step_session, cfg.input_size, (cfg.num_layers, cfg.hidden_size))
-        return cls(Served(sessions, on_cuda=target.device == "cuda"),
-                   OpenInfo(prepare_s, rss.growth_mb, first_call_ms, os.getpid()))
+        served = Served(sessions, on_cuda=target.device == "cuda")
+        return cls(served, OpenInfo(prepare_s, rss.growth_mb, first_call_ms, os.getpid(),
+                                    artifacts=tuple(served.artifacts().items())))
 
     @property
     def sessions(self) -> Sessions:

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -187,8 +187,7 @@ class WorkerHandle(Handle):
         except BaseException:  # a failed start, or Ctrl-C while preparing: no orphan left
             self.close()
             raise
-        self.info = OpenInfo(info.prepare_s, info.prepare_rss_mb, info.first_call_ms,
-                             self._process.pid, startup_s)
+        self.info = replace(info, pid=self._process.pid, startup_s=startup_s)
         return self
 
     @property

@@ -1,11 +1,12 @@
 """The runner: prepare every backend, prove it agrees with the reference, then time it.
 
 Order of work, per run:
-  1. open a handle per backend: prepare it (timed, memory sampled), make its first call, and
-     let the workload check agreement with the float64 reference through it;
-  2. open each backend again in more fresh worker processes (``TimingConfig.processes``),
-     reusing the artifacts the first one verified, and check them at the timed shapes (their
-     start-up is not measured, so they all start at once);
+  1. open a handle per backend, one at a time: prepare it (timed, memory sampled) and make
+     its first call;
+  2. start each backend again in more fresh worker processes (``TimingConfig.processes``),
+     loading the files the first one built, all at once (their start-up is not measured);
+     meanwhile let the workload check every first process's agreement with the float64
+     reference through it, then check the later ones at the timed shapes;
   3. for each timed shape and each process in turn, time every backend's workload timers
      round-robin (``harness.core.timing``), accounting for the machine's load in every
      round, then pool the processes' rounds into a row, with speedups against eager pair by
@@ -106,7 +107,6 @@ class _Live:
     handles: list[Handle]
     checked: Checked = field(default_factory=lambda: Checked([]))
     memory: MemoryUse = MemoryUse(0.0)
-    artifacts: dict[str, str] = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
 
     def close(self) -> None:
@@ -255,19 +255,6 @@ class Runner:
         except Exception as exc:  # noqa: BLE001
             return Outcome.failed(f"during the agreement check, {self._failed(backend, exc).reason}")
 
-    def _first_process(self, backend: Backend, ctx: CheckContext) -> _Live | Outcome:
-        handle = self._open(backend, self.target)
-        if isinstance(handle, Outcome):
-            return handle
-        live = _Live(backend, [handle])
-        done = self._checked_process(backend, handle, ctx)
-        if isinstance(done, Outcome):
-            live.close()
-            return done
-        checked, facts = done
-        live.checked, live.memory, live.artifacts = checked, facts.memory, facts.artifacts
-        return live
-
     def _checked_process(self, backend: Backend, handle: Handle, ctx: CheckContext
                          ) -> tuple[Checked, Facts] | Outcome:
         """Check a worker, then ask its facts, which ends its memory window: past the checks
@@ -283,26 +270,36 @@ class Runner:
         self._checked.append(checked)
         return checked, facts
 
-    def _later_processes(self, live: dict[str, _Live], refused: dict[str, Outcome],
+    def _check_processes(self, live: dict[str, _Live], refused: dict[str, Outcome],
                          ctx: CheckContext) -> None:
-        """Every backend's further worker processes, each checked at the timed shapes before
-        its rounds count. They load the artifacts the first one verified. Their start-up and
-        preparation are not measured (the first process's are), so they all start at once,
-        keeping every core busy while each is checked in turn: a slow one (compile's) holds
-        up none of the others. They live through the timing anyway, so starting them early
-        costs no memory the run would not use."""
+        """Check every backend's first worker process on the whole grid, then its further
+        ones (``TimingConfig.processes``) at the timed shapes, before their rounds count.
+
+        The further ones load the files the first one built. Their start-up and preparation
+        are not measured (the first one's are, each alone), so they all start at once, here,
+        and keep every core busy while the workers are checked in turn: neither the checks
+        nor a slow start (compile's) hold up the others. They live through the timing
+        anyway, so starting them early costs no memory the run would not use."""
         wanted = [name for _ in range(1, self.config.timing.processes) for name in live]
         starting: deque[_Opening] = deque()
         try:
             for name in wanted:
-                target = replace(self.target, reuse=tuple(live[name].artifacts.items()))
-                starting.append(self._start(live[name].backend, target))
+                reuse = live[name].handles[0].info.artifacts
+                starting.append(self._start(live[name].backend, replace(self.target, reuse=reuse)))
+            for name, backend in list(live.items()):
+                done = self._checked_process(backend.backend, backend.handles[0], ctx)
+                if isinstance(done, Outcome):
+                    refused[name] = done
+                    live.pop(name).close()
+                else:
+                    backend.checked, backend.memory = done[0], done[1].memory
+            at_timed_shapes = ctx.at(self.config.timed_shapes)
             for name in wanted:
                 opening = starting.popleft()
-                if name not in live:  # an earlier of its processes failed
+                if name not in live:  # its first or an earlier process failed
                     opening.abandon()
                     continue
-                failure = self._another_process(live[name], opening.ready(), ctx)
+                failure = self._another_process(live[name], opening.ready(), at_timed_shapes)
                 if failure is not None:
                     refused[name] = failure
                     live.pop(name).close()
@@ -438,12 +435,12 @@ class Runner:
                            cfg.check_shapes, cfg.timed_shapes, cfg.task_budget)
         refused: dict[str, Outcome] = {}
         for name, backend in backends.items():
-            opened = self._first_process(backend, ctx)
-            if isinstance(opened, Outcome):
-                refused[name] = opened
+            handle = self._open(backend, self.target)
+            if isinstance(handle, Outcome):
+                refused[name] = handle
             else:
-                live[name] = opened
-        self._later_processes(live, refused, ctx.at(cfg.timed_shapes))
+                live[name] = _Live(backend, [handle])
+        self._check_processes(live, refused, ctx)
         # Every check made, a backend's that failed in a later process included.
         checks = [c for b in self._checked for c in b.checks]
 
