@@ -67,9 +67,12 @@ class Scenario:
         return {**record, "models": [source_record(m) for m in self.models], **dict(self.params)}
 
 
+# 1.5 s of rounds per row, over both worker processes: what lets `run` finish within two
+# minutes on a 2-core machine, its twelve workers' start-up and checks included.
 DEFAULT = Scenario(
     name="default",
     description="batch 1, 64 and 1024 at seq_len 50, every backend, fp32 (what `run` does)",
+    budget_s=1.5,
 )
 
 # The model-sweep's models: seeded initial weights (epochs 0), not trained ones. What is

@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "MSE against the true sine, next step and forecast, as a multiple of the fp32 "
                      "model's (default 1.5)")
     run.add_argument("--budget", type=_number("--budget"), default=None,
-                     help="timing budget per row in seconds (default 2)")
+                     help="timing budget per row in seconds, over all its worker processes "
+                     "(default: the scenario's; 1.5 for `default`, 2 for most others)")
     run.add_argument("--out", type=Path, default=None, help="write results JSON here")
     run.add_argument("--workdir", type=Path, default=None,
                      help="where exported artifacts go (default: a temporary directory)")
