@@ -227,16 +227,27 @@ def test_a_worker_freezes_what_exists_once_its_backend_is_prepared(checkpoint, c
     assert (frozen > 10_000) if freeze else (frozen == 0)
 
 
+def _short_run(checkpoint, tmp_path: Path, processes: int, isolate: bool):
+    """Eager and TorchScript at batch 1, checked at the timed shapes, with a tiny budget."""
+    from backends.registry import load_registry
+    from harness.core.settings import default_settings
+    from harness.engine.plan import Overrides, plan
+    from harness.engine.runner import Runner
+    from scenarios import DEFAULT
+
+    registry = load_registry()
+    the_plan = plan(DEFAULT, Overrides(backends=("eager", "torchscript"), batch_sizes=(1,),
+                                       processes=processes, budget_s=0.05,
+                                       params={"check_grid": "timed"}),
+                    registry, workdir=tmp_path, isolate=isolate)
+    return Runner(checkpoint.model, the_plan.configs[0], registry, default_settings()).run()
+
+
 def test_every_worker_ends_its_memory_window_once_checked(checkpoint, tmp_path, monkeypatch):
     """A window left open samples memory on a thread of its own through every later request,
     a serving measurement's LoadGen tests among them: every process's window ends with its
     checks, not only the first's."""
-    from backends.registry import load_registry
-    from harness.core.settings import default_settings
     from harness.engine.handles import Served
-    from harness.engine.plan import Overrides, plan
-    from harness.engine.runner import Runner
-    from scenarios import DEFAULT
 
     served, ended = [], []
     real_init, real_facts = Served.__init__, Served.facts
@@ -251,12 +262,7 @@ def test_every_worker_ends_its_memory_window_once_checked(checkpoint, tmp_path, 
 
     monkeypatch.setattr(Served, "__init__", init)
     monkeypatch.setattr(Served, "facts", facts)
-    registry = load_registry()
-    the_plan = plan(DEFAULT, Overrides(backends=("eager", "torchscript"), batch_sizes=(1,),
-                                       processes=2, budget_s=0.05,
-                                       params={"check_grid": "timed"}),
-                    registry, workdir=tmp_path, isolate=False)
-    Runner(checkpoint.model, the_plan.configs[0], registry, default_settings()).run()
+    _short_run(checkpoint, tmp_path, processes=2, isolate=False)
     assert len(served) == 4
     assert all(any(s is e for e in ended) for s in served)
 
@@ -267,11 +273,7 @@ def test_later_workers_start_side_by_side_and_a_failed_backend_s_are_stopped(che
     measured; later ones, whose are not, all start at once, before the first ones' checks,
     and are checked in turn. A backend whose later worker fails has the ones already
     starting stopped, never used."""
-    from backends.registry import load_registry
-    from harness.core.settings import default_settings
-    from harness.engine.plan import Overrides, plan
     from harness.engine.runner import Runner
-    from scenarios import DEFAULT
 
     log: list[tuple[str, str]] = []
     started: dict[str, int] = {}
@@ -302,12 +304,7 @@ def test_later_workers_start_side_by_side_and_a_failed_backend_s_are_stopped(che
 
     monkeypatch.setattr(WorkerHandle, "start", RecordedWorker)
     monkeypatch.setattr(Runner, "_check", check)
-    registry = load_registry()
-    the_plan = plan(DEFAULT, Overrides(backends=("eager", "torchscript"), batch_sizes=(1,),
-                                       processes=3, budget_s=0.05,
-                                       params={"check_grid": "timed"}),
-                    registry, workdir=tmp_path)
-    result = Runner(checkpoint.model, the_plan.configs[0], registry, default_settings()).run()
+    result = _short_run(checkpoint, tmp_path, processes=3, isolate=True)
     assert log[:8] == [("start", "eager#1"), ("ready", "eager#1"),
                        ("start", "torchscript#1"), ("ready", "torchscript#1"),
                        ("start", "eager#2"), ("start", "torchscript#2"),
