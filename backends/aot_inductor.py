@@ -12,7 +12,7 @@ check, which turns a call at the wrong length into an error rather than a wrong 
 
 A build is a C++ compile (about a minute here), so packages are cached across runs beside
 the checkpoints, keyed by everything that changes them, and verified by SHA-256 before each
-load; a later worker of a run loads what the first one verified (``Target.reuse``).
+load; a later worker of a run loads what the first one built (``Target.reuse``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 
 from backends.artifacts import Artifact, cached, key_digest, partial_path, publish, weights_sha256
 from backends.base import Backend, Session, Target, TorchSession, TorchStepSession, copy_model
-from backends.compiled import inductor_reason
+from backends.compiled import inductor_reason, loaded_dynamo
 from harness.core.checkpoint import default_cache_dir
 from harness.core.errors import BackendError
 from harness.core.model import LSTMPredictor, LSTMStep
@@ -93,6 +93,7 @@ def _build(module: torch.nn.Module, example: tuple[torch.Tensor, ...], batch_axe
     compile and package to ``path`` (atomically, with a sidecar recording its hash); returns
     the artifact and the build time."""
     partial = partial_path(path)
+    loaded_dynamo()  # export traces with dynamo: with the settings every result records
     batch = torch.export.Dim("batch", min=2, max=MAX_BATCH)
     shapes = None if key.single else tuple({axis: batch} for axis in batch_axes)
     start = time.perf_counter()

@@ -34,8 +34,9 @@ class Target:
     threads: int  # intra-op threads the backend's own runtime should use
     ort_allow_spinning: bool = False
     allow_tf32: bool = False
-    # (path, sha256) of artifacts an earlier worker of this run built and verified, which
-    # this one may load instead of building them again.
+    # (path, sha256) of artifacts an earlier worker of this run built, which this one may
+    # load instead of building them again (each load checks the hash, and the worker is
+    # itself checked before its rounds count).
     reuse: tuple[tuple[str, str], ...] = ()
     # The (batch, seq_len) shapes the run will time, so that a backend that builds for fixed
     # shapes ahead of time builds those while it prepares (other shapes it meets later).

@@ -71,7 +71,7 @@ class Scenario:
 # minutes on a 2-core machine, its twelve workers' start-up and checks included.
 DEFAULT = Scenario(
     name="default",
-    description="batch 1, 64 and 1024 at seq_len 50, every backend, fp32 (what `run` does)",
+    description="batch 1, 64 and 1024 at seq_len 50, the default backends, fp32 (what `run` does)",
     budget_s=1.5,
 )
 

@@ -267,12 +267,14 @@ def test_every_worker_ends_its_memory_window_once_checked(checkpoint, tmp_path, 
     assert all(any(s is e for e in ended) for s in served)
 
 
+@pytest.mark.parametrize("fails", ["its second worker's preparation", "its first worker's check"])
 def test_later_workers_start_side_by_side_and_a_failed_backend_s_are_stopped(checkpoint, tmp_path,
-                                                                              monkeypatch):
+                                                                              monkeypatch, fails):
     """The first worker of each backend opens alone, as its start-up and preparation are
     measured; later ones, whose are not, all start at once, before the first ones' checks,
-    and are checked in turn. A backend whose later worker fails has the ones already
-    starting stopped, never used."""
+    and are checked in turn. A backend that fails has the workers it already started
+    stopped at once, never used."""
+    from harness.core.results import Outcome
     from harness.engine.runner import Runner
 
     log: list[tuple[str, str]] = []
@@ -289,17 +291,20 @@ def test_later_workers_start_side_by_side_and_a_failed_backend_s_are_stopped(che
 
         def ready(self):
             log.append(("ready", self.label))
-            if self.label == "torchscript#2":
+            if self.label == "torchscript#2" and fails == "its second worker's preparation":
                 raise BackendError("planted: the second worker failed to prepare")
             return self._open()
 
-        def close(self):
+        def stop(self):
             log.append(("stop", self.label))
 
     real_check = Runner._check
 
     def check(self, backend, handle, ctx):
         log.append(("check", backend.name))
+        if backend.name == "torchscript" and fails == "its first worker's check" \
+                and log.count(("check", "torchscript")) == 1:
+            return Outcome.failed("planted: the first worker's check failed")
         return real_check(self, backend, handle, ctx)
 
     monkeypatch.setattr(WorkerHandle, "start", RecordedWorker)
@@ -310,10 +315,14 @@ def test_later_workers_start_side_by_side_and_a_failed_backend_s_are_stopped(che
                        ("start", "eager#2"), ("start", "torchscript#2"),
                        ("start", "eager#3"), ("start", "torchscript#3")]
     assert log[8:10] == [("check", "eager"), ("check", "torchscript")]
-    assert ("stop", "torchscript#3") in log and ("ready", "torchscript#3") not in log
+    never_used = ["torchscript#3"] if fails == "its second worker's preparation" \
+        else ["torchscript#2", "torchscript#3"]
+    for label in never_used:
+        assert ("ready", label) not in log
+        assert log.index(("stop", label)) < log.index(("ready", "eager#3"))
     rows = {row.backend: row for row in result.rows}
     assert rows["eager"].outcome.status == "ok" and rows["eager"].load.processes == 3
-    assert "in worker process 2: planted" in rows["torchscript"].outcome.reason
+    assert "planted" in rows["torchscript"].outcome.reason
 
 
 def test_starting_a_worker_does_not_wait_for_its_imports(cpu_target, process_settings):

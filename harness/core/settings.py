@@ -106,7 +106,8 @@ def configure_dynamo() -> None:
     """Set dynamo's flags from the applied settings. Importing dynamo takes seconds, which a
     worker whose backend never traces should not pay, so the flags are set when both have
     happened, whichever came second: ``apply`` calls this where dynamo is already loaded,
-    and a backend that traces calls it when it loads dynamo (``backends.compiled``)."""
+    and a backend that traces or exports calls it when it loads dynamo
+    (``backends.compiled.loaded_dynamo``)."""
     if _applied is None:
         return
     import torch._dynamo

@@ -50,13 +50,11 @@ class OpenInfo:
 
 @dataclass(frozen=True)
 class Facts:
-    """What a handle learnt about its backend: memory during the checks, the backend's own
-    diagnostics (artifact sizes and hashes, graph counts, providers, ...), and the files it
-    loaded, which a later worker of the run may reuse."""
+    """What a handle learnt about its backend: memory during the checks, and the backend's
+    own diagnostics (artifact sizes and hashes, graph counts, providers, ...)."""
 
     memory: MemoryUse
     diagnostics: dict = field(default_factory=dict)
-    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 class Served:
@@ -90,7 +88,7 @@ class Served:
     def facts(self) -> Facts:
         if self._closed_window is None:
             self._closed_window = self._window.close() if self._window else MemoryUse(0.0)
-        return Facts(self._closed_window, self.sessions.window.diagnostics(), self.artifacts())
+        return Facts(self._closed_window, self.sessions.window.diagnostics())
 
     def artifacts(self) -> dict[str, str]:
         sessions = [s for s in (self.sessions.window, self.sessions.step) if s is not None]

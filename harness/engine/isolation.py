@@ -121,7 +121,7 @@ def _send_quietly(conn: Connection, payload: Any) -> None:
     """Send ``payload``; a worker that died or was stopped first is the reader's to report."""
     try:
         conn.send(payload)
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - closed or broken under it; the reader reports why
         pass
 
 
@@ -183,6 +183,7 @@ class WorkerHandle(Handle):
         try:
             self._receive("start-up", _START_TIMEOUT_S)
             startup_s = time.perf_counter() - self._started_at
+            self._sent()  # it reports its start once it has read its model
             info: OpenInfo = self._receive("prepare")
         except BaseException:  # a failed start, or Ctrl-C while preparing: no orphan left
             self.close()
@@ -228,11 +229,25 @@ class WorkerHandle(Handle):
         self._stop()
         raise BackendError(reason)
 
+    def _sent(self) -> None:
+        """Wait for the thread sending the model, which a read or a dead reader ends."""
+        if self._sending is not None:
+            self._sending.join(_CLOSE_GRACE_S)
+            self._sending = None
+
     def _stop(self) -> None:
         if self._process.is_alive():
             self._process.kill()
         self._process.join()
+        self._sent()  # before the pipe closes under it
         self._conn.close()
+
+    def stop(self) -> None:
+        """Kill the worker at once: one that has not reported itself prepared has nothing
+        to finish, and asking it to close would wait for its imports."""
+        if not self._conn.closed:
+            self._failure = self._failure or "the worker was stopped"
+            self._stop()
 
     def close(self) -> None:
         """Ask the worker to finish; kill it if it does not within a few seconds."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -232,7 +231,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - the worker did not spawn: its rows say why
             failure = self._failed(backend, exc)
             return _Opening(lambda: failure)
-        return _Opening(lambda: self._prepared(backend, worker.ready), worker.close)
+        return _Opening(lambda: self._prepared(backend, worker.ready), worker.stop)
 
     def _prepared(self, backend: Backend, prepare: Callable[[], Handle]) -> Handle | Outcome:
         self._event(Event(backend.name, Phase.PREPARE))
@@ -276,36 +275,46 @@ class Runner:
         ones (``TimingConfig.processes``) at the timed shapes, before their rounds count.
 
         The further ones load the files the first one built. Their start-up and preparation
-        are not measured (the first one's are, each alone), so they all start at once, here,
-        and keep every core busy while the workers are checked in turn: neither the checks
-        nor a slow start (compile's) hold up the others. They live through the timing
-        anyway, so starting them early costs no memory the run would not use."""
-        wanted = [name for _ in range(1, self.config.timing.processes) for name in live]
-        starting: deque[_Opening] = deque()
+        are not measured (the first one's are, each alone), so on the CPU they all start at
+        once, before the first ones are checked, and keep both cores busy through checks
+        that would otherwise leave one idle. On CUDA they start after: a first worker's
+        device-memory figure can be the whole device's, which their contexts would join."""
+        pending: dict[str, list[_Opening]] = {name: [] for name in live}
+
+        def start_later() -> None:
+            for _ in range(1, self.config.timing.processes):
+                for name, backend in live.items():
+                    target = replace(self.target, reuse=backend.handles[0].info.artifacts)
+                    pending[name].append(self._start(backend.backend, target))
+
+        def drop(name: str, failure: Outcome) -> None:
+            refused[name] = failure
+            live.pop(name).close()
+            for opening in pending.pop(name, []):
+                opening.abandon()
+
         try:
-            for name in wanted:
-                reuse = live[name].handles[0].info.artifacts
-                starting.append(self._start(live[name].backend, replace(self.target, reuse=reuse)))
+            if self.config.device != "cuda":
+                start_later()
             for name, backend in list(live.items()):
                 done = self._checked_process(backend.backend, backend.handles[0], ctx)
                 if isinstance(done, Outcome):
-                    refused[name] = done
-                    live.pop(name).close()
+                    drop(name, done)
                 else:
                     backend.checked, backend.memory = done[0], done[1].memory
+            if self.config.device == "cuda":
+                start_later()
             at_timed_shapes = ctx.at(self.config.timed_shapes)
-            for name in wanted:
-                opening = starting.popleft()
-                if name not in live:  # its first or an earlier process failed
-                    opening.abandon()
-                    continue
-                failure = self._another_process(live[name], opening.ready(), at_timed_shapes)
-                if failure is not None:
-                    refused[name] = failure
-                    live.pop(name).close()
+            for _ in range(1, self.config.timing.processes):
+                for name in list(live):
+                    failure = self._another_process(live[name], pending[name].pop(0).ready(),
+                                                    at_timed_shapes)
+                    if failure is not None:
+                        drop(name, failure)
         finally:  # Ctrl-C or an error on the way: no worker left behind
-            for opening in starting:
-                opening.abandon()
+            for openings in pending.values():
+                for opening in openings:
+                    opening.abandon()
 
     def _another_process(self, live: _Live, handle: Handle | Outcome, ctx: CheckContext
                          ) -> Outcome | None:
