@@ -86,7 +86,7 @@ def ort_handles(checkpoint, tmp_path_factory, process_settings):
     target = Target("cpu", "fp32", tmp_path_factory.mktemp("ort"), process_settings.intra_op_threads)
     first = sine_batch(1, 50, 0)
     plain = LocalHandle.open(OnnxRuntimeBackend(), checkpoint.model, target, first, with_step=True)
-    reuse = tuple(plain.facts().artifacts.items())
+    reuse = plain.info.artifacts
     opened = {"plain": plain,
               "bound": LocalHandle.open(BoundOnCpu(), checkpoint.model, replace(target, reuse=reuse),
                                         first, with_step=True)}
