@@ -370,9 +370,11 @@ def test_single_stream_p90_agrees_with_the_harness_batch_1_p90(checkpoint, cpu_t
 
     Like with like: LoadGen times each query alone, so the harness's ``Timer`` takes one call
     per sample here (a run's rounds of ~30 calls average each call's jitter away). At the
-    same time: the development VM's speed drifts by 10-30% between runs minutes apart, so
-    the two alternate in blocks in one process, and the medians of their blocks' p90s are
-    compared. What LoadGen adds is the system under test's hand-off, its thread to the
+    same time: the development VM's speed drifts by 10-30% between runs minutes apart, and
+    by as much within seconds, so the two alternate in blocks in one process, each LoadGen
+    block's p90 is divided by the harness's block just before it, and the median of those
+    paired ratios is compared with 1 (as a run's speedups pair backends within rounds).
+    What LoadGen adds is the system under test's hand-off, its thread to the
     batcher and back: 0.16-0.6 ms on that VM, as much as 20-50% of a 1 ms call at seq_len
     200, so the windows are 2000 long (a call of about 8 ms), where it is a few percent.
     15% is what the issue asks; a system under test that took 2 ms more per query fails."""
@@ -388,7 +390,7 @@ def test_single_stream_p90_agrees_with_the_harness_batch_1_p90(checkpoint, cpu_t
                   sync=session.synchronize)
     timer.warm_up(0.2)  # calls_per_round stays 1: a sample is one call
     loadgen, harness = [], []
-    for _ in range(3):
+    for _ in range(5):
         harness.append(float(np.percentile([timer.round() for _ in range(300)], 90)))
         test = LoadGenTest("SingleStream", windows, expected, TOL, Batching(1, 0.0), full=False,
                            min_duration_s=0.5, min_query_count=1024,
@@ -396,7 +398,8 @@ def test_single_stream_p90_agrees_with_the_harness_batch_1_p90(checkpoint, cpu_t
         result = test.run(session)
         assert result.valid and result.answers.agrees
         loadgen.append(result.percentile_ms("90.00") / 1e3)
-    assert np.median(loadgen) == pytest.approx(np.median(harness), rel=0.15), (loadgen, harness)
+    ratios = np.array(loadgen) / np.array(harness)
+    assert np.median(ratios) == pytest.approx(1.0, rel=0.15), (loadgen, harness)
 
 
 @pytest.mark.slow
