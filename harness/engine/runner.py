@@ -280,6 +280,7 @@ class Runner:
         that would otherwise leave one idle. On CUDA they start after: a first worker's
         device-memory figure can be the whole device's, which their contexts would join."""
         pending: dict[str, list[_Opening]] = {name: [] for name in live}
+        start_early = self.config.device != "cuda"
 
         def start_later() -> None:
             for _ in range(1, self.config.timing.processes):
@@ -294,7 +295,7 @@ class Runner:
                 opening.abandon()
 
         try:
-            if self.config.device != "cuda":
+            if start_early:
                 start_later()
             for name, backend in list(live.items()):
                 done = self._checked_process(backend.backend, backend.handles[0], ctx)
@@ -302,7 +303,7 @@ class Runner:
                     drop(name, done)
                 else:
                     backend.checked, backend.memory = done[0], done[1].memory
-            if self.config.device == "cuda":
+            if not start_early:
                 start_later()
             at_timed_shapes = ctx.at(self.config.timed_shapes)
             for _ in range(1, self.config.timing.processes):
