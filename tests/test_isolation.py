@@ -193,6 +193,37 @@ def test_a_signal_mid_run_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_p
     assert "Traceback" not in stderr
     assert "eager" in stdout  # the finished rows are shown too
 
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_first_workers_are_checked_stops_every_worker(checkpoint, cache_dir,
+                                                                        tmp_path):
+    """Ctrl-C in the check phase, while the later workers start beside the checks: exit 130,
+    one line saying nothing finished, and none of the run's workers left behind."""
+    out = tmp_path / "never.json"
+    env = {**os.environ, "LSTM_HARNESS_CACHE": str(cache_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backends", "eager,torchscript",
+                             "--no-history", "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=_default_sigint)
+    seen = []
+    for line in proc.stderr:  # progress lines, one per event
+        seen.append(line)
+        if "eager: check" in line:
+            break
+    assert any("eager: check" in line for line in seen), "".join(seen)
+    workers = _children(proc.pid)
+    assert len(workers) >= 3  # both first workers, and at least one later one started
+    proc.send_signal(signal.SIGINT)
+    stdout, rest = proc.communicate(timeout=60)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 128 + signal.SIGINT, stderr
+    assert "interrupted before the first shape was finished: no rows to keep" in stderr
+    assert "Traceback" not in stderr
+    assert not out.exists()
+    time.sleep(1.0)
+    assert [pid for pid in workers if _alive(pid)] == []
+
+
 @pytest.mark.slow
 
 def test_without_isolation_a_raising_backend_still_fails_alone(checkpoint, cache_dir, tmp_path,
