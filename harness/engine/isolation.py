@@ -17,9 +17,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import Enum
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -87,6 +89,8 @@ def _serve(conn: Connection, backend_cls: type[Backend], model_config: ModelConf
     """Worker main: read the model's arrays, prepare, report, then execute requests until
     told to close or the parent goes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if hasattr(signal, "pthread_sigmask"):  # ignored now: one that came while starting is dropped
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         weights, first_batch = conn.recv()
     except (EOFError, OSError):  # the parent is gone, or stopped this worker unread
@@ -115,6 +119,25 @@ def _serve(conn: Connection, backend_cls: type[Backend], model_config: ModelConf
         conn.send(Reply())
     except (EOFError, OSError):  # the parent is gone: nobody to answer
         return
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold SIGINT back from this thread, and so from any process it spawns meanwhile, which
+    inherits the mask. A terminal's Ctrl-C reaches the whole process group: a worker still
+    importing torch would die of it with a traceback before ``_serve`` could ignore it.
+    multiprocessing starts its resource tracker the same way, and unblocks SIGINT when it
+    has, so the tracker is started first. The parent gets its own Ctrl-C as soon as the
+    spawn returns."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    resource_tracker.ensure_running()
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _send_quietly(conn: Connection, payload: Any) -> None:
@@ -167,7 +190,8 @@ class WorkerHandle(Handle):
             target=_serve, name=f"harness-{backend.name}",
             args=(child_conn, type(backend), model.config, target, settings, with_step))
         handle = cls(backend.name, process, parent_conn, timeout_s)
-        process.start()
+        with _ctrl_c_held():
+            process.start()
         child_conn.close()
         # The arrays follow on a thread of their own: a write larger than the pipe's buffer
         # waits until the worker reads it, after its imports, which would hold the caller.
