@@ -8,9 +8,11 @@ import contextlib
 import io
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from backends.eager import EagerBackend
 from harness.cli.main import main
 from harness.core.data import sine_batch
 from harness.core.errors import BackendError
+from harness.core.timing import TimingConfig
 from harness.engine.handles import LocalHandle
 from harness.engine.isolation import WorkerHandle, death_reason
 from harness.workloads.base import PRIMARY
@@ -195,7 +198,8 @@ def test_a_signal_mid_run_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("phase", "workers_then"), [("eager: prepare", 1), ("eager: check", 4)])
+@pytest.mark.parametrize(("phase", "workers_then"),
+                         [("eager: prepare", 1), ("eager: check", 2 * TimingConfig().processes)])
 def test_ctrl_c_before_the_first_shape_stops_every_worker_quietly(checkpoint, cache_dir, tmp_path,
                                                                   phase, workers_then):
     """A terminal's Ctrl-C, which reaches the whole process group, while the first worker
@@ -207,28 +211,50 @@ def test_ctrl_c_before_the_first_shape_stops_every_worker_quietly(checkpoint, ca
                              "--no-history", "--out", str(out)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=_default_sigint, start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()  # stderr, read on a thread so waiting can time out
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
+    reader.start()
     try:
         seen = []
-        deadline = time.monotonic() + 240
-        for line in proc.stderr:  # progress lines, one per event
-            seen.append(line)
-            if phase in line or time.monotonic() > deadline:
-                break
-        assert any(phase in line for line in seen), "".join(seen)
+        while not any(phase in line for line in seen):
+            seen.append(lines.get(timeout=240))
         time.sleep(0.2)  # into the worker's imports
         workers = [pid for pid in _children(proc.pid) if not _is_resource_tracker(pid)]
         assert len(workers) == workers_then
         os.killpg(proc.pid, signal.SIGINT)
-        _, rest = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
     finally:
-        proc.kill()
-    stderr = "".join(seen) + rest
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # on a failure, the workers too
+        proc.wait()
+    stderr = "".join(seen + list(lines.queue))
     assert proc.returncode == 128 + signal.SIGINT, stderr
     assert "interrupted before the first shape was finished: no rows to keep" in stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     assert not out.exists()
     time.sleep(1.0)
     assert [pid for pid in workers if _alive(pid)] == []
+
+
+def test_a_ctrl_c_as_a_worker_spawns_leaves_no_worker_behind(checkpoint, cpu_target, monkeypatch):
+    """Ctrl-C that lands as the spawn returns: the worker, which no caller will ever hold, is
+    killed before the interrupt goes on."""
+    from harness.core.settings import default_settings
+    from harness.engine import isolation
+
+    @contextlib.contextmanager
+    def interrupted_as_it_ends():
+        yield
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(isolation, "_ctrl_c_held", interrupted_as_it_ends)
+    before = set(_children(os.getpid()))
+    with pytest.raises(KeyboardInterrupt):
+        WorkerHandle.start(EagerBackend(), checkpoint.model, cpu_target, sine_batch(1, 50, 0),
+                           default_settings(1), 300.0)
+    spawned = [pid for pid in set(_children(os.getpid())) - before if not _is_resource_tracker(pid)]
+    assert [pid for pid in spawned if _alive(pid)] == []
 
 
 def _is_resource_tracker(pid: int) -> bool:

@@ -127,8 +127,8 @@ def _ctrl_c_held() -> Iterator[None]:
     inherits the mask. A terminal's Ctrl-C reaches the whole process group: a worker still
     importing torch would die of it with a traceback before ``_serve`` could ignore it.
     multiprocessing starts its resource tracker the same way, and unblocks SIGINT when it
-    has, so the tracker is started first. The parent gets its own Ctrl-C as soon as the
-    spawn returns."""
+    has, so the tracker is started first. The parent's own Ctrl-C still interrupts it: at
+    once when another of its threads takes the signal, else as the mask is restored."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
@@ -190,8 +190,14 @@ class WorkerHandle(Handle):
             target=_serve, name=f"harness-{backend.name}",
             args=(child_conn, type(backend), model.config, target, settings, with_step))
         handle = cls(backend.name, process, parent_conn, timeout_s)
-        with _ctrl_c_held():
-            process.start()
+        try:
+            with _ctrl_c_held():
+                process.start()
+        except BaseException:  # Ctrl-C as the mask lifts: no caller will ever hold this worker
+            if process.pid is not None:
+                process.kill()
+                process.join()
+            raise
         child_conn.close()
         # The arrays follow on a thread of their own: a write larger than the pipe's buffer
         # waits until the worker reads it, after its imports, which would hold the caller.
