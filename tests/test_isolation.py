@@ -219,7 +219,7 @@ def test_ctrl_c_before_the_first_shape_stops_every_worker_quietly(checkpoint, ca
         while not any(phase in line for line in seen):
             seen.append(lines.get(timeout=240))
         time.sleep(0.2)  # into the worker's imports
-        workers = [pid for pid in _children(proc.pid) if not _is_resource_tracker(pid)]
+        workers = _workers(proc.pid)
         assert len(workers) == workers_then
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
@@ -249,19 +249,23 @@ def test_a_ctrl_c_as_a_worker_spawns_leaves_no_worker_behind(checkpoint, cpu_tar
         raise KeyboardInterrupt
 
     monkeypatch.setattr(isolation, "_ctrl_c_held", interrupted_as_it_ends)
-    before = set(_children(os.getpid()))
+    before = set(_workers(os.getpid()))
     with pytest.raises(KeyboardInterrupt):
         WorkerHandle.start(EagerBackend(), checkpoint.model, cpu_target, sine_batch(1, 50, 0),
                            default_settings(1), 300.0)
-    spawned = [pid for pid in set(_children(os.getpid())) - before if not _is_resource_tracker(pid)]
-    assert [pid for pid in spawned if _alive(pid)] == []
+    assert [pid for pid in set(_workers(os.getpid())) - before if _alive(pid)] == []
 
 
-def _is_resource_tracker(pid: int) -> bool:
-    try:
-        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+def _workers(pid: int) -> list[int]:
+    """``pid``'s children but multiprocessing's resource tracker."""
+
+    def tracker(child: int) -> bool:
+        try:
+            return b"resource_tracker" in Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            return False
+
+    return [child for child in _children(pid) if not tracker(child)]
 
 
 @pytest.mark.slow

@@ -195,10 +195,10 @@ class WorkerHandle(Handle):
                 process.start()
         except BaseException:  # Ctrl-C as the mask lifts: no caller will ever hold this worker
             if process.pid is not None:
-                process.kill()
-                process.join()
+                handle._stop()
             raise
-        child_conn.close()
+        finally:
+            child_conn.close()
         # The arrays follow on a thread of their own: a write larger than the pipe's buffer
         # waits until the worker reads it, after its imports, which would hold the caller.
         handle._sending = threading.Thread(
