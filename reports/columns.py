@@ -184,22 +184,37 @@ BEST_HEADERS = ("backend", "device", "dtype", "best seq/s", "at batch×seq")
 
 
 def verdict_text(result: dict) -> str | None:
-    """One line: was the machine quiet while the run timed, and if not, who took it."""
+    """One line: was the machine quiet and steady while the run timed, and if not, why."""
     verdict = result.get("verdict")
     if not verdict:
         return None
     threshold = (f"outside work above {verdict['max_foreign_cores']:g} cores in more than "
                  f"{verdict['max_set_aside']:.0%} of its rounds")
     if verdict["verdict"] == "valid":
-        return f"verdict: valid (no timed row had {threshold})"
+        return f"verdict: valid (no timed row had {threshold}; {_steadiness(verdict)})"
     if verdict["verdict"] == "unchecked":
         return "verdict: unchecked (the machine's load cannot be read on this system)"
+    if verdict["verdict"] == "unsteady":
+        return (f"verdict: UNSTEADY: the host kept changing this machine's speed while the run "
+                f"timed ({_steadiness(verdict)}). Speedups taken on it differ between runs by "
+                "more than their CIs: rerun when the host is steady")
     busiest = ", ".join(f"pid {p['pid']} {p['name']} ({p['cores']:.2f} cores)"
                         for p in verdict.get("busiest", [])[:3] if p["cores"] >= 0.05)
     return (f"verdict: CONTENDED: {verdict['rows_contended']} timed row(s) had {threshold}; "
             f"busiest outside processes: {busiest or 'none seen (the host itself?)'}. "
             "Their figures, speedups most of all, are not to be trusted: rerun on a quiet "
             "machine")
+
+
+def _steadiness(verdict: dict) -> str:
+    """What the canary said of the host (results files from before it was judged: nothing)."""
+    if "max_canary_spread" not in verdict:
+        return "the host's steadiness not judged"
+    if verdict["canary_spread"] is None:
+        return f"too few rounds ({verdict['canary_rounds']}) to judge the host's steadiness"
+    return (f"the canary GEMM's upper-quartile time {verdict['canary_spread']:.3f}× its "
+            f"lower-quartile over {verdict['canary_rounds']} rounds; unsteady above "
+            f"{verdict['max_canary_spread']:.2f}×")
 
 
 def title(result: dict, scenario: str) -> str:

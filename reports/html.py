@@ -62,7 +62,7 @@ def _verdict(result: dict) -> str:
     text = cols.verdict_text(result)
     if text is None:
         return ""
-    tone = {"valid": "ok", "contended": "bad"}.get(result["verdict"]["verdict"], "warn")
+    tone = {"valid": "ok", "contended": "bad", "unsteady": "bad"}.get(result["verdict"]["verdict"], "warn")
     return f'<p class="verdict {tone}">{escape(text)}</p>'
 
 

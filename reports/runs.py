@@ -76,8 +76,8 @@ def comparison_table(comparison: Comparison, base_label: str, new_label: str,
         for row in rows:
             table.add_row(*lead(row), *_identity(row), *["—"] * 5, Text(side, style="yellow"))
     gate_text = "no gate" if threshold is None else f"gate: slower by > {threshold:.0%} and significant"
-    if comparison.contended and threshold is not None:
-        gate_text = f"gate not applied: {' and '.join(comparison.contended)} contended"
+    if comparison.untrusted and threshold is not None:
+        gate_text = f"gate not applied: {' and '.join(f'{side} {v}' for side, v in comparison.untrusted)}"
     by_figure = ""
     if any(c.figure for c in comparison.changes):
         by_figure = ("; rows shown with their own figure (a server's highest rate, say) are one "

@@ -14,8 +14,9 @@ from harness.core.checkpoint import Checkpoint, load_or_train
 from harness.core.training import TrainConfig
 
 # A quick run for tests about something other than the timing: one shape, a short budget,
-# one worker process per backend, and no exit 3 should the machine be busy.
-FAST = ["--batch-sizes", "1", "--budget", "0.05", "--processes", "1", "--allow-contended"]
+# one worker process per backend, and no exit 3 should the machine be busy or its host unsteady.
+FAST = ["--batch-sizes", "1", "--budget", "0.05", "--processes", "1", "--allow-contended",
+        "--allow-unsteady"]
 NO_GPU = "needs a CUDA GPU; none is visible to torch here"
 # Set on a GPU machine, so that a test skipped for want of a GPU or of onnxruntime-gpu fails
 # instead: there they must run (README, "CUDA").

@@ -43,6 +43,7 @@ def _one_line(stderr: str) -> str:
     (["run", "--seq-len", "0"], "--seq-len expects integers >= 1, got 0"),
     (["run", "--backend-timeout", "0"], "--backend-timeout expects a number > 0, got 0"),
     (["run", "--backend-timeout", "soon"], "--backend-timeout expects a number, got 'soon'"),
+    (["run", "--max-canary-spread", "0.9"], "--max-canary-spread expects a number >= 1, got 0.9"),
     (["run", "--batch-sizes", "100000000", "--seq-len", "1000"],
      "expected batch × seq_len small enough to fit in memory, got batch 100000000 × seq_len 1000"),
 ])

@@ -73,26 +73,41 @@ def test_unmeasured_rows_are_compared_without_a_test():
     assert np.isfinite([c.test.ratio for c in comparison.changes if c.test]).all()
 
 
-def test_a_contended_side_is_flagged_and_the_speed_gate_neither_passes_nor_fails(tmp_path, capsys):
+UNTRUSTED_VERDICTS = {
+    "contended": ({"verdict": "contended", "rows_contended": 6,
+                   "busiest": [{"pid": 4242, "name": "python3", "cores": 0.97}]},
+                  "CONTENDED: the regression gate was not applied: new.json was timed while work "
+                  "outside the run took the CPU"),
+    "unsteady": ({"verdict": "unsteady", "rows_contended": 0, "canary_spread": 1.3,
+                  "canary_rounds": 200, "busiest": []},
+                 "UNSTEADY: the regression gate was not applied: new.json was timed while the host "
+                 "kept changing the machine's speed"),
+}
+
+
+@pytest.mark.parametrize("verdict", sorted(UNTRUSTED_VERDICTS))
+def test_a_contended_or_unsteady_side_is_flagged_and_the_speed_gate_neither_passes_nor_fails(
+        verdict, tmp_path, capsys):
     from harness.cli.main import main
     from harness.io.jsonio import write_json
 
+    fields, message = UNTRUSTED_VERDICTS[verdict]
     base = make_results(noise=0.01)
     slower = make_results(scale=1.5, noise=0.01, seed=9)
-    slower["verdict"] = {"verdict": "contended", "rows_contended": 6, "max_foreign_cores": 0.4,
-                         "max_set_aside": 0.25,
-                         "busiest": [{"pid": 4242, "name": "python3", "cores": 0.97}]}
+    slower["verdict"] = {**fields, "max_foreign_cores": 0.4, "max_set_aside": 0.25,
+                         "max_canary_spread": 1.06}
     comparison = compare_results(base, slower)
-    assert comparison.contended == ("new",) and not comparison.gate_applies
-    assert comparison.failures(0.05) == []  # 50% slower, but taken on a busy machine
+    assert comparison.untrusted == (("new", verdict),) and not comparison.gate_applies
+    assert comparison.failures(0.05) == []  # 50% slower, but taken on a busy or unsteady machine
     lost = make_results(noise=0.01)
     lost["verdict"] = slower["verdict"]
     lost["rows"][0]["agrees"] = False
     assert len(compare_results(base, lost).failures(0.05)) == 1  # lost agreement still fails
     paths = [write_json(tmp_path / f"{n}.json", d) for n, d in (("base", base), ("new", slower))]
     assert main(["compare", *map(str, paths), "--fail-on-regression", "5%"]) == 3
-    said = " ".join(capsys.readouterr().err.split())
-    assert "the regression gate was not applied: new.json was timed while work outside" in said
+    captured = capsys.readouterr()
+    assert message in " ".join(captured.err.split())
+    assert f"gate not applied: new {verdict}" in " ".join(captured.out.split())
     assert main(["compare", *map(str, paths)]) == 0  # no gate asked for: nothing to refuse
 
 

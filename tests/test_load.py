@@ -5,20 +5,26 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from harness.cli.main import main
 from harness.core.load import (
+    MIN_CANARY_ROUNDS,
     CpuSample,
     LoadMeter,
     busiest,
+    canary_spread,
     foreign_cores,
     process_cpu_s,
     process_times,
 )
+from harness.core.results import LoadSummary, RunVerdict, Verdict
 from harness.core.stats import hierarchical_median_ci, median_ci
+from tests.results_fixture import measured_row
 
 ROOT = Path(__file__).resolve().parent.parent
 LINUX = Path("/proc/stat").exists()
@@ -40,6 +46,51 @@ def test_busiest_names_the_processes_outside_the_run_by_cpu_share():
     shares = busiest(before, after, wall_s=2.0, exclude=[10])
     assert [(s.pid, s.name) for s in shares] == [(20, "spinner"), (1, "init")]
     assert shares[0].cores == pytest.approx(0.95)
+
+
+def _steady_canaries(n: int, seed: int = 0) -> np.ndarray:
+    return 1e-4 * np.exp(np.random.default_rng(seed).normal(0.0, 0.005, n))
+
+
+def test_the_canary_spread_reads_a_host_that_keeps_changing_speed_not_a_slow_moment():
+    steady = _steady_canaries(200)
+    assert canary_spread(steady) < 1.02
+    # a host that moves the machine between two speeds 30% apart
+    switching = np.concatenate([steady[:100], steady[100:] * 1.3])
+    assert canary_spread(switching) == pytest.approx(1.3, rel=0.03)
+    # one slow canary in ten (the run's own threads waking beside it) is a moment, not a host
+    spiky = steady.copy()
+    spiky[::10] *= 1.5
+    assert canary_spread(spiky) < 1.03
+    assert canary_spread(steady[:MIN_CANARY_ROUNDS - 1]) is None
+    assert canary_spread(steady[:MIN_CANARY_ROUNDS]) is not None
+
+
+def _rows_timed_together(canaries_s: np.ndarray, verdict: Verdict = Verdict.VALID) -> tuple:
+    """Two backends' rows timed in the same rounds, as the runner writes them: each row
+    carries every round's canary, relative to the run's best."""
+    n = len(canaries_s)
+    ms = np.full(n, 1.0)
+    load = LoadSummary(verdict, 0.0, 1.0, 0, 1, [0.0] * n, list(canaries_s / canaries_s.min()), [0] * n)
+    return tuple(replace(measured_row(name, 64, ms, ms), load=load) for name in ("eager", "onnxruntime"))
+
+
+def test_a_run_is_unsteady_when_its_canary_spread_passes_the_limit_each_round_counted_once():
+    steady = _rows_timed_together(_steady_canaries(40))
+    judged = RunVerdict.of(steady, 0.4, 0.25, 1.06)
+    assert judged.verdict is Verdict.VALID and judged.canary_spread < 1.02
+    assert judged.canary_rounds == 40  # the two rows' rounds are the same 40
+    switching = _steady_canaries(40) * np.repeat([1.0, 1.3], 20)
+    judged = RunVerdict.of(_rows_timed_together(switching), 0.4, 0.25, 1.06)
+    assert judged.verdict is Verdict.UNSTEADY and judged.canary_spread == pytest.approx(1.3, rel=0.03)
+    assert RunVerdict.of(_rows_timed_together(switching), 0.4, 0.25, 1.5).verdict is Verdict.VALID
+    # another shape's rounds count beside these; a contended row decides the verdict first
+    other_shape = _steady_canaries(40, seed=1) * np.repeat([1.0, 1.3], 20)
+    both = _rows_timed_together(switching) + _rows_timed_together(other_shape, Verdict.CONTENDED)
+    judged = RunVerdict.of(both, 0.4, 0.25, 1.06)
+    assert judged.verdict is Verdict.CONTENDED and judged.canary_rounds == 80
+    few = RunVerdict.of(_rows_timed_together(switching[:MIN_CANARY_ROUNDS - 1]), 0.4, 0.25, 1.06)
+    assert few.verdict is Verdict.VALID and few.canary_spread is None
 
 
 @pytest.mark.skipif(not LINUX, reason="load accounting reads /proc, which only Linux has")
@@ -145,3 +196,22 @@ def test_a_run_beside_a_spinning_process_says_contended_names_it_and_exits_3(cac
     allowed = subprocess.run([sys.executable, "-m", "harness", "report", str(out)], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=120, check=False)
     assert allowed.returncode == 0 and "CONTENDED" in allowed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LINUX, reason="load accounting reads /proc, which only Linux has")
+def test_a_run_past_its_canary_spread_limit_says_unsteady_and_exits_3(cached, tmp_path, capsys):
+    out = tmp_path / "unsteady.json"
+    # No host keeps a canary's quartiles equal: with a limit of 1 every judged run is unsteady.
+    run = ["run", "--backends", "eager,torchscript", "--batch-sizes", "1,4", "--budget", "0.5",
+           "--processes", "1", "--no-isolate", "--no-history", "--allow-contended",
+           "--max-canary-spread", "1", "--out", str(out)]
+    assert main(run) == 3
+    verdict = json.loads(out.read_text())["verdict"]
+    assert verdict["verdict"] == "unsteady" and verdict["max_canary_spread"] == 1
+    assert verdict["canary_rounds"] >= MIN_CANARY_ROUNDS and verdict["canary_spread"] > 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert "verdict: UNSTEADY: the host kept changing this machine's speed" in said
+    assert f"over {verdict['canary_rounds']} rounds; unsteady above 1.00×" in said
+    assert main(["report", str(out)]) == 0 and "UNSTEADY" in capsys.readouterr().out
+    assert main([*run, "--allow-unsteady"]) == 0

@@ -53,7 +53,8 @@ def test_every_cpu_backend_runs_and_agrees_for_a_model_of_its_own_size(tmp_path,
                                                                          extra, capsys):
     out = tmp_path / "results.json"
     code = main(["run", "--scenario", str(_scenario(tmp_path, mode, config, extra)), "--out", str(out),
-                 "--allow-contended", "--no-isolate", "--cache-dir", str(tmp_path / "cache")])
+                 "--allow-contended", "--allow-unsteady", "--no-isolate",
+                 "--cache-dir", str(tmp_path / "cache")])
     assert code == 0, capsys.readouterr().err
     data = json.loads(out.read_text())
     assert data["model"]["config"] == config.to_dict() and data["model"]["source"] == "trained"

@@ -14,7 +14,7 @@ from harness.io.jsonio import write_json
 from tests.results_fixture import make_results
 
 RUN = ["run", "--backends", "reference,eager", "--batch-sizes", "1,4", "--budget", "0.05",
-       "--allow-contended"]
+       "--allow-contended", "--allow-unsteady"]
 
 @pytest.mark.slow
 

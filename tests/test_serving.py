@@ -290,7 +290,7 @@ def server_run(checkpoint, cache_dir, tmp_path_factory):
         code = main(["run", "--scenario", scenario, "--plugin", "tests.plugins.serving_backends",
                      "--backends", "eager,sleepy", "--batch-sizes", "1,16", "--processes", "1",
                      "--latency-bound-ms", str(SERVER_BOUND_MS), "--allow-contended",
-                     "--no-history", "--out", str(out)])
+                     "--allow-unsteady", "--no-history", "--out", str(out)])
     return code, json.loads(out.read_text()), out
 
 
@@ -349,7 +349,7 @@ def test_a_backend_wrong_under_load_fails_its_row_though_its_checks_passed(cache
     out = tmp_path / "results.json"
     code = main(["run", "--scenario", _scenario(tmp_path, extends="offline", duration_s=0.5),
                  "--plugin", "tests.plugins.serving_backends", "--backends", "eager,wrong-under-load",
-                 "--processes", "1", "--allow-contended", "--out", str(out)])
+                 "--processes", "1", "--allow-contended", "--allow-unsteady", "--out", str(out)])
     assert code == 1
     data = json.loads(out.read_text())
     rows = {r["backend"]: r for r in data["rows"]}
@@ -416,7 +416,7 @@ def test_multi_stream_runs_with_its_samples_per_query(cached, tmp_path):
     assert main(["run", "--scenario", _scenario(tmp_path, extends="multi-stream", duration_s=0.3,
                                                 samples_per_query=4),
                  "--backends", "eager", "--batch-sizes", "4", "--processes", "1",
-                 "--allow-contended", "--out", str(out)]) == 0
+                 "--allow-contended", "--allow-unsteady", "--out", str(out)]) == 0
     [row] = json.loads(out.read_text())["rows"]
     assert row["samples_per_query"] == 4 and row["loadgen_valid"] is True
     assert {size for size, _ in row["batches_formed"]} == {4}  # each query is one batch

@@ -1,7 +1,8 @@
 """Command line: ``python -m harness run|train|doctor|scenarios|report|history|compare``.
 
 Errors inside the code are typed exceptions; this module alone turns them into one-line
-messages and exit codes: 0 success, 1 a backend disagreed or failed, 2 bad input.
+messages and exit codes: 0 success, 1 a backend disagreed or failed, 2 bad input, 3 a run
+(or a gated comparison) timed on a contended or unsteady machine.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from harness.cli.run import EXIT_FAILED, EXIT_OK, cmd_run, interrupted_status
 from harness.core.errors import CheckpointError, HarnessError, InputError
 from harness.core.model import ModelConfig
 from harness.core.targets import DTYPES
+from harness.core.timing import TimingConfig
 from harness.core.training import TrainConfig
 from harness.workloads.forward import CHECK_GRIDS
 
@@ -60,16 +62,16 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
-def _number(flag: str, at_least_zero: bool = False):
-    """A number > 0 (>= 0 with ``at_least_zero``), refused in one line otherwise."""
-    bound = ">= 0" if at_least_zero else "> 0"
+def _number(flag: str, at_least: float | None = None):
+    """A number > 0 (>= ``at_least`` where given), refused in one line otherwise."""
+    bound = "> 0" if at_least is None else f">= {at_least:g}"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} expects a number, got {text!r}") from None
-        if not (value >= 0 if at_least_zero else value > 0):
+        if not (value > 0 if at_least is None else value >= at_least):
             raise argparse.ArgumentTypeError(f"{flag} expects a number {bound}, got {text}")
         return value
     return parse
@@ -137,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "only (for large models, whose float64 reference is slow)")
     run.add_argument("--latency-bound-ms", type=_number("--latency-bound-ms"), default=None,
                      metavar="MS", help="server mode: the bound on LoadGen's p99 latency (default 5)")
-    run.add_argument("--max-wait-ms", type=_number("--max-wait-ms", at_least_zero=True),
+    run.add_argument("--max-wait-ms", type=_number("--max-wait-ms", at_least=0),
                      default=None, metavar="MS",
                      help="server mode: the longest the dynamic batcher lets the oldest query wait "
                      "for others (default 0.5); --batch-sizes sets the largest batch it forms")
@@ -170,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-contended", action="store_true",
                      help="exit 0 even when work outside the run took the CPU during too many "
                      "rounds (the verdict still says contended)")
+    run.add_argument("--allow-unsteady", action="store_true",
+                     help="exit 0 even when the host kept changing the machine's speed while the "
+                     "run timed (the verdict still says unsteady)")
+    run.add_argument("--max-canary-spread", type=_number("--max-canary-spread", at_least=1),
+                     default=None, metavar="RATIO",
+                     help="the canary's upper-quartile time over its lower-quartile above which "
+                     f"a run is unsteady (default {TimingConfig.max_canary_spread:g})")
     run.add_argument("--backend-timeout", type=_number("--backend-timeout"), default=600.0,
                      metavar="SECONDS", help="longest wait for one call into an isolated backend, "
                      "preparation included (default 600)")

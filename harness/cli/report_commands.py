@@ -16,7 +16,8 @@ from rich.console import Console
 from harness.core.errors import InputError
 
 FORMATS = ("table", "md", "html")
-EXIT_CONTENDED = 3  # as `run`: neither pass nor fail, the numbers were taken on a busy machine
+EXIT_CONTENDED = 3  # as `run`: neither pass nor fail, the numbers were taken on a busy or
+# unsteady machine
 
 
 def _percentage(text: str) -> float:
@@ -198,12 +199,16 @@ def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
                           for c in failures)
         err.print(f"[bold red]FAILED:[/] {len(failures)} row(s) regressed: {names}")
         return 1
-    if comparison.contended:
-        sides = " and ".join(label for side, label in (("base", base_label), ("new", new_label))
-                             if side in comparison.contended)
+    if comparison.untrusted:
+        labels = {"base": base_label, "new": new_label}
+        why = {"contended": "while work outside the run took the CPU",
+               "unsteady": "while the host kept changing the machine's speed"}
+        sides = " and ".join(f"{labels[side]} was timed {why[verdict]}"
+                             for side, verdict in comparison.untrusted)
+        names = "/".join(dict.fromkeys(v.upper() for _, v in comparison.untrusted))
         gate = "the regression gate was not applied: " if args.fail_on_regression is not None else ""
-        err.print(f"[bold yellow]CONTENDED:[/] {gate}{sides} was timed while work outside the run "
-                  "took the CPU; compare runs made on a quiet machine", highlight=False)
+        err.print(f"[bold yellow]{names}:[/] {gate}{sides}; compare runs made on a quiet, "
+                  "steady machine", highlight=False)
         return EXIT_CONTENDED if args.fail_on_regression is not None else 0
     return 0
 

@@ -23,7 +23,8 @@ from harness.engine.plan import Overrides, cuda_available, plan
 from harness.engine.runner import benchmark
 
 EXIT_OK, EXIT_FAILED = 0, 1
-EXIT_CONTENDED = 3  # the numbers were taken while something else used the machine
+EXIT_CONTENDED = 3  # the numbers were taken while something else used the machine, or the
+# host kept changing its speed
 
 
 class Terminated(KeyboardInterrupt):
@@ -54,6 +55,7 @@ def overrides_from(args: argparse.Namespace) -> Overrides:
     return Overrides(batch_sizes=args.batch_sizes, seq_lens=args.seq_len, backends=args.backends,
                      dtypes=args.dtype, devices=(args.device,) if args.device else None,
                      budget_s=args.budget, processes=args.processes[0] if args.processes else None,
+                     max_canary_spread=args.max_canary_spread,
                      atol=args.atol, rtol=args.rtol, task_budget=args.task_budget,
                      models=model_sources(args), params=params)
 
@@ -142,12 +144,13 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     report_commands.record_run(args, data, err)
     verdict = verdict_text(data)
     if verdict:
-        err.print(verdict, style="bold red" if result.contended else None, highlight=False,
-                  soft_wrap=True)
+        err.print(verdict, style="bold red" if result.contended or result.unsteady else None,
+                  highlight=False, soft_wrap=True)
     if result.failed:
         err.print("[bold red]FAILED:[/] at least one backend disagreed with the reference or failed")
         return EXIT_FAILED
-    if result.contended and not args.allow_contended:
+    if (result.contended and not args.allow_contended) or \
+            (result.unsteady and not args.allow_unsteady):
         return EXIT_CONTENDED
     return EXIT_OK
 

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from harness.core.results import Verdict
+
 # A row is the same measurement in two runs only for the same model: its weights' SHA-256.
 KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode", "model_sha256")
 _KEY_DEFAULTS = {"mode": "forward", "model_sha256": None}
 MIN_SAMPLES = 3  # fewer rounds than this cannot make any difference significant at 95%
+UNTRUSTED = (Verdict.CONTENDED, Verdict.UNSTEADY)  # run verdicts no speed gate decides on
 
 Key = tuple
 
@@ -108,16 +111,18 @@ class Comparison:
     only_base: tuple[dict, ...]
     only_new: tuple[dict, ...]
     confidence: float
-    contended: tuple[str, ...] = ()  # "base" and/or "new": sides timed on a busy machine
+    # (side, verdict) for each side ("base", "new") timed on a contended or unsteady machine
+    untrusted: tuple[tuple[str, str], ...] = ()
 
     @property
     def gate_applies(self) -> bool:
-        """A speed gate neither passes nor fails on a run timed while the machine was busy."""
-        return not self.contended
+        """A speed gate neither passes nor fails on a run timed while the machine was busy
+        or its host unsteady."""
+        return not self.untrusted
 
     def failures(self, threshold: float | None) -> list[RowChange]:
         """Rows that fail the gate: lost agreement always; slower only with a threshold, and
-        only when neither side was contended."""
+        only when both sides were valid."""
         speed = threshold is not None and self.gate_applies
         return [c for c in self.changes
                 if c.agreement_lost or (speed and c.regressed(threshold))]
@@ -157,9 +162,10 @@ def compare_results(base: dict, new: dict, confidence: float = 0.95,
         test = (compare_samples(b["samples_ms"], n["samples_ms"], confidence)
                 if _measured(b) and _measured(n) else None)
         changes.append(RowChange(key, b, n, test, _lost_agreement(b, n)))
-    contended = tuple(side for side, result in (("base", base), ("new", new))
-                      if (result.get("verdict") or {}).get("verdict") == "contended")
+    verdicts = ((side, (result.get("verdict") or {}).get("verdict"))
+                for side, result in (("base", base), ("new", new)))
+    untrusted = tuple((side, v) for side, v in verdicts if v in UNTRUSTED)
     return Comparison(tuple(changes),
                       tuple(r for k, r in base_rows.items() if k not in new_rows),
                       tuple(r for k, r in new_rows.items() if k not in base_rows), confidence,
-                      contended)
+                      untrusted)

@@ -111,6 +111,22 @@ def canary_s(warm_up: int = 10, repeats: int = 5) -> float:
     return best
 
 
+# Fewer rounds than this say too little about the host to judge its steadiness by.
+MIN_CANARY_ROUNDS = 20
+
+
+def canary_spread(canaries_s: Iterable[float]) -> float | None:
+    """How much the host changed the machine's speed over a set of rounds: the canary's
+    upper-quartile time over its lower-quartile time (1: steady). Quartiles, not extremes:
+    one slow canary is a moment, a wide middle half is a host that keeps changing speed.
+    None below ``MIN_CANARY_ROUNDS`` rounds."""
+    times = np.asarray(list(canaries_s), dtype=np.float64)
+    if times.size < MIN_CANARY_ROUNDS:
+        return None
+    low, high = np.percentile(times, [25, 75])
+    return float(high / low)
+
+
 @dataclass(frozen=True)
 class ProcessShare:
     pid: int

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from harness.core.load import canary_spread
+
 # 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
 # one workload appear only on that workload's rows.
 # 3: every row names its model (weights SHA-256 and sizes), and rows of several models may
@@ -88,6 +90,7 @@ class Verdict(StrEnum):
 
     VALID = "valid"  # every round's outside load was measured, and few had to be set aside
     CONTENDED = "contended"  # work outside the run took the machine during too many rounds
+    UNSTEADY = "unsteady"  # the host kept changing the machine's speed (a run's verdict only)
     UNCHECKED = "unchecked"  # the load could not be measured here (not Linux)
 
 
@@ -233,22 +236,34 @@ class BusyProcess:
 
 @dataclass(frozen=True)
 class RunVerdict:
-    """The run's verdict: valid only when every timed row is."""
+    """The run's verdict: valid only when every timed row is, and the host held the
+    machine's speed steady through the run."""
 
     verdict: Verdict
     rows_contended: int
     max_foreign_cores: float  # the threshold a round was judged against
     max_set_aside: float
+    max_canary_spread: float  # the spread above which the run is unsteady
+    # The canary's spread over every timed round of the run (None: too few rounds to judge),
+    # and how many rounds that was.
+    canary_spread: float | None
+    canary_rounds: int
     busiest: tuple[BusyProcess, ...] = ()  # the busiest processes outside the run
 
     @classmethod
     def of(cls, rows: tuple[Row, ...], max_foreign_cores: float, max_set_aside: float,
-           busiest: tuple[BusyProcess, ...] = ()) -> RunVerdict:
+           max_canary_spread: float, busiest: tuple[BusyProcess, ...] = ()) -> RunVerdict:
         verdicts = [r.load.verdict for r in rows if r.load is not None]
         contended = sum(v is Verdict.CONTENDED for v in verdicts)
+        # Backends timed in the same rounds carry the same canaries: each set counts once.
+        rounds = {tuple(r.load.samples_canary_rel) for r in rows if r.load is not None}
+        canaries = [c for taken in rounds for c in taken if c is not None]
+        spread = canary_spread(canaries)
         verdict = Verdict.CONTENDED if contended else \
-            Verdict.UNCHECKED if Verdict.UNCHECKED in verdicts else Verdict.VALID
-        return cls(verdict, contended, max_foreign_cores, max_set_aside, busiest)
+            Verdict.UNCHECKED if Verdict.UNCHECKED in verdicts else \
+            Verdict.UNSTEADY if spread is not None and spread > max_canary_spread else Verdict.VALID
+        return cls(verdict, contended, max_foreign_cores, max_set_aside, max_canary_spread,
+                   spread, len(canaries), busiest)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "verdict": str(self.verdict)}
@@ -267,6 +282,10 @@ class RunResult:
     @property
     def contended(self) -> bool:
         return self.verdict is not None and self.verdict.verdict is Verdict.CONTENDED
+
+    @property
+    def unsteady(self) -> bool:
+        return self.verdict is not None and self.verdict.verdict is Verdict.UNSTEADY
 
     @property
     def failed(self) -> bool:
@@ -324,6 +343,7 @@ def merge_results(results: list[RunResult]) -> RunResult:
             if process.pid not in busiest or process.cores > busiest[process.pid].cores:
                 busiest[process.pid] = process
         verdict = RunVerdict.of(rows, first.verdict.max_foreign_cores, first.verdict.max_set_aside,
+                                first.verdict.max_canary_spread,
                                 tuple(sorted(busiest.values(), key=lambda p: -p.cores)[:10]))
     return RunResult(environment=first.environment, scenario=first.scenario,
                      model=merge_models([r.model for r in results]), tolerance=tolerance, rows=rows,

@@ -45,6 +45,10 @@ class TimingConfig:
     # rounds is contended.
     max_foreign_cores: float = 0.4
     max_set_aside: float = 0.25
+    # A run whose canary spread (``harness.core.load.canary_spread``) is above this was timed
+    # on a host that kept changing the machine's speed, which no pairing cancels and which
+    # spreads its speedups between runs wider than their CIs: it is unsteady.
+    max_canary_spread: float = 1.06
 
 
 def clock_resolution() -> float:

@@ -71,6 +71,7 @@ class Overrides:
     devices: tuple[str, ...] | None = None  # a device named here must exist
     budget_s: float | None = None
     processes: int | None = None  # worker processes per backend
+    max_canary_spread: float | None = None  # above it a run is unsteady
     atol: float | None = None
     rtol: float | None = None
     task_budget: float | None = None  # the task budget's MSE ratio, for dtypes judged on the task
@@ -190,6 +191,8 @@ def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
     timing = TimingConfig(budget_s=scenario.budget_s, seed=seed)
     if scenario.processes is not None:
         timing = replace(timing, processes=scenario.processes)
+    if overrides.max_canary_spread is not None:
+        timing = replace(timing, max_canary_spread=overrides.max_canary_spread)
     on = {(device, dtype): backends_on(scenario, registry, device, dtype)
           for device in devices for dtype in scenario.dtypes}
     several = len(models) > 1

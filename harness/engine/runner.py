@@ -491,7 +491,7 @@ class Runner:
         record = {"dtype": cfg.dtype, "atol": tol.atol, "rtol": tol.rtol,
                   **cfg.workload.tolerance_record(tol), **task.record(cfg.task_budget)}
         verdict = RunVerdict.of(tuple(rows), cfg.timing.max_foreign_cores, cfg.timing.max_set_aside,
-                                self._watch.top())
+                                cfg.timing.max_canary_spread, self._watch.top())
         checks = [replace(c, model_sha256=self.model_sha256) for c in checks]
         return RunResult(environment={}, scenario={}, model={}, tolerance=record,
                          rows=tuple(rows), checks=tuple(checks), verdict=verdict)
