@@ -214,7 +214,7 @@ def _steadiness(verdict: dict) -> str:
         return f"too few rounds ({verdict['canary_rounds']}) to judge the host's steadiness"
     return (f"the canary GEMM's upper-quartile time {verdict['canary_spread']:.3f}× its "
             f"lower-quartile over {verdict['canary_rounds']} rounds; unsteady above "
-            f"{verdict['max_canary_spread']:.2f}×")
+            f"{verdict['max_canary_spread']:g}×")
 
 
 def title(result: dict, scenario: str) -> str:

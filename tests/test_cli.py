@@ -145,7 +145,7 @@ def test_a_backend_k_times_slower_than_eager_gets_a_speedup_of_one_over_k(cached
     for _ in range(2):  # a second try, should something else take the machine during the first
         code = main(["run", "--plugin", "tests.plugins.slow_backend", "--backends",
                      "eager,thrice-eager", "--batch-sizes", "64", "--budget", "1", "--out", str(out),
-                     "--no-history"])
+                     "--no-history", "--allow-unsteady"])  # pairing holds 1/k on an unsteady host
         if code == 0:
             break
     assert code in (0, 3)  # 3: the machine was busy, and the run says so

@@ -22,8 +22,9 @@ from harness.core.load import (
     process_cpu_s,
     process_times,
 )
-from harness.core.results import LoadSummary, RunVerdict, Verdict
+from harness.core.results import LoadSummary, RunResult, RunVerdict, Verdict, merge_results
 from harness.core.stats import hierarchical_median_ci, median_ci
+from reports.columns import verdict_text
 from tests.results_fixture import measured_row
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,31 +67,72 @@ def test_the_canary_spread_reads_a_host_that_keeps_changing_speed_not_a_slow_mom
     assert canary_spread(steady[:MIN_CANARY_ROUNDS]) is not None
 
 
-def _rows_timed_together(canaries_s: np.ndarray, verdict: Verdict = Verdict.VALID) -> tuple:
+def _rows_timed_together(canaries_s: np.ndarray, verdict: Verdict = Verdict.VALID,
+                         best_s: float | None = None) -> tuple:
     """Two backends' rows timed in the same rounds, as the runner writes them: each row
-    carries every round's canary, relative to the run's best."""
-    n = len(canaries_s)
+    carries every round's canary, relative to the run's best (``best_s``, else theirs)."""
+    n, best_s = len(canaries_s), best_s or float(canaries_s.min())
     ms = np.full(n, 1.0)
-    load = LoadSummary(verdict, 0.0, 1.0, 0, 1, [0.0] * n, list(canaries_s / canaries_s.min()), [0] * n)
+    load = LoadSummary(verdict, 0.0, 1.0, 0, 1, [0.0] * n, list(canaries_s / best_s), [0] * n)
     return tuple(replace(measured_row(name, 64, ms, ms), load=load) for name in ("eager", "onnxruntime"))
 
 
+def _judge(rows: tuple, best_s: float, limit: float = 1.06) -> RunVerdict:
+    return RunVerdict.of(rows, 0.4, 0.25, limit, best_s)
+
+
 def test_a_run_is_unsteady_when_its_canary_spread_passes_the_limit_each_round_counted_once():
-    steady = _rows_timed_together(_steady_canaries(40))
-    judged = RunVerdict.of(steady, 0.4, 0.25, 1.06)
+    steady = _steady_canaries(40)
+    judged = _judge(_rows_timed_together(steady), steady.min())
     assert judged.verdict is Verdict.VALID and judged.canary_spread < 1.02
     assert judged.canary_rounds == 40  # the two rows' rounds are the same 40
     switching = _steady_canaries(40) * np.repeat([1.0, 1.3], 20)
-    judged = RunVerdict.of(_rows_timed_together(switching), 0.4, 0.25, 1.06)
+    judged = _judge(_rows_timed_together(switching), switching.min())
     assert judged.verdict is Verdict.UNSTEADY and judged.canary_spread == pytest.approx(1.3, rel=0.03)
-    assert RunVerdict.of(_rows_timed_together(switching), 0.4, 0.25, 1.5).verdict is Verdict.VALID
+    assert _judge(_rows_timed_together(switching), switching.min(), limit=1.5).verdict is Verdict.VALID
     # another shape's rounds count beside these; a contended row decides the verdict first
     other_shape = _steady_canaries(40, seed=1) * np.repeat([1.0, 1.3], 20)
     both = _rows_timed_together(switching) + _rows_timed_together(other_shape, Verdict.CONTENDED)
-    judged = RunVerdict.of(both, 0.4, 0.25, 1.06)
+    judged = _judge(both, switching.min())
     assert judged.verdict is Verdict.CONTENDED and judged.canary_rounds == 80
-    few = RunVerdict.of(_rows_timed_together(switching[:MIN_CANARY_ROUNDS - 1]), 0.4, 0.25, 1.06)
+    few = _judge(_rows_timed_together(switching[:MIN_CANARY_ROUNDS - 1]), switching.min())
     assert few.verdict is Verdict.VALID and few.canary_spread is None
+    # rows without a load account add nothing; a load that could not be read is unchecked
+    unmeasured = tuple(replace(row, load=None) for row in _rows_timed_together(steady))
+    assert _judge(unmeasured + _rows_timed_together(switching), switching.min()).canary_rounds == 40
+    unread = tuple(replace(row, load=replace(row.load, verdict=Verdict.UNCHECKED))
+                   for row in _rows_timed_together(switching))
+    assert _judge(unread, switching.min()).verdict is Verdict.UNCHECKED
+
+
+def test_runs_merged_into_one_result_are_judged_on_one_scale():
+    """Each run's rows carry canaries relative to its own best: a host that slowed the
+    machine by 30% between two steady runs (two dtypes, say) makes the whole unsteady."""
+    runs = []
+    for level, seed in ((1.0, 0), (1.3, 1)):
+        canaries = _steady_canaries(40, seed) * level
+        rows = _rows_timed_together(canaries)
+        runs.append(RunResult({}, {}, {}, {"dtype": "fp32"}, rows, (), _judge(rows, canaries.min())))
+    assert [run.verdict.verdict for run in runs] == [Verdict.VALID, Verdict.VALID]
+    merged = merge_results(runs)
+    assert merged.verdict.verdict is Verdict.UNSTEADY and merged.verdict.canary_rounds == 80
+    assert merged.verdict.canary_spread == pytest.approx(1.3, rel=0.03)
+    assert merged.verdict.canary_best_s == runs[0].verdict.canary_best_s
+    slower = [row.load.canary_rel for row in merged.rows[2:]]
+    assert slower == pytest.approx([1.3 * runs[1].rows[0].load.canary_rel] * 2, rel=0.02)
+
+
+@pytest.mark.parametrize("verdict, said", [
+    ({}, "the host's steadiness not judged"),  # a results file from before it was judged
+    ({"max_canary_spread": 1.06, "canary_spread": None, "canary_rounds": 12},
+     "too few rounds (12) to judge the host's steadiness"),
+    ({"max_canary_spread": 1.055, "canary_spread": 1.04, "canary_rounds": 200},
+     "upper-quartile time 1.040× its lower-quartile over 200 rounds; unsteady above 1.055×"),
+])
+def test_the_valid_verdict_says_what_the_canary_made_of_the_host(verdict, said):
+    line = verdict_text({"verdict": {"verdict": "valid", "max_foreign_cores": 0.4,
+                                     "max_set_aside": 0.25, **verdict}})
+    assert line.startswith("verdict: valid (no timed row had outside work above 0.4 cores") and said in line
 
 
 @pytest.mark.skipif(not LINUX, reason="load accounting reads /proc, which only Linux has")
@@ -204,14 +246,17 @@ def test_a_run_past_its_canary_spread_limit_says_unsteady_and_exits_3(cached, tm
     out = tmp_path / "unsteady.json"
     # No host keeps a canary's quartiles equal: with a limit of 1 every judged run is unsteady.
     run = ["run", "--backends", "eager,torchscript", "--batch-sizes", "1,4", "--budget", "0.5",
-           "--processes", "1", "--no-isolate", "--no-history", "--allow-contended",
-           "--max-canary-spread", "1", "--out", str(out)]
-    assert main(run) == 3
-    verdict = json.loads(out.read_text())["verdict"]
+           "--processes", "1", "--no-isolate", "--no-history", "--max-canary-spread", "1",
+           "--out", str(out)]
+    for _ in range(3):  # again, should something else take the machine: contended comes first
+        assert main(run) == 3
+        verdict = json.loads(out.read_text())["verdict"]
+        if verdict["verdict"] != "contended":
+            break
     assert verdict["verdict"] == "unsteady" and verdict["max_canary_spread"] == 1
     assert verdict["canary_rounds"] >= MIN_CANARY_ROUNDS and verdict["canary_spread"] > 1
     said = " ".join(capsys.readouterr().err.split())
     assert "verdict: UNSTEADY: the host kept changing this machine's speed" in said
-    assert f"over {verdict['canary_rounds']} rounds; unsteady above 1.00×" in said
+    assert f"over {verdict['canary_rounds']} rounds; unsteady above 1×" in said
     assert main(["report", str(out)]) == 0 and "UNSTEADY" in capsys.readouterr().out
-    assert main([*run, "--allow-unsteady"]) == 0
+    assert main([*run, "--allow-unsteady", "--allow-contended"]) == 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +113,13 @@ def canary_s(warm_up: int = 10, repeats: int = 5) -> float:
 
 # Fewer rounds than this say too little about the host to judge its steadiness by.
 MIN_CANARY_ROUNDS = 20
+
+
+def pooled_canaries(per_row: Iterable[Sequence[float | None]]) -> list[float]:
+    """Every kept round's canary once, from rows that each carry their rounds' canaries:
+    backends timed in the same rounds carry the same ones, which count once."""
+    rounds = {tuple(canaries) for canaries in per_row}
+    return [c for canaries in rounds for c in canaries if c is not None]
 
 
 def canary_spread(canaries_s: Iterable[float]) -> float | None:

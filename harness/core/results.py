@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-from harness.core.load import canary_spread
+from harness.core.load import canary_spread, pooled_canaries
 
 # 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
 # one workload appear only on that workload's rows.
@@ -109,6 +109,12 @@ class LoadSummary:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "verdict": str(self.verdict)}
+
+    def rescaled(self, factor: float) -> LoadSummary:
+        """The canary figures against another best, ``factor`` times faster than this one's."""
+        return replace(self, canary_rel=None if self.canary_rel is None else self.canary_rel * factor,
+                       samples_canary_rel=[None if c is None else c * factor
+                                           for c in self.samples_canary_rel])
 
 
 @dataclass(frozen=True)
@@ -244,26 +250,27 @@ class RunVerdict:
     max_foreign_cores: float  # the threshold a round was judged against
     max_set_aside: float
     max_canary_spread: float  # the spread above which the run is unsteady
-    # The canary's spread over every timed round of the run (None: too few rounds to judge),
-    # and how many rounds that was.
+    # The canary's spread over every kept timed round of the run (None: too few rounds to
+    # judge), how many rounds that was, and the canary time (s) the rows' are relative to.
     canary_spread: float | None
     canary_rounds: int
+    canary_best_s: float | None
     busiest: tuple[BusyProcess, ...] = ()  # the busiest processes outside the run
 
     @classmethod
     def of(cls, rows: tuple[Row, ...], max_foreign_cores: float, max_set_aside: float,
-           max_canary_spread: float, busiest: tuple[BusyProcess, ...] = ()) -> RunVerdict:
+           max_canary_spread: float, canary_best_s: float | None,
+           busiest: tuple[BusyProcess, ...] = ()) -> RunVerdict:
+        """``rows``' canaries must all be relative to ``canary_best_s``."""
         verdicts = [r.load.verdict for r in rows if r.load is not None]
         contended = sum(v is Verdict.CONTENDED for v in verdicts)
-        # Backends timed in the same rounds carry the same canaries: each set counts once.
-        rounds = {tuple(r.load.samples_canary_rel) for r in rows if r.load is not None}
-        canaries = [c for taken in rounds for c in taken if c is not None]
+        canaries = pooled_canaries(r.load.samples_canary_rel for r in rows if r.load is not None)
         spread = canary_spread(canaries)
         verdict = Verdict.CONTENDED if contended else \
             Verdict.UNCHECKED if Verdict.UNCHECKED in verdicts else \
             Verdict.UNSTEADY if spread is not None and spread > max_canary_spread else Verdict.VALID
         return cls(verdict, contended, max_foreign_cores, max_set_aside, max_canary_spread,
-                   spread, len(canaries), busiest)
+                   spread, len(canaries), canary_best_s, busiest)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "verdict": str(self.verdict)}
@@ -327,15 +334,26 @@ def for_model(result: dict, sha256: str) -> dict:
             "checks": [c for c in result.get("checks", []) if c.get("model_sha256") == sha256]}
 
 
+def _relative_to(row: Row, own_best_s: float | None, best_s: float | None) -> Row:
+    """``row`` with its canaries relative to ``best_s`` instead of its own run's best."""
+    if row.load is None or not own_best_s or not best_s:
+        return row
+    return replace(row, load=row.load.rescaled(own_best_s / best_s))
+
+
 def merge_results(results: list[RunResult]) -> RunResult:
     """One result from the runs of a scenario's models x devices x dtypes: rows and checks
     side by side (each row carries its model, device and dtype), the first run's context,
-    every model and every tolerance."""
+    every model and every tolerance. Every row's canary is made relative to the fastest of
+    all the runs, so that a host that changed speed between them shows."""
     first = results[0]
     tolerance = dict(first.tolerance)
     if len({r.tolerance["dtype"] for r in results}) > 1:
         tolerance["by_dtype"] = {r.tolerance["dtype"]: r.tolerance for r in results}
-    rows = tuple(row for r in results for row in r.rows)
+    best = min((r.verdict.canary_best_s for r in results if r.verdict and r.verdict.canary_best_s),
+               default=None)
+    rows = tuple(_relative_to(row, r.verdict.canary_best_s if r.verdict else None, best)
+                 for r in results for row in r.rows)
     verdict = None
     if first.verdict is not None:
         busiest: dict[int, BusyProcess] = {}
@@ -343,7 +361,7 @@ def merge_results(results: list[RunResult]) -> RunResult:
             if process.pid not in busiest or process.cores > busiest[process.pid].cores:
                 busiest[process.pid] = process
         verdict = RunVerdict.of(rows, first.verdict.max_foreign_cores, first.verdict.max_set_aside,
-                                first.verdict.max_canary_spread,
+                                first.verdict.max_canary_spread, best,
                                 tuple(sorted(busiest.values(), key=lambda p: -p.cores)[:10]))
     return RunResult(environment=first.environment, scenario=first.scenario,
                      model=merge_models([r.model for r in results]), tolerance=tolerance, rows=rows,

@@ -195,6 +195,7 @@ class Runner:
                              shapes=tuple(config.timed_shapes))
         self._watch = _Watch()
         self._checked: list[Checked] = []  # every worker's checks, in the order made
+        self._canary_best_s: float | None = None  # what the rows' canaries are relative to
         self.peak_gflops: float | None = None  # set by run
 
     def run(self, peak_gflops: float | None = None, on_rows: OnRows | None = None) -> RunResult:
@@ -481,7 +482,7 @@ class Runner:
         """The rows with their load accounts, each row's canary judged against the fastest
         row's (a row's median canary: one round's canary jitters by tens of percent)."""
         medians = [median for _, m in timed if m is not None and (median := m.canary_median())]
-        best = min(medians) if medians else None
+        best = self._canary_best_s = min(medians) if medians else None
         return [row if m is None else
                 replace(row, load=load_summary(m, self.config.timing.max_set_aside, best))
                 for row, m in timed]
@@ -491,7 +492,8 @@ class Runner:
         record = {"dtype": cfg.dtype, "atol": tol.atol, "rtol": tol.rtol,
                   **cfg.workload.tolerance_record(tol), **task.record(cfg.task_budget)}
         verdict = RunVerdict.of(tuple(rows), cfg.timing.max_foreign_cores, cfg.timing.max_set_aside,
-                                cfg.timing.max_canary_spread, self._watch.top())
+                                cfg.timing.max_canary_spread, self._canary_best_s,
+                                self._watch.top())
         checks = [replace(c, model_sha256=self.model_sha256) for c in checks]
         return RunResult(environment={}, scenario={}, model={}, tolerance=record,
                          rows=tuple(rows), checks=tuple(checks), verdict=verdict)
