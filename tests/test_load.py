@@ -246,8 +246,8 @@ def test_a_run_past_its_canary_spread_limit_says_unsteady_and_exits_3(cached, tm
     out = tmp_path / "unsteady.json"
     # No host keeps a canary's quartiles equal: with a limit of 1 every judged run is unsteady.
     run = ["run", "--backends", "eager,torchscript", "--batch-sizes", "1,4", "--budget", "0.5",
-           "--processes", "1", "--no-isolate", "--no-history", "--max-canary-spread", "1",
-           "--out", str(out)]
+           "--processes", "1", "--no-isolate", "--no-history", "--check-grid", "timed",
+           "--max-canary-spread", "1", "--out", str(out)]
     for _ in range(3):  # again, should something else take the machine: contended comes first
         assert main(run) == 3
         verdict = json.loads(out.read_text())["verdict"]
