@@ -39,7 +39,8 @@ def coverage(runs: list[dict[Key, dict]]) -> tuple[int, int]:
 
 def host_spread(result: dict) -> float | None:
     """The run's canary spread: its verdict's, else (a file from before the verdict judged
-    the host) recomputed from its rows as the verdict computes it."""
+    the host) recomputed from its rows as the verdict computes it, which holds for a run of
+    one model, device and dtype: a merged run's rows were then each on their own scale."""
     verdict = result.get("verdict") or {}
     if "canary_spread" in verdict:
         return verdict["canary_spread"]
