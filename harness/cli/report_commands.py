@@ -16,8 +16,9 @@ from rich.console import Console
 from harness.core.errors import InputError
 
 FORMATS = ("table", "md", "html")
-EXIT_CONTENDED = 3  # as `run`: neither pass nor fail, the numbers were taken on a busy or
-# unsteady machine
+# `run` on a contended or unsteady run, and a gated `compare` with such a side: neither pass
+# nor fail, the numbers cannot be trusted
+EXIT_UNTRUSTED = 3
 
 
 def _percentage(text: str) -> float:
@@ -209,7 +210,7 @@ def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
         gate = "the regression gate was not applied: " if args.fail_on_regression is not None else ""
         err.print(f"[bold yellow]{names}:[/] {gate}{sides}; compare runs made on a quiet, "
                   "steady machine", highlight=False)
-        return EXIT_CONTENDED if args.fail_on_regression is not None else 0
+        return EXIT_UNTRUSTED if args.fail_on_regression is not None else 0
     return 0
 
 

@@ -23,8 +23,6 @@ from harness.engine.plan import Overrides, cuda_available, plan
 from harness.engine.runner import benchmark
 
 EXIT_OK, EXIT_FAILED = 0, 1
-EXIT_CONTENDED = 3  # the numbers were taken while something else used the machine, or the
-# host kept changing its speed
 
 
 class Terminated(KeyboardInterrupt):
@@ -151,7 +149,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         return EXIT_FAILED
     if (result.contended and not args.allow_contended) or \
             (result.unsteady and not args.allow_unsteady):
-        return EXIT_CONTENDED
+        return report_commands.EXIT_UNTRUSTED
     return EXIT_OK
 
 
