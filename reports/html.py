@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from harness.core.results import UNTRUSTED, Verdict
 from harness.workloads import WORKLOADS
 from harness.workloads.columns import Column
 from reports import columns as cols
@@ -62,7 +63,8 @@ def _verdict(result: dict) -> str:
     text = cols.verdict_text(result)
     if text is None:
         return ""
-    tone = {"valid": "ok", "contended": "bad", "unsteady": "bad"}.get(result["verdict"]["verdict"], "warn")
+    verdict = result["verdict"]["verdict"]
+    tone = "ok" if verdict == Verdict.VALID else "bad" if verdict in UNTRUSTED else "warn"
     return f'<p class="verdict {tone}">{escape(text)}</p>'
 
 

@@ -71,6 +71,17 @@ def test_unmeasured_rows_say_why_and_text_is_escaped():
     assert "<script" not in html
 
 
+@pytest.mark.parametrize("verdict, tone", [
+    ("valid", "ok"), ("unchecked", "warn"), ("contended", "bad"), ("unsteady", "bad")])
+def test_the_verdict_is_marked_as_far_as_its_speeds_can_be_trusted(verdict, tone):
+    judged = {"verdict": verdict, "max_foreign_cores": 0.4, "max_set_aside": 0.25,
+              "rows_contended": 1 if verdict == "contended" else 0, "busiest": [],
+              "max_canary_spread": 1.06, "canary_spread": 1.2 if verdict == "unsteady" else 1.02,
+              "canary_rounds": 80}
+    html = render_html({**make_results(), "verdict": judged})
+    assert re.search(rf'<p class="verdict {tone}">verdict: {verdict}', html, re.IGNORECASE)
+
+
 PROBE = """<script>
 window.addEventListener("load", () => {
   const probe = document.createElement("pre");

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from harness.core.results import Verdict
+from harness.core.results import UNTRUSTED
 
 # A row is the same measurement in two runs only for the same model: its weights' SHA-256.
 KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode", "model_sha256")
 _KEY_DEFAULTS = {"mode": "forward", "model_sha256": None}
 MIN_SAMPLES = 3  # fewer rounds than this cannot make any difference significant at 95%
-UNTRUSTED = (Verdict.CONTENDED, Verdict.UNSTEADY)  # run verdicts no speed gate decides on
 
 Key = tuple
 

@@ -94,6 +94,11 @@ class Verdict(StrEnum):
     UNCHECKED = "unchecked"  # the load could not be measured here (not Linux)
 
 
+# The verdicts under which no speed is believed: the report marks them, `run` exits 3 on them
+# and `compare` applies no regression gate to a run that carries one.
+UNTRUSTED = frozenset({Verdict.CONTENDED, Verdict.UNSTEADY})
+
+
 @dataclass(frozen=True)
 class LoadSummary:
     """What the machine did while a row was timed (``harness.core.load``)."""

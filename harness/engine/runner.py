@@ -195,7 +195,6 @@ class Runner:
                              shapes=tuple(config.timed_shapes))
         self._watch = _Watch()
         self._checked: list[Checked] = []  # every worker's checks, in the order made
-        self._canary_best_s: float | None = None  # what the rows' canaries are relative to
         self.peak_gflops: float | None = None  # set by run
 
     def run(self, peak_gflops: float | None = None, on_rows: OnRows | None = None) -> RunResult:
@@ -441,7 +440,7 @@ class Runner:
         reason = workload.unavailable_reason()
         if reason is not None:
             return self._result([Row(identity(name, shape), Outcome.unavailable(reason))
-                                 for shape in cfg.timed_shapes for name in backends], [])
+                                 for shape in cfg.timed_shapes for name in backends], None, [])
         ctx = CheckContext(self.reference, cfg.tolerance, self.model.config.input_size, cfg.seed,
                            cfg.check_shapes, cfg.timed_shapes, cfg.task_budget)
         refused: dict[str, Outcome] = {}
@@ -468,31 +467,35 @@ class Runner:
                     timed.append((Row(identity(name, shape), refused[name]), None))
                 else:
                     timed.append(self._row(identity(name, shape), live[name], found[name]))
-            on_rows(self._result(self._judged(timed), checks))
+            on_rows(self._result(*self._judged(timed), checks))
         diagnostics = {}
         for name, backend in live.items():
             try:
                 diagnostics[name] = backend.handles[0].facts().diagnostics
             except BackendError:
                 pass  # the row already says how the backend failed
-        rows = [replace(r, diagnostics=diagnostics.get(r.backend, {})) for r in self._judged(timed)]
-        return self._result(rows, checks)
+        rows, canary_best_s = self._judged(timed)
+        rows = [replace(r, diagnostics=diagnostics.get(r.backend, {})) for r in rows]
+        return self._result(rows, canary_best_s, checks)
 
-    def _judged(self, timed: list[tuple[Row, Measurement | None]]) -> list[Row]:
+    def _judged(self, timed: list[tuple[Row, Measurement | None]]
+                ) -> tuple[list[Row], float | None]:
         """The rows with their load accounts, each row's canary judged against the fastest
-        row's (a row's median canary: one round's canary jitters by tens of percent)."""
+        row's (a row's median canary: one round's canary jitters by tens of percent), and that
+        fastest median canary."""
         medians = [median for _, m in timed if m is not None and (median := m.canary_median())]
-        best = self._canary_best_s = min(medians) if medians else None
+        best = min(medians) if medians else None
         return [row if m is None else
                 replace(row, load=load_summary(m, self.config.timing.max_set_aside, best))
-                for row, m in timed]
+                for row, m in timed], best
 
-    def _result(self, rows: list[Row], checks: list[Check]) -> RunResult:
+    def _result(self, rows: list[Row], canary_best_s: float | None, checks: list[Check]
+                ) -> RunResult:
         cfg, tol = self.config, self.config.tolerance
         record = {"dtype": cfg.dtype, "atol": tol.atol, "rtol": tol.rtol,
                   **cfg.workload.tolerance_record(tol), **task.record(cfg.task_budget)}
         verdict = RunVerdict.of(tuple(rows), cfg.timing.max_foreign_cores, cfg.timing.max_set_aside,
-                                cfg.timing.max_canary_spread, self._canary_best_s,
+                                cfg.timing.max_canary_spread, canary_best_s,
                                 self._watch.top())
         checks = [replace(c, model_sha256=self.model_sha256) for c in checks]
         return RunResult(environment={}, scenario={}, model={}, tolerance=record,
