@@ -169,7 +169,7 @@ def test_a_signal_mid_run_keeps_the_finished_shapes(checkpoint, cache_dir, tmp_p
     planned = [(1, 50), (64, 50), (1024, 50)]
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backends", "reference,eager",
                              "--batch-sizes", "1,64,1024", "--budget", "2", "--no-history",
-                             "--out", str(out)],
+                             "--check-grid", "timed", "--out", str(out)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
