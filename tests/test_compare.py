@@ -51,8 +51,23 @@ def test_lost_agreement_always_fails_even_without_a_gate():
     new["rows"][0]["agrees"] = False
     comparison = compare_results(base, new)
     failures = comparison.failures(None)
-    assert [row_key(c.base) for c in failures] == [row_key(base["rows"][0])]
-    assert failures[0].verdict(0.05) == "agreement lost"
+    # a backend wrong at one shape: none of its rows' speedups count
+    backend = base["rows"][0]["backend"]
+    assert [row_key(c.base) for c in failures] == [
+        row_key(r) for r in base["rows"] if r["backend"] == backend]
+    assert {c.verdict(0.05) for c in failures} == {"agreement lost"}
+
+
+def test_a_check_failing_only_at_an_untimed_shape_loses_every_row_of_that_backend():
+    base, new = make_results(), make_results()
+    wrong = {**new["checks"][1], "seq_len": 200, "agrees": False}
+    new["checks"].append(wrong)
+    failures = compare_results(base, new).failures(None)
+    assert failures and {c.new["backend"] for c in failures} == {wrong["backend"]}
+    assert {c.new["batch_size"] for c in failures} == {1, 64}
+    assert {c.verdict(0.05) for c in failures} == {"agreement lost"}
+    # already wrong in BASE: nothing was lost
+    assert compare_results(new, new).failures(None) == []
 
 
 def test_rows_on_one_side_only_are_listed():
@@ -102,7 +117,7 @@ def test_a_contended_or_unsteady_side_is_flagged_and_the_speed_gate_neither_pass
     lost = make_results(noise=0.01)
     lost["verdict"] = slower["verdict"]
     lost["rows"][0]["agrees"] = False
-    assert len(compare_results(base, lost).failures(0.05)) == 1  # lost agreement still fails
+    assert compare_results(base, lost).failures(0.05)  # lost agreement still fails
     paths = [write_json(tmp_path / f"{n}.json", d) for n, d in (("base", base), ("new", slower))]
     assert main(["compare", *map(str, paths), "--fail-on-regression", "5%"]) == 3
     captured = capsys.readouterr()

@@ -48,6 +48,17 @@ def test_runs_are_listed_newest_first_with_a_summary(tmp_path):
     assert history.list_runs(db, limit=1)[0].id == second
 
 
+def test_a_backend_wrong_only_at_a_shape_it_was_not_timed_at_fails_the_run(tmp_path):
+    db = tmp_path / "h.sqlite"
+    data = make_results()
+    data["rows"] = [r for r in data["rows"] if r["backend"] != "broken"]
+    data["checks"].append({**data["checks"][1], "seq_len": 200, "agrees": False})
+    assert all(r.get("agrees") is not False for r in data["rows"])  # every row agrees
+    history.record(db, data)
+    (run,) = history.list_runs(db)
+    assert run.failed and run.summary.endswith(f"FAILED: {data['checks'][1]['backend']}")
+
+
 def test_a_crash_mid_write_leaves_no_half_run(tmp_path):
     db = tmp_path / "h.sqlite"
     kept = history.record(db, make_results())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from harness.core.results import UNTRUSTED
+from harness.core.results import UNTRUSTED, BackendIdentity, backend_identity, wrong_answers
 
 # A row is the same measurement in two runs only for the same model: its weights' SHA-256.
 KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode", "model_sha256")
@@ -131,8 +131,12 @@ def _measured(row: dict) -> bool:
     return row.get("status", "ok") == "ok" and bool(row.get("samples_ms"))
 
 
-def _lost_agreement(base: dict, new: dict) -> bool:
-    return base.get("agrees") is True and (new.get("agrees") is False or new.get("status") == "failed")
+def _lost_agreement(base: dict, new: dict, base_wrong: set[BackendIdentity],
+                    new_wrong: set[BackendIdentity]) -> bool:
+    """The row's backend agreed everywhere in BASE and answered wrongly somewhere in NEW: at
+    the row's shape, or at a shape only checked."""
+    return (base.get("agrees") is True and backend_identity(base) not in base_wrong
+            and backend_identity(new) in new_wrong)
 
 
 def _figure(base: dict, new: dict, key: str) -> FigureChange:
@@ -148,6 +152,7 @@ def compare_results(base: dict, new: dict, confidence: float = 0.95,
     figures = figures or {}
     base_rows = {row_key(r): r for r in base.get("rows", [])}
     new_rows = {row_key(r): r for r in new.get("rows", [])}
+    base_wrong, new_wrong = wrong_answers(base), wrong_answers(new)
     changes = []
     for key, b in base_rows.items():
         if key not in new_rows:
@@ -155,12 +160,12 @@ def compare_results(base: dict, new: dict, confidence: float = 0.95,
         n = new_rows[key]
         by_figure = figures.get(b.get("mode", "forward"))
         if by_figure is not None:
-            changes.append(RowChange(key, b, n, None, _lost_agreement(b, n),
+            changes.append(RowChange(key, b, n, None, _lost_agreement(b, n, base_wrong, new_wrong),
                                      _figure(b, n, by_figure)))
             continue
         test = (compare_samples(b["samples_ms"], n["samples_ms"], confidence)
                 if _measured(b) and _measured(n) else None)
-        changes.append(RowChange(key, b, n, test, _lost_agreement(b, n)))
+        changes.append(RowChange(key, b, n, test, _lost_agreement(b, n, base_wrong, new_wrong)))
     verdicts = ((side, (result.get("verdict") or {}).get("verdict"))
                 for side, result in (("base", base), ("new", new)))
     untrusted = tuple((side, v) for side, v in verdicts if v in UNTRUSTED)

@@ -324,6 +324,24 @@ def merge_models(models: list[dict]) -> dict:
     return unique[0] if len(unique) == 1 else {"models": unique}
 
 
+BackendIdentity = tuple[str, str, str | None]  # backend, dtype, the model's weights SHA-256
+
+
+def backend_identity(row_or_check: dict) -> BackendIdentity:
+    return (row_or_check["backend"], row_or_check.get("dtype", "fp32"),
+            row_or_check.get("model_sha256"))
+
+
+def wrong_answers(result: dict) -> set[BackendIdentity]:
+    """Every backend (at a dtype, for a model) that answered wrongly anywhere in a results
+    dict: a failed row, or a failed agreement check at any shape, timed or not. A row's own
+    ``agrees`` covers only its shape; a run fails on any of these."""
+    rows = (r for r in result.get("rows", [])
+            if r.get("status") == "failed" or r.get("agrees") is False)
+    checks = (c for c in result.get("checks", []) if not c.get("agrees", True))
+    return {backend_identity(x) for x in (*rows, *checks)}
+
+
 def models_of(result: dict) -> list[dict]:
     """Every model record of a results dict, whether it covered one model or several."""
     block = result.get("model") or {}

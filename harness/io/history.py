@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import InputError
-from harness.core.results import models_of
+from harness.core.results import models_of, wrong_answers
 from harness.io.sources import migrate as migrate_results
 from harness.workloads import DEFAULT_MODE
 
@@ -132,7 +132,7 @@ def summarize(result: dict) -> str:
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     batches = sorted({r["batch_size"] for r in rows})
     seqs = sorted({r["seq_len"] for r in rows})
-    bad = sorted({r["backend"] for r in rows if r.get("status") == "failed" or r.get("agrees") is False})
+    bad = sorted({backend for backend, _, _ in wrong_answers(result)})
     verdict = "all agree" if not bad else f"FAILED: {', '.join(bad)}"
     scenario = (result.get("scenario") or {}).get("name", "?")
     models = models_of(result)
@@ -146,7 +146,7 @@ def record(path: Path, result: dict) -> int:
     """Store one run (environment, scenario, every row, every raw sample); returns its id."""
     env = result.get("environment") or {}
     meta = {k: v for k, v in result.items() if k not in ("rows", "checks")}
-    failed = any(r.get("status") == "failed" or r.get("agrees") is False for r in result["rows"])
+    failed = bool(wrong_answers(result))
     with connect(path) as conn, _transaction(conn):
         run_id = conn.execute(
             "INSERT INTO runs (created_at, git_commit, device, device_name, scenario, summary, "
