@@ -17,26 +17,31 @@ def percentile(samples: np.ndarray, q: float) -> float:
 def median_ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """Distribution-free CI of the median from order statistics.
 
-    The ranks come from the normal approximation to Binomial(n, 1/2):
-    j, k = n/2 -+ z*sqrt(n)/2, which needs no assumption about the sample's shape.
+    The k-th smallest and k-th largest samples bracket the median unless at most k-1 samples
+    fall below it or above it; that count is Binomial(n, 1/2) whatever the samples' shape.
+    k is the largest rank whose exact binomial tails leave at least ``confidence``. Below
+    six samples no rank does (at 95%), and the CI is the full range.
     """
     x = np.sort(np.asarray(samples, dtype=np.float64))
     n = len(x)
     if n == 0:
         raise ValueError("median_ci of no samples")
-    if n < 6:
+    k = _outer_rank(n, confidence)
+    if k == 0:
         return float(x[0]), float(x[-1])
-    z = _z(confidence)
-    half = z * math.sqrt(n) / 2.0
-    lo = max(0, int(math.floor(n / 2.0 - half)))
-    hi = min(n - 1, int(math.ceil(n / 2.0 + half)) - 1)
-    return float(x[lo]), float(x[hi])
+    return float(x[k - 1]), float(x[n - k])
 
 
-def _z(confidence: float) -> float:
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+def _outer_rank(n: int, confidence: float) -> int:
+    """The largest k with P(Binomial(n, 1/2) <= k-1) <= (1 - confidence)/2, from exact
+    binomial counts; 0 when none."""
+    total, alpha_half = 2**n, (1.0 - confidence) / 2.0
+    term, tail, k = 1, 1, 0  # term = C(n, k); tail = P(B <= k) * 2**n
+    while tail / total <= alpha_half:
+        k += 1
+        term = term * (n - k + 1) // k
+        tail += term
+    return k
 
 
 @dataclass(frozen=True)
