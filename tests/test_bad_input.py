@@ -41,6 +41,10 @@ def _one_line(stderr: str) -> str:
      "unknown dtype 'fp23'; expected one of fp32, bf16, fp16, int8 (did you mean fp32"),
     (["run", "--batch-sizes", "1.5"], "--batch-sizes expects comma-separated integers >= 1, got '1.5'"),
     (["run", "--seq-len", "0"], "--seq-len expects integers >= 1, got 0"),
+    # one value each: a list would have run its first value alone, silently
+    (["run", "--threads", "1,2"], "--threads expects an integer >= 1, got '1,2'"),
+    (["run", "--processes", "2,3"], "--processes expects an integer >= 1, got '2,3'"),
+    (["run", "--horizon", "10,20"], "--horizon expects an integer >= 1, got '10,20'"),
     (["run", "--backend-timeout", "0"], "--backend-timeout expects a number > 0, got 0"),
     (["run", "--backend-timeout", "soon"], "--backend-timeout expects a number, got 'soon'"),
     (["run", "--max-canary-spread", "0.9"], "--max-canary-spread expects a number >= 1, got 0.9"),

@@ -229,7 +229,7 @@ def test_the_serving_presets_and_their_settings():
     (None, 2, {"server": 1, "single-stream": 2, "offline": 2, "forward": 2}),
     (None, 1, {"server": 1, "single-stream": 1, "offline": 1, "forward": 1}),
     (None, 16, {"server": 15, "single-stream": 16, "offline": 16, "forward": 16}),
-    ([2], 2, {"server": 2, "single-stream": 2, "offline": 2, "forward": 2}),
+    (2, 2, {"server": 2, "single-stream": 2, "offline": 2, "forward": 2}),
 ])
 def test_a_server_run_leaves_loadgen_a_core_unless_threads_are_given(monkeypatch, threads_flag,
                                                                      cores, expected):

@@ -54,7 +54,7 @@ def apply_settings(args: argparse.Namespace, workload: Workload | None = None) -
     ``workload`` asks for on this machine's cores (every core without one)."""
     from harness.core import settings
 
-    threads = args.threads[0] if args.threads else None
+    threads = args.threads
     if threads is None and workload is not None:
         threads = workload.intra_op_threads(settings.physical_cores())
     return settings.apply(replace(settings.default_settings(threads),

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--cache-dir", type=Path, default=None,
                         help="checkpoint cache (default: $LSTM_HARNESS_CACHE, else "
                         "$XDG_CACHE_HOME/lstm-harness, else ~/.cache/lstm-harness)")
-    common.add_argument("--threads", type=_positive_ints("--threads"), default=None,
+    common.add_argument("--threads", type=_int_at_least("--threads", 1), default=None,
                         help="intra-op threads for torch and ORT (default: physical cores)")
     common.add_argument("--ort-spinning", action="store_true",
                         help="let ONNX Runtime's threads spin between calls (off by default: "
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one or more comma-separated sequence lengths (default: 50)")
     run.add_argument("--dtype", type=_names, default=None,
                      help=f"comma-separated: {', '.join(DTYPES)} (default fp32)")
-    run.add_argument("--horizon", type=_positive_ints("--horizon"), default=None,
+    run.add_argument("--horizon", type=_int_at_least("--horizon", 1), default=None,
                      help="rollout mode: steps to forecast (default 200)")
     run.add_argument("--check-grid", choices=CHECK_GRIDS, default=None,
                      help="forward mode: check agreement on the full grid (batch 1, 64, 1024 x "
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                      help="prepare and measure each backend in its own worker process, so a crash "
                      "or hang costs only its rows (default; --no-isolate runs all in this process)")
-    run.add_argument("--processes", type=_positive_ints("--processes"), default=None,
+    run.add_argument("--processes", type=_int_at_least("--processes", 1), default=None,
                      help="fresh worker processes per backend whose rounds make up each row, "
                      "so the CIs span what differs between processes (default 2)")
     run.add_argument("--allow-contended", action="store_true",

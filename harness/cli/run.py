@@ -47,12 +47,12 @@ def overrides_from(args: argparse.Namespace) -> Overrides:
     params = {setting: value for flag, setting in SETTING_FLAGS.items()
               if (value := getattr(args, flag)) is not None}
     if args.horizon:
-        params["horizon"] = args.horizon[0]
+        params["horizon"] = args.horizon
     if args.check_grid:
         params["check_grid"] = args.check_grid
     return Overrides(batch_sizes=args.batch_sizes, seq_lens=args.seq_len, backends=args.backends,
                      dtypes=args.dtype, devices=(args.device,) if args.device else None,
-                     budget_s=args.budget, processes=args.processes[0] if args.processes else None,
+                     budget_s=args.budget, processes=args.processes,
                      max_canary_spread=args.max_canary_spread,
                      atol=args.atol, rtol=args.rtol, task_budget=args.task_budget,
                      models=model_sources(args), params=params)
