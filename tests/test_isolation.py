@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -303,7 +304,9 @@ def test_a_worker_freezes_what_exists_once_its_backend_is_prepared(checkpoint, c
 
 
 def _short_run(checkpoint, tmp_path: Path, processes: int, isolate: bool):
-    """Eager and TorchScript at batch 1, checked at the timed shapes, with a tiny budget."""
+    """Eager and TorchScript at batch 1, checked at the timed shapes, with a tiny budget.
+    Without isolation the "processes" are further handles in this one, which the CLI
+    refuses but which lets a test watch every one of them from here."""
     from backends.registry import load_registry
     from harness.core.settings import default_settings
     from harness.engine.plan import Overrides, plan
@@ -312,10 +315,11 @@ def _short_run(checkpoint, tmp_path: Path, processes: int, isolate: bool):
 
     registry = load_registry()
     the_plan = plan(DEFAULT, Overrides(backends=("eager", "torchscript"), batch_sizes=(1,),
-                                       processes=processes, budget_s=0.05,
-                                       params={"check_grid": "timed"}),
+                                       budget_s=0.05, params={"check_grid": "timed"}),
                     registry, workdir=tmp_path, isolate=isolate)
-    return Runner(checkpoint.model, the_plan.configs[0], registry, default_settings()).run()
+    config = the_plan.configs[0]
+    config = replace(config, timing=replace(config.timing, processes=processes))
+    return Runner(checkpoint.model, config, registry, default_settings()).run()
 
 
 def test_every_worker_ends_its_memory_window_once_checked(checkpoint, tmp_path, monkeypatch):

@@ -145,3 +145,18 @@ def test_a_run_of_the_default_backends_leaves_out_the_comparator_unless_listed(t
         listed = plan(PRESETS[name], Overrides(devices=("cpu",), backends=("reference", "eager")),
                       registry, workdir=tmp_path).configs[0].backends
         assert listed == ("reference", "eager"), name
+
+
+def test_without_isolation_each_backend_is_timed_in_one_process_and_the_run_says_so(tmp_path,
+                                                                                    capsys):
+    registry = load_registry()
+    isolated = plan(PRESETS["default"], Overrides(), registry, workdir=tmp_path)
+    assert isolated.configs[0].timing.processes == 2 and isolated.record()["isolate"] is True
+    local = plan(PRESETS["default"], Overrides(), registry, workdir=tmp_path, isolate=False)
+    # a second handle in this process is not a fresh process: its rounds would widen the CI
+    # as if they were
+    assert local.configs[0].timing.processes == 1
+    assert local.record()["isolate"] is False and local.record()["timing"]["processes"] == 1
+    assert main(["run", "--no-isolate", "--processes", "2"]) == 2
+    assert ("expected --processes 1 with --no-isolate (every backend then runs in this one "
+            "process), got --processes 2") in " ".join(capsys.readouterr().err.split())

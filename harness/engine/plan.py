@@ -93,7 +93,8 @@ class Plan:
         first = self.configs[0]
         return {**self.scenario.to_dict(), **asdict(self.workload), "backends": list(first.backends),
                 "device": self.devices[0], "devices": list(self.devices),
-                "models": [source_record(m) for m in self.models], "timing": asdict(first.timing)}
+                "models": [source_record(m) for m in self.models], "isolate": first.isolate,
+                "timing": asdict(first.timing)}
 
     def refuse_oversized(self, model: ModelConfig) -> None:
         """InputError when a timed shape's inputs and activations for ``model`` cannot fit
@@ -189,7 +190,12 @@ def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
     _check_sources(models, workload)
     devices = resolve_devices(scenario.devices, strict=overrides.devices is not None)
     timing = TimingConfig(budget_s=scenario.budget_s, seed=seed)
-    if scenario.processes is not None:
+    if not isolate and (overrides.processes or 1) > 1:
+        raise InputError(f"expected --processes 1 with --no-isolate (every backend then runs in "
+                         f"this one process), got --processes {overrides.processes}")
+    if not isolate:
+        timing = replace(timing, processes=1)  # further "processes" would be this one again
+    elif scenario.processes is not None:
         timing = replace(timing, processes=scenario.processes)
     if overrides.max_canary_spread is not None:
         timing = replace(timing, max_canary_spread=overrides.max_canary_spread)
