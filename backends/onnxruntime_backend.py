@@ -48,7 +48,7 @@ def _import_ort():
 
 
 def cuda_provider(target: Target) -> tuple[str, dict]:
-    # ORT's CUDA EP enables TF32 by default; fp32 rows must be fp32 (see harness.settings).
+    # ORT's CUDA EP enables TF32 by default; fp32 rows must be fp32 (see harness.core.settings).
     return ("CUDAExecutionProvider", {"use_tf32": int(target.allow_tf32)})
 
 

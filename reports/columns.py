@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from harness.core.model import ModelConfig
 from harness.core.results import models_of
-from harness.core.targets import REFERENCE_DTYPE
-from harness.workloads import DEFAULT_MODE, WORKLOADS, task
+from harness.core.targets import DEFAULT_MODE, REFERENCE_DTYPE
+from harness.workloads import WORKLOADS, task
 from harness.workloads.base import Workload
 from harness.workloads.columns import Column
 

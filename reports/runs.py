@@ -6,8 +6,8 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.core.compare import Comparison, RowChange
+from harness.core.targets import DEFAULT_MODE
 from harness.io.history import RunInfo
-from harness.workloads import DEFAULT_MODE
 from harness.workloads.columns import fmt
 from reports.columns import model_label, several_models
 

@@ -17,7 +17,7 @@ from typing import Any
 from harness.core.checkpoint import ModelSource, source_record
 from harness.core.errors import InputError
 from harness.core.model import ModelConfig
-from harness.core.targets import AUTO_DEVICE, DEVICES, DTYPES
+from harness.core.targets import AUTO_DEVICE, DEFAULT_MODE, DEVICES, DTYPES
 from harness.core.training import TrainConfig
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -29,7 +29,7 @@ SCENARIO_DEVICES = (*DEVICES, AUTO_DEVICE)
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    mode: str = "forward"
+    mode: str = DEFAULT_MODE
     batch_sizes: tuple[int, ...] = (1, 64, 1024)
     seq_lens: tuple[int, ...] = (50,)
     dtypes: tuple[str, ...] = ("fp32",)

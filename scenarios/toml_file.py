@@ -22,7 +22,7 @@ from typing import Any
 from harness.core.checkpoint import ModelSource
 from harness.core.errors import InputError
 from harness.core.model import ModelConfig
-from harness.core.targets import DTYPES
+from harness.core.targets import DEFAULT_MODE, DTYPES
 from harness.core.training import TrainConfig
 from harness.workloads import WORKLOADS
 from harness.workloads.base import (
@@ -144,7 +144,7 @@ def parse(path: Path, data: dict, workloads: Mapping[str, type[Workload]] = WORK
         else:
             extra[key] = value
     base = PRESETS[fields.pop("extends")] if "extends" in fields else None
-    mode = fields.get("mode", base.mode if base else "forward")
+    mode = fields.get("mode", base.mode if base else DEFAULT_MODE)
     workload = workloads[mode]
     unknown = [k for k in extra if k not in settings_of(workload)]
     if unknown:

@@ -19,10 +19,11 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from harness.core.results import UNTRUSTED, BackendIdentity, backend_identity, wrong_answers
+from harness.core.targets import DEFAULT_MODE
 
 # A row is the same measurement in two runs only for the same model: its weights' SHA-256.
 KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode", "model_sha256")
-_KEY_DEFAULTS = {"mode": "forward", "model_sha256": None}
+_KEY_DEFAULTS = {"mode": DEFAULT_MODE, "model_sha256": None}
 MIN_SAMPLES = 3  # fewer rounds than this cannot make any difference significant at 95%
 
 Key = tuple
@@ -158,7 +159,7 @@ def compare_results(base: dict, new: dict, confidence: float = 0.95,
         if key not in new_rows:
             continue
         n = new_rows[key]
-        by_figure = figures.get(b.get("mode", "forward"))
+        by_figure = figures.get(b.get("mode", DEFAULT_MODE))
         if by_figure is not None:
             changes.append(RowChange(key, b, n, None, _lost_agreement(b, n, base_wrong, new_wrong),
                                      _figure(b, n, by_figure)))

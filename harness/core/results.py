@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from harness.core.load import canary_spread, pooled_canaries
+from harness.core.targets import DEFAULT_MODE
 
 # 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
 # one workload appear only on that workload's rows.
@@ -42,10 +43,6 @@ class Outcome:
     def failed(cls, reason: str) -> Outcome:
         return cls(Status.FAILED, reason)
 
-    @property
-    def ok(self) -> bool:
-        return self.status is Status.OK
-
 
 @dataclass(frozen=True)
 class Identity:
@@ -55,7 +52,7 @@ class Identity:
     batch_size: int
     seq_len: int
     scenario: str = "default"
-    mode: str = "forward"
+    mode: str = DEFAULT_MODE
     # The model: the SHA-256 of its weights file (None where it is not known) and its sizes.
     model_sha256: str | None = None
     input_size: int = 1
@@ -187,17 +184,10 @@ class Row:
         return self.identity.backend
 
     @property
-    def shape(self) -> tuple[int, int]:
-        return self.identity.batch_size, self.identity.seq_len
-
-    @property
     def failed(self) -> bool:
         """Broke, or answered wrongly: either fails the run."""
         return self.outcome.status is Status.FAILED or (
             self.agreement is not None and not self.agreement.agrees)
-
-    def with_outcome(self, outcome: Outcome) -> Row:
-        return replace(self, outcome=outcome)
 
     def to_dict(self) -> dict:
         data = {**dict.fromkeys(ROW_KEYS), "samples_ms": []}
@@ -224,7 +214,7 @@ class Check:
     max_abs_err: float
     max_rel_err: float
     agrees: bool
-    mode: str = "forward"  # the workload whose check this is
+    mode: str = DEFAULT_MODE  # the workload whose check this is
     dtype: str = "fp32"
     # set where the same input was run twice (the random inputs of every shape); the repeat
     # is judged against the reference too, and counts in ``agrees`` and the errors

@@ -133,10 +133,6 @@ class Timer:
         self._next = 0
         self.calls_per_round = 1
 
-    @property
-    def clock_name(self) -> str:
-        return "cuda_events" if self._events else "host_after_sync"
-
     def time_calls(self, n: int) -> float:
         """Seconds per call, averaged over ``n`` consecutive calls."""
         inputs, k, run = self._inputs, len(self._inputs), self._run

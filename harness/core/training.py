@@ -34,7 +34,6 @@ class TrainResult:
     model: LSTMPredictor
     val_mse: float
     train_seconds: float
-    epochs_run: int
 
 
 EpochCallback = Callable[[int, float], None]
@@ -77,7 +76,7 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
                 on_epoch(epoch + 1, evaluate_mse(model, x_val, y_val))
     model.eval()
     return TrainResult(model=model, val_mse=evaluate_mse(model, x_val, y_val),
-                       train_seconds=time.perf_counter() - start, epochs_run=config.epochs)
+                       train_seconds=time.perf_counter() - start)
 
 
 class _deterministic:

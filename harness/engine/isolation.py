@@ -221,10 +221,6 @@ class WorkerHandle(Handle):
         self.info = replace(info, pid=self._process.pid, startup_s=startup_s)
         return self
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
     def call(self, request: Request) -> Any:
         """One request in the worker; ``BackendError`` if it raised, died or timed out."""
         what = type(request).__name__

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from harness.core.errors import InputError
 from harness.core.results import models_of, wrong_answers
+from harness.core.targets import DEFAULT_MODE
 from harness.io.sources import migrate as migrate_results
-from harness.workloads import DEFAULT_MODE
 
 ENV_VAR = "LSTM_HARNESS_DB"
 

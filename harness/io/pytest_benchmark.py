@@ -3,7 +3,7 @@
 The benchmarks store what the harness knows (backend, shape, agreement, preparation time,
 threads) in each benchmark's ``extra_info`` and the harness's environment in
 ``machine_info["lstm_harness"]``; this module maps that, plus pytest-benchmark's own
-statistics, onto the shape of ``harness.results.RunResult.to_dict()``, so
+statistics, onto the shape of ``harness.core.results.RunResult.to_dict()``, so
 ``reports.table.results_table`` renders it like a harness run.
 """
 

@@ -21,7 +21,6 @@ from harness.workloads.streaming import Streaming
 
 WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in (
     Forward, Streaming, Rollout, Server, SingleStream, MultiStream, Offline)}
-DEFAULT_MODE = Forward.name  # what a scenario runs unless it names a mode
 
 
 def _validated(candidates: Iterable[object], origin: str) -> list[type[Workload]]:

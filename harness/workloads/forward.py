@@ -11,6 +11,7 @@ import numpy as np
 from harness.core.model import validate_input
 from harness.core.roofline import lstm_forward_flops
 from harness.core.stats import throughput
+from harness.core.targets import DEFAULT_MODE
 from harness.core.timing import Measurement, Timer
 from harness.workloads.base import (
     PRIMARY,
@@ -63,7 +64,7 @@ REST = (
 
 @dataclass(frozen=True)
 class Forward(TimedWorkload):
-    name: ClassVar[str] = "forward"
+    name: ClassVar[str] = DEFAULT_MODE
     summary: ClassVar[str] = "one window per call: batched sequence inference"
     check_grid: str = setting(
         "full", lambda v: v in CHECK_GRIDS,

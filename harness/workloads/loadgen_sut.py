@@ -42,7 +42,6 @@ INSTALL_LINE = "pip install -e '.[serving]' (or: pip install mlcommons-loadgen)"
 # MLPerf's, so the rules that apply are its entries for any model ("*").
 MODEL_NAME = "lstm-harness"
 DETAIL_LOG = "mlperf_log_detail.txt"
-SUMMARY_LOG = "mlperf_log_summary.txt"
 # LoadGen's latency percentiles, as its detail log names them.
 PERCENTILES = ("50.00", "90.00", "95.00", "97.00", "99.00", "99.90")
 # The answer times a test keeps: a test of MLPerf's length answers about a million queries,
