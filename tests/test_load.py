@@ -24,6 +24,8 @@ from harness.core.load import (
 )
 from harness.core.results import LoadSummary, RunResult, RunVerdict, Verdict, merge_results
 from harness.core.stats import hierarchical_median_ci, median_ci
+from harness.core.timing import Timer, TimingConfig, measure_interleaved
+from harness.engine.runner import load_summary
 from reports.columns import verdict_text
 from tests.results_fixture import measured_row
 
@@ -264,3 +266,32 @@ def test_a_run_past_its_canary_spread_limit_says_unsteady_and_exits_3(cached, tm
     assert f"over {verdict['canary_rounds']} rounds; unsteady above 1×" in said
     assert main(["report", str(out)]) == 0 and "UNSTEADY" in capsys.readouterr().out
     assert main([*run, "--allow-unsteady", "--allow-contended"]) == 0
+
+
+class _ScriptedMeter:
+    """A meter whose rounds saw the given foreign load, in cores, one value per round."""
+
+    def __init__(self, per_round: list[float]) -> None:
+        self.per_round, self.calls, self.busy = list(per_round), 0, 0.0
+
+    def sample(self) -> CpuSample:
+        if self.calls % 2:  # the sample after a round: one second of wall time has passed
+            self.busy += self.per_round[self.calls // 2]
+        self.calls += 1
+        return CpuSample(wall=float(self.calls // 2), busy=self.busy, steal=0.0, own=0.0)
+
+
+@pytest.mark.parametrize("per_round, kept", [
+    ([0.0, 1.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 7),  # enough clean rounds: the contended one dropped
+    ([0.0, 1.5, 1.5, 1.5], 4),  # too few: every round is kept, and the row is contended
+])
+def test_the_foreign_load_of_a_row_counts_every_round_it_took_once(per_round, kept):
+    cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-5, settle_s=0.0, budget_s=0.05,
+                       max_rounds=len(per_round), target_ci=1e-9)
+    m = measure_interleaved({"a": Timer(lambda _: None, [0])}, cfg,
+                            meter=_ScriptedMeter(per_round))["a"]
+    assert m.rounds_taken == len(per_round) and len(m.samples_s) == kept
+    assert len(m.set_aside) == sum(load > cfg.max_foreign_cores for load in per_round)
+    summary = load_summary(m, cfg.max_set_aside, best_canary=None)
+    assert summary.foreign_load == pytest.approx(np.mean(per_round))
+    assert summary.verdict is (Verdict.CONTENDED if kept == len(per_round) else Verdict.VALID)

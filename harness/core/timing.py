@@ -69,10 +69,12 @@ class Measurement:
     calls_per_round: int
     stop_reason: str  # "ci" (precise enough) or "budget" (time ran out) or "max_rounds"
     summary: Summary
-    # What the machine did in each kept round (None where it could not be read), and in
-    # each round that work outside the run made contended.
+    # What the machine did in each kept round (None where it could not be read), in each
+    # round that work outside the run made contended (kept or not), and in each round taken
+    # but not kept: ``loads`` and ``dropped`` together are every round, once.
     loads: tuple[RoundLoad | None, ...] = ()
     set_aside: tuple[RoundLoad, ...] = ()
+    dropped: tuple[RoundLoad, ...] = ()
     rounds_taken: int = 0
     processes: tuple[int, ...] = ()  # which worker process each kept sample came from
 
@@ -279,6 +281,7 @@ def measure_interleaved(timers: Mapping[Hashable, TimerLike], config: TimingConf
             stop_reason="ci" if _converged(values, config) else reason,
             summary=summarize(values), loads=tuple(load for _, load in used),
             set_aside=tuple(load for _, load in rounds if not clean(load)),
+            dropped=tuple(load for _, load in rounds if not clean(load) and enough),
             rounds_taken=len(rounds), processes=(process,) * len(values))
     return result
 
@@ -296,4 +299,5 @@ def combine(parts: Sequence[Measurement]) -> Measurement:
         stop_reason="ci" if all(s == "ci" for s in stops) else next(s for s in stops if s != "ci"),
         summary=summarize(samples, processes), loads=tuple(x for m in parts for x in m.loads),
         set_aside=tuple(x for m in parts for x in m.set_aside),
+        dropped=tuple(x for m in parts for x in m.dropped),
         rounds_taken=sum(m.rounds_taken for m in parts), processes=processes)

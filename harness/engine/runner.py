@@ -535,7 +535,7 @@ def load_summary(m: Measurement, max_set_aside: float, best_canary: float | None
     if not m.load_checked:
         return LoadSummary(Verdict.UNCHECKED, None, None, len(m.set_aside), processes,
                            samples_process=list(m.processes))
-    every = [load.foreign_cores for load in (*m.loads, *m.set_aside)]
+    every = [load.foreign_cores for load in (*m.loads, *m.dropped)]
     canary = [load.canary_s / best_canary for load in m.loads] if best_canary else []
     return LoadSummary(
         verdict=Verdict.CONTENDED if m.contended(max_set_aside) else Verdict.VALID,
