@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from harness.core.agreement import Tolerance, compare
+from harness.core.agreement import Tolerance, compare, worst
 
 # Values exactly representable in binary, so the band's edge is exact: 0.25 + 0.125 * 2 = 0.5.
 TOL = Tolerance(atol=0.25, rtol=0.125)
@@ -48,3 +48,15 @@ def test_rtol_widens_the_band_for_large_outputs():
     assert compare(actual, expected, Tolerance(atol=1e-5, rtol=1e-4)).agrees
     assert not compare(actual, expected, Tolerance(atol=1e-5, rtol=0.0)).agrees
     assert not compare(actual, -expected, Tolerance(atol=1e-5, rtol=1e-4)).agrees
+
+
+def test_a_non_finite_answer_shows_as_nan_error_whichever_check_came_first():
+    from harness.core.results import Check
+    from harness.engine.runner import row_agreement
+
+    good = Check("b", 1, 50, "sine", 1e-7, 1e-6, True)
+    bad = Check("b", 1, 50, "random", float("nan"), float("nan"), False)
+    for checks in ([good, bad], [bad, good]):
+        row = row_agreement(checks, "forward")
+        assert not row.agrees and np.isnan(row.max_abs_err) and np.isnan(row.max_rel_err)
+    assert worst([1e-7, 3e-7]) == 3e-7

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -105,6 +107,13 @@ def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> A
     rel = diff / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
     ok = bool(np.all(within(actual, expected, tolerance)))
     return Agreement(float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), ok)
+
+
+def worst(errors: Iterable[float]) -> float:
+    """The largest of several errors, NaN where any is (an answer that was not finite):
+    ``max`` returns whichever of a NaN and a number comes first."""
+    values = [float(e) for e in errors]
+    return math.nan if any(math.isnan(e) for e in values) else max(values)
 
 
 def within(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> np.ndarray:

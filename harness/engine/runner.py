@@ -33,6 +33,7 @@ import numpy as np
 from backends.base import Backend, Target
 from backends.reference import ReferenceModel
 from backends.registry import BASELINE, Registry
+from harness.core.agreement import worst
 from harness.core.data import sine_batch
 from harness.core.errors import BackendError, BackendUnavailableError
 from harness.core.load import LoadMeter, RoundLoad, busiest, canary_s, foreign_cores, process_times
@@ -552,7 +553,7 @@ def row_agreement(checks: list[Check], error_mode: str) -> RowAgreement:
     shown = [c for c in checks if c.mode == error_mode] or checks
     repeats = [c for c in checks if c.deterministic is not None]
     return RowAgreement(
-        max_abs_err=max(c.max_abs_err for c in shown), max_rel_err=max(c.max_rel_err for c in shown),
+        max_abs_err=worst(c.max_abs_err for c in shown), max_rel_err=worst(c.max_rel_err for c in shown),
         agrees=all(c.agrees for c in checks),
         deterministic=all(c.deterministic for c in repeats) if repeats else None,
         repeat_max_diff=max(c.repeat_max_diff for c in repeats) if repeats else None)

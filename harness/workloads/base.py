@@ -34,7 +34,7 @@ import numpy as np
 
 from backends.base import Session
 from backends.reference import ReferenceModel
-from harness.core.agreement import Agreement, TaskBudget, Tolerance, compare
+from harness.core.agreement import Agreement, TaskBudget, Tolerance, compare, worst
 from harness.core.data import random_batch, sine_batch
 from harness.core.errors import InputError
 from harness.core.model import ModelConfig, validate_input
@@ -337,8 +337,8 @@ def one_window_check(ctx: CheckContext, handle: HandleLike, task: Task, backend:
                 again = handle.outputs(task, x)
                 second = ctx.compare(again, expected)
                 repeat = (_bitwise_equal(y, again), _max_diff(y, again))
-                result = Agreement(max(result.max_abs_err, second.max_abs_err),
-                                   max(result.max_rel_err, second.max_rel_err),
+                result = Agreement(worst((result.max_abs_err, second.max_abs_err)),
+                                   worst((result.max_rel_err, second.max_rel_err)),
                                    result.agrees and second.agrees)
             checks.append(Check(backend, *shape, kind, result.max_abs_err, result.max_rel_err,
                                 result.agrees, dtype=dtype,

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from backends.base import Session
+from harness.core.agreement import worst
 from harness.core.data import sine_batch
 from harness.core.model import validate_input
 from harness.core.results import Check
@@ -83,8 +84,8 @@ class Streaming(TimedWorkload):
                 expected = ctx.memo(("stream", kind, shape), lambda x=x: ctx.reference.stream(x))
                 results = [ctx.compare(a, e) for a, e in
                            zip(handle.outputs(self, x), expected, strict=True)]
-                checks.append(Check(backend, *shape, kind, max(r.max_abs_err for r in results),
-                                    max(r.max_rel_err for r in results),
+                checks.append(Check(backend, *shape, kind, worst(r.max_abs_err for r in results),
+                                    worst(r.max_rel_err for r in results),
                                     all(r.agrees for r in results), mode=self.name, dtype=dtype))
         return Checked(checks)
 
