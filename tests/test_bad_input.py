@@ -148,3 +148,14 @@ def test_a_missing_onnx_package_makes_its_rows_unavailable_and_the_rest_run(chec
         f"{missing} is not installed: pip install -e '.[cpu]' (or '.[gpu]' for CUDA)"
     assert rows["eager"]["status"] == "ok" and rows["eager"]["median_ms"] > 0
     assert data["environment"]["versions"][missing] is None
+
+
+@pytest.mark.parametrize("name", ["../elsewhere.safetensors", "a/b.safetensors", ".."])
+def test_a_checkpoint_record_naming_a_file_elsewhere_exits_2_with_one_line(tmp_path, name, capsys):
+    meta = tmp_path / "model.json"
+    meta.write_text(json.dumps({"format_version": 1, "weights_sha256": "0" * 64,
+                                "weights_file": name}))
+    assert main(["run", "--checkpoint", str(meta), *FAST]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"expected the name of a weights file beside it in weights_file, got {name!r}" in err
+    assert "Traceback" not in err

@@ -188,7 +188,11 @@ def _harness_pair(path: Path) -> tuple[Path, Path] | None:
         return None
     if not (isinstance(record, dict) and "format_version" in record and "weights_sha256" in record):
         return None
-    return meta.with_name(str(record.get("weights_file", f"{meta.stem}.safetensors"))), meta
+    name = str(record.get("weights_file", f"{meta.stem}.safetensors"))
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise CheckpointError(f"{meta}: expected the name of a weights file beside it in "
+                              f"weights_file, got {name!r}")
+    return meta.with_name(name), meta
 
 
 def open_checkpoint(path: Path) -> Checkpoint:
