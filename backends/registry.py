@@ -8,6 +8,7 @@ import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
+from typing import TypeVar
 
 from backends.base import Backend
 from harness.core.errors import InputError
@@ -25,6 +26,7 @@ BUILTIN: tuple[str, ...] = (
 )
 BASELINE = "eager"  # every speedup is this backend's time over the other's
 ENTRY_POINT_GROUP = "harness.backends"
+T = TypeVar("T")
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:
@@ -76,11 +78,14 @@ class Registry:
         return name in self._backends
 
 
-def _validated(candidates: Iterable[object], origin: str) -> list[type[Backend]]:
+def subclasses(candidates: Iterable[object], base: type[T], origin: str) -> list[type[T]]:
+    """``candidates``, each checked to be a subclass of ``base``; ``origin`` names where
+    they came from in the one-line refusal."""
     found = []
     for cls in candidates:
-        if not (isinstance(cls, type) and issubclass(cls, Backend)):
-            raise InputError(f"{origin} provides {cls!r}, expected a backends.base.Backend subclass")
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise InputError(f"{origin} provides {cls!r}, expected a "
+                             f"{base.__module__}.{base.__qualname__} subclass")
         found.append(cls)
     return found
 
@@ -97,12 +102,13 @@ def import_plugin(module_name: str) -> ModuleType:
 
 
 def plugin_backends(module_name: str) -> list[type[Backend]]:
-    return _validated(getattr(import_plugin(module_name), "BACKENDS", []), f"plugin {module_name!r}")
+    return subclasses(getattr(import_plugin(module_name), "BACKENDS", []), Backend,
+                      f"plugin {module_name!r}")
 
 
 def entry_point_backends() -> list[type[Backend]]:
     return [cls for ep in entry_points(group=ENTRY_POINT_GROUP)
-            for cls in _validated([ep.load()], f"entry point {ep.name!r}")]
+            for cls in subclasses([ep.load()], Backend, f"entry point {ep.name!r}")]
 
 
 def builtin_backends() -> list[type[Backend]]:

@@ -159,3 +159,17 @@ def test_a_checkpoint_record_naming_a_file_elsewhere_exits_2_with_one_line(tmp_p
     err = " ".join(capsys.readouterr().err.split())
     assert f"expected the name of a weights file beside it in weights_file, got {name!r}" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("attribute, base", [("BACKENDS", "backends.base.Backend"),
+                                             ("WORKLOADS", "harness.workloads.base.Workload")])
+def test_a_plugin_listing_something_else_exits_2_naming_the_class_expected(attribute, base,
+                                                                          monkeypatch, capsys):
+    import types
+
+    module = types.ModuleType("not_a_plugin")
+    setattr(module, attribute, [int])
+    monkeypatch.setitem(sys.modules, "not_a_plugin", module)
+    assert main(["run", "--plugin", "not_a_plugin", *FAST]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"plugin 'not_a_plugin' provides <class 'int'>, expected a {base} subclass" in err

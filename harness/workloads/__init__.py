@@ -6,9 +6,9 @@ module (``--plugin``) that lists it in ``WORKLOADS``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from backends.registry import import_plugin
+from backends.registry import import_plugin, subclasses
 from harness.core.errors import InputError
 from harness.workloads.base import Workload
 from harness.workloads.forward import Forward
@@ -23,21 +23,11 @@ WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in (
     Forward, Streaming, Rollout, Server, SingleStream, MultiStream, Offline)}
 
 
-def _validated(candidates: Iterable[object], origin: str) -> list[type[Workload]]:
-    found = []
-    for cls in candidates:
-        if not (isinstance(cls, type) and issubclass(cls, Workload)):
-            raise InputError(f"{origin} provides {cls!r}, expected a "
-                             "harness.workloads.base.Workload subclass")
-        found.append(cls)
-    return found
-
-
 def load_workloads(plugins: Sequence[str] = ()) -> dict[str, type[Workload]]:
     """The built-in workloads and those of the ``--plugin`` modules, by mode name."""
     classes = list(WORKLOADS.values())
     for module_name in plugins:
-        classes += _validated(getattr(import_plugin(module_name), "WORKLOADS", []),
+        classes += subclasses(getattr(import_plugin(module_name), "WORKLOADS", []), Workload,
                               f"plugin {module_name!r}")
     return {cls.name: cls for cls in classes}
 
