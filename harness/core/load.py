@@ -136,6 +136,8 @@ def canary_spread(canaries_s: Iterable[float]) -> float | None:
 
 @dataclass(frozen=True)
 class ProcessShare:
+    """A process outside the run, and how much CPU it used over a window of the run."""
+
     pid: int
     name: str
     cores: float  # its CPU time over the window's wall time

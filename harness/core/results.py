@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-from harness.core.load import canary_spread, pooled_canaries
+from harness.core.load import ProcessShare, canary_spread, pooled_canaries
 from harness.core.targets import DEFAULT_MODE
 
 # 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
@@ -227,15 +227,6 @@ class Check:
 
 
 @dataclass(frozen=True)
-class BusyProcess:
-    """A process outside the run, and how much CPU it used while the run was timing."""
-
-    pid: int
-    name: str
-    cores: float
-
-
-@dataclass(frozen=True)
 class RunVerdict:
     """The run's verdict: valid only when every timed row is, and the host held the
     machine's speed steady through the run."""
@@ -250,12 +241,12 @@ class RunVerdict:
     canary_spread: float | None
     canary_rounds: int
     canary_best_s: float | None
-    busiest: tuple[BusyProcess, ...] = ()  # the busiest processes outside the run
+    busiest: tuple[ProcessShare, ...] = ()  # the busiest processes outside the run
 
     @classmethod
     def of(cls, rows: tuple[Row, ...], max_foreign_cores: float, max_set_aside: float,
            max_canary_spread: float, canary_best_s: float | None,
-           busiest: tuple[BusyProcess, ...] = ()) -> RunVerdict:
+           busiest: tuple[ProcessShare, ...] = ()) -> RunVerdict:
         """``rows``' canaries must all be relative to ``canary_best_s``."""
         verdicts = [r.load.verdict for r in rows if r.load is not None]
         contended = sum(v is Verdict.CONTENDED for v in verdicts)
@@ -369,7 +360,7 @@ def merge_results(results: list[RunResult]) -> RunResult:
                  for r in results for row in r.rows)
     verdict = None
     if first.verdict is not None:
-        busiest: dict[int, BusyProcess] = {}
+        busiest: dict[int, ProcessShare] = {}
         for process in (p for r in results if r.verdict for p in r.verdict.busiest):
             if process.pid not in busiest or process.cores > busiest[process.pid].cores:
                 busiest[process.pid] = process

@@ -36,11 +36,18 @@ from backends.registry import BASELINE, Registry
 from harness.core.agreement import worst
 from harness.core.data import sine_batch
 from harness.core.errors import BackendError, BackendUnavailableError
-from harness.core.load import LoadMeter, RoundLoad, busiest, canary_s, foreign_cores, process_times
+from harness.core.load import (
+    LoadMeter,
+    ProcessShare,
+    RoundLoad,
+    busiest,
+    canary_s,
+    foreign_cores,
+    process_times,
+)
 from harness.core.memory import MemoryUse
 from harness.core.model import LSTMPredictor
 from harness.core.results import (
-    BusyProcess,
     Check,
     ColdStart,
     Identity,
@@ -131,10 +138,10 @@ class _Watch:
         self.wall_s += wall
         return result
 
-    def top(self, limit: int = 10) -> tuple[BusyProcess, ...]:
+    def top(self, limit: int = 10) -> tuple[ProcessShare, ...]:
         if not self.wall_s:
             return ()
-        shares = [BusyProcess(pid, name, cpu / self.wall_s) for pid, (name, cpu) in self.cpu_s.items()]
+        shares = [ProcessShare(pid, name, cpu / self.wall_s) for pid, (name, cpu) in self.cpu_s.items()]
         return tuple(sorted(shares, key=lambda p: -p.cores)[:limit])
 
 

@@ -45,7 +45,7 @@ from harness.workloads.base import (
     setting,
 )
 from harness.workloads.batching import Batching
-from harness.workloads.columns import HEAD, NOTES, Column, fmt
+from harness.workloads.columns import HEAD, NOTES, Column, agreement_tone, fmt
 from harness.workloads.forward import FORWARD
 from harness.workloads.loadgen_sut import (
     Capacity,
@@ -73,10 +73,6 @@ def _answers(row: dict) -> str:
     return f"{mark} {'nan' if err is None else f'{err:.1e}'}{tail}"
 
 
-def _answers_tone(row: dict) -> str | None:
-    return None if row.get("agrees") is None else "ok" if row["agrees"] else "bad"
-
-
 def _verdict(row: dict) -> str:
     valid = row.get("loadgen_valid")
     return "—" if valid is None else "VALID" if valid else "INVALID"
@@ -101,7 +97,7 @@ P90 = Column("p90 ms", "right", lambda r: fmt(r.get("loadgen_p90_ms"), ".3f"))
 P99 = Column("p99 ms", "right", lambda r: fmt(r.get("loadgen_p99_ms"), ".3f"))
 VERDICT = Column("LoadGen", "left", _verdict, tone=_verdict_tone)
 BATCHES = Column("mean batch (range)", "right", _batches)
-ANSWERS = Column("answers agree (max err, n)", "left", _answers, tone=_answers_tone)
+ANSWERS = Column("answers agree (max err, n)", "left", _answers, tone=agreement_tone)
 
 
 @dataclass(frozen=True)
