@@ -143,9 +143,7 @@ def compare_rollout(actual: np.ndarray, expected: np.ndarray, tolerance: Toleran
     if actual.shape != expected.shape:
         raise InputError(f"rollout shapes differ: {actual.shape} vs reference {expected.shape}")
     diff = np.abs(actual - expected)
-    # NaN compares False, so a non-finite forecast step is out of tolerance.
-    within = diff <= tolerance.atol + tolerance.rtol * np.abs(expected)
-    step_ok = within.all(axis=(0, 2))
+    step_ok = within(actual, expected, tolerance).all(axis=(0, 2))  # a NaN step never is
     step_err = np.where(np.isfinite(diff), diff, np.inf).max(axis=(0, 2))
     drift = None if step_ok.all() else int(np.argmin(step_ok)) + 1
     return RolloutAgreement(tuple(float(e) for e in step_err), drift, float(step_err.max(initial=0.0)))
