@@ -41,6 +41,26 @@ class RoundLoad:
 
     foreign_cores: float  # CPU used outside the run, plus steal, over the round's wall time
     canary_s: float  # the canary's time at the start of the round
+    wall_s: float = 0.0  # the round's wall time
+
+
+class MeteredRound:
+    """The account of one round, begun before it: a pause for the last round's spinning
+    threads to end, the canary, the counters; ``end`` reads them again after it."""
+
+    def __init__(self, meter: LoadMeter, settle_s: float) -> None:
+        time.sleep(settle_s)
+        self.canary_s = canary_s()
+        self._meter = meter
+        self._before = meter.sample()
+
+    def end(self) -> RoundLoad | None:
+        """What the round saw; None where the counters could not be read."""
+        after = self._meter.sample()
+        if self._before is None or after is None:
+            return None
+        return RoundLoad(foreign_cores(self._before, after), self.canary_s,
+                         after.wall - self._before.wall)
 
 
 def _system_times() -> tuple[float, float] | None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.core.errors import BackendError
-from harness.core.load import LoadMeter, RoundLoad, canary_s, foreign_cores
+from harness.core.load import LoadMeter, MeteredRound, RoundLoad
 from harness.core.results import TimingSummary
 from harness.core.stats import Summary, summarize
 
@@ -237,11 +237,7 @@ def measure_interleaved(timers: Mapping[Hashable, TimerLike], config: TimingConf
         return [taken[name] for taken, load in rounds if clean(load) and name in taken]
 
     for r in range(config.max_rounds):
-        canary = None
-        if meter is not None:
-            time.sleep(config.settle_s)  # the last round's spinning threads, as for a backend
-            canary = canary_s()
-        before = meter.sample() if meter is not None else None
+        account = MeteredRound(meter, config.settle_s) if meter is not None else None
         taken: dict[Hashable, float] = {}
         for idx in rng.permutation(len(names)):
             name = names[idx]
@@ -250,12 +246,10 @@ def measure_interleaved(timers: Mapping[Hashable, TimerLike], config: TimingConf
                 seconds = attempt(name, live[name].round)
                 if seconds is not None:
                     taken[name] = seconds
-        after = meter.sample() if meter is not None else None
-        load = None if before is None or after is None else \
-            RoundLoad(foreign_cores(before, after), canary)
+        load = account.end() if account is not None else None
         rounds.append((taken, load))
         if not clean(load):
-            aside_s += after.wall - before.wall
+            aside_s += load.wall_s
         if on_round is not None:
             on_round(r + 1)
         if not live:

@@ -38,11 +38,10 @@ from harness.core.data import sine_batch
 from harness.core.errors import BackendError, BackendUnavailableError
 from harness.core.load import (
     LoadMeter,
+    MeteredRound,
     ProcessShare,
     RoundLoad,
     busiest,
-    canary_s,
-    foreign_cores,
     process_times,
 )
 from harness.core.memory import MemoryUse
@@ -159,16 +158,12 @@ class MeteredProbe:
         self.runs = 0
 
     def run(self, payload: Any, timeout_s: float | None = None) -> Any:
-        before = canary = None
-        if self._meter is not None:
-            time.sleep(self._settle_s)  # as before a round: the last call's spinning threads
-            canary = canary_s()
-            before = self._meter.sample()
+        account = MeteredRound(self._meter, self._settle_s) if self._meter is not None else None
         value = self._handle.outputs(self._task, payload, timeout_s)
         self.runs += 1
-        after = self._meter.sample() if self._meter is not None else None
-        if before is not None and after is not None:
-            self.loads.append(RoundLoad(foreign_cores(before, after), canary))
+        load = account.end() if account is not None else None
+        if load is not None:
+            self.loads.append(load)
         return value
 
 
