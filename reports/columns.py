@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.core.model import ModelConfig
-from harness.core.results import models_of
+from harness.core.results import RowFigure, models_of
 from harness.core.targets import DEFAULT_MODE, REFERENCE_DTYPE
 from harness.workloads import WORKLOADS, task
 from harness.workloads.base import Workload
@@ -33,16 +33,17 @@ def columns_for(rows: list[dict], focus: str = "median",
     return task.table_columns(workload_of(mode, workloads), rows, focus)
 
 
-SORT_KEYS = {"median": "median_ms", "tail": "p99_ms", "throughput": "throughput_seq_s"}
+MEDIAN = RowFigure("median_ms")
+BY_FOCUS = {"median": MEDIAN, "tail": RowFigure("p99_ms"),
+            "throughput": RowFigure("throughput_seq_s", higher_is_better=True)}
 
 
-def sort_rows(rows: list[dict], key: str = "median_ms") -> list[dict]:
-    """Group by shape; within a shape the best first (lowest ``key``; highest for a throughput
-    or a "-key"), then unavailable and failed rows."""
-    sign = -1.0 if key.startswith(("throughput", "-")) else 1.0
-    key = key.removeprefix("-")
-    return sorted(rows, key=lambda r: (r["seq_len"], r["batch_size"], r.get(key) is None,
-                                       sign * (r.get(key) or 0.0)))
+def sort_rows(rows: list[dict], by: RowFigure = MEDIAN) -> list[dict]:
+    """Group by shape; within a shape the best first by ``by``, then unavailable and failed
+    rows."""
+    sign = -1.0 if by.higher_is_better else 1.0
+    return sorted(rows, key=lambda r: (r["seq_len"], r["batch_size"], r.get(by.key) is None,
+                                       sign * (r.get(by.key) or 0.0)))
 
 
 def focus(result: dict) -> str:
@@ -82,7 +83,7 @@ def by_scenario(result: dict, workloads: Workloads = WORKLOADS) -> list[tuple[st
         if per_model:
             name = f"{name} · {model_label(row)}"
         groups.setdefault(name, []).append(row)
-    by_focus = SORT_KEYS.get(focus(result), "median_ms")
+    by_focus = BY_FOCUS.get(focus(result), MEDIAN)
     return [(name, sort_rows(rows, workload_of(rows[0].get("mode", DEFAULT_MODE), workloads).rank_by
                              or by_focus))
             for name, rows in groups.items()]

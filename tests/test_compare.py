@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from harness.core.compare import compare_results, compare_samples, row_key
+from harness.core.results import RowFigure
 from tests.results_fixture import make_results, samples
 
 
@@ -139,7 +140,7 @@ def test_server_rows_compare_by_their_rate_not_by_answer_times_at_different_rate
     cannot be tested, so no gate fails on it."""
     base = _server(make_results(noise=0.01), 1000.0, 1.0)
     new = _server(make_results(noise=0.01, seed=5), 1500.0, 2.0)
-    figures = {"server": "-max_qps"}
+    figures = {"server": RowFigure("max_qps", higher_is_better=True)}
     comparison = compare_results(base, new, figures=figures)
     measured = [c for c in comparison.changes if c.base["status"] == "ok"]
     assert measured and all(c.test is None and c.figure.worse_by == pytest.approx(-0.5) for c in measured)

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from harness.core.results import UNTRUSTED, BackendIdentity, backend_identity, wrong_answers
+from harness.core.results import (
+    UNTRUSTED,
+    BackendIdentity,
+    RowFigure,
+    backend_identity,
+    wrong_answers,
+)
 from harness.core.targets import DEFAULT_MODE
 
 # A row is the same measurement in two runs only for the same model: its weights' SHA-256.
@@ -140,16 +146,16 @@ def _lost_agreement(base: dict, new: dict, base_wrong: set[BackendIdentity],
             and backend_identity(new) in new_wrong)
 
 
-def _figure(base: dict, new: dict, key: str) -> FigureChange:
-    """The change in a row's figure (``key``; "-key": higher is better)."""
-    name = key.removeprefix("-")
-    return FigureChange(name, base.get(name), new.get(name), key.startswith("-"))
+def _figure(base: dict, new: dict, figure: RowFigure) -> FigureChange:
+    """The change in a row's figure."""
+    return FigureChange(figure.key, base.get(figure.key), new.get(figure.key),
+                        figure.higher_is_better)
 
 
 def compare_results(base: dict, new: dict, confidence: float = 0.95,
-                    figures: Mapping[str, str] | None = None) -> Comparison:
-    """Row by row; ``figures`` maps a mode to the row key its rows are compared by instead of
-    their samples ("-key" where higher is better)."""
+                    figures: Mapping[str, RowFigure] | None = None) -> Comparison:
+    """Row by row; ``figures`` maps a mode to the figure its rows are compared by instead of
+    their samples."""
     figures = figures or {}
     base_rows = {row_key(r): r for r in base.get("rows", [])}
     new_rows = {row_key(r): r for r in new.get("rows", [])}

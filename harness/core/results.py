@@ -45,6 +45,14 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class RowFigure:
+    """A row key that rows are ranked or compared by, and which way is better."""
+
+    key: str
+    higher_is_better: bool = False
+
+
+@dataclass(frozen=True)
 class Identity:
     backend: str
     device: str

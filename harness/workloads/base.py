@@ -38,7 +38,7 @@ from harness.core.agreement import Agreement, TaskBudget, Tolerance, compare, wo
 from harness.core.data import random_batch, sine_batch
 from harness.core.errors import InputError
 from harness.core.model import ModelConfig, validate_input
-from harness.core.results import Check
+from harness.core.results import Check, RowFigure
 from harness.core.timing import Measurement, Timer, TimerLike
 from harness.workloads.columns import Column
 
@@ -214,12 +214,12 @@ class Workload(ABC):
     error_mode: ClassVar[str] = "forward"
     # How the checks table labels this workload's own checks (None: not shown apart).
     check_label: ClassVar[str | None] = None
-    # The row key its tables rank rows by within a shape, best first ("-key": the highest
-    # first); None: the scenario's focus decides.
-    rank_by: ClassVar[str | None] = None
-    # The row key `compare` compares its rows by ("-key": higher is better), where two runs'
-    # samples are not taken under the same conditions; None: the samples are compared.
-    compare_by: ClassVar[str | None] = None
+    # The figure its tables rank rows by within a shape, best first; None: the scenario's
+    # focus decides.
+    rank_by: ClassVar[RowFigure | None] = None
+    # The figure `compare` compares its rows by, where two runs' samples are not taken under
+    # the same conditions; None: the samples are compared.
+    compare_by: ClassVar[RowFigure | None] = None
 
     # -- the parent's side -------------------------------------------------------------
     @abstractmethod

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.core.results import RowFigure
 from harness.workloads.base import Shape, positive_int, setting
 from harness.workloads.columns import Column, fmt
 from harness.workloads.loadgen_sut import Capacity, TestResult
@@ -20,7 +21,7 @@ class MultiStream(OneTest):
     summary: ClassVar[str] = "LoadGen MultiStream: 8 windows per query, one query at a time; its p99"
     error_mode: ClassVar[str] = "multi-stream"
     scenario: ClassVar[str] = "MultiStream"
-    rank_by: ClassVar[str | None] = "loadgen_p99_ms"
+    rank_by: ClassVar[RowFigure | None] = RowFigure("loadgen_p99_ms")
     samples_per_query: int = setting(8, positive_int, "an integer >= 1")  # MLPerf's: 8
 
     def targets(self, capacity: Capacity, shape: Shape) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.core.results import RowFigure
 from harness.workloads.base import Shape
 from harness.workloads.columns import Column, fmt
 from harness.workloads.loadgen_sut import Capacity, TestResult
@@ -22,9 +23,9 @@ class Offline(OneTest):
     summary: ClassVar[str] = "LoadGen Offline: every query at once; samples per second"
     error_mode: ClassVar[str] = "offline"
     scenario: ClassVar[str] = "Offline"
-    rank_by: ClassVar[str | None] = "-completed_qps"
+    rank_by: ClassVar[RowFigure | None] = RowFigure("completed_qps", higher_is_better=True)
     # Its answer times are places in one queue of everything: runs compare by the rate.
-    compare_by: ClassVar[str | None] = "-completed_qps"
+    compare_by: ClassVar[RowFigure | None] = RowFigure("completed_qps", higher_is_better=True)
     higher_is_better: ClassVar[bool] = True
 
     def targets(self, capacity: Capacity, shape: Shape) -> dict[str, Any]:

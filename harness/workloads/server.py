@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.core.results import RowFigure
 from harness.workloads.base import (
     Alone,
     AloneContext,
@@ -60,9 +61,9 @@ class Server(Serving):
                               "latency stays under the bound")
     error_mode: ClassVar[str] = "server"
     scenario: ClassVar[str] = "Server"
-    rank_by: ClassVar[str | None] = "-max_qps"
+    rank_by: ClassVar[RowFigure | None] = RowFigure("max_qps", higher_is_better=True)
     # Its answer times are taken at each run's own rate: runs compare by the rate.
-    compare_by: ClassVar[str | None] = "-max_qps"
+    compare_by: ClassVar[RowFigure | None] = RowFigure("max_qps", higher_is_better=True)
     latency_bound_ms: float = setting(5.0, positive_number, "a number of milliseconds > 0")
     max_wait_ms: float = setting(0.5, non_negative_number, "a number of milliseconds >= 0")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.core.results import RowFigure
 from harness.workloads.base import Shape
 from harness.workloads.columns import Column, fmt
 from harness.workloads.loadgen_sut import Capacity, TestResult
@@ -18,7 +19,7 @@ class SingleStream(OneTest):
     summary: ClassVar[str] = "LoadGen SingleStream: one query at a time; its p90 latency"
     error_mode: ClassVar[str] = "single-stream"
     scenario: ClassVar[str] = "SingleStream"
-    rank_by: ClassVar[str | None] = "loadgen_p90_ms"
+    rank_by: ClassVar[RowFigure | None] = RowFigure("loadgen_p90_ms")
 
     def targets(self, capacity: Capacity, shape: Shape) -> dict[str, Any]:
         return {"expected_latency_s": capacity.batch1_s}
