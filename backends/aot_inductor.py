@@ -5,12 +5,13 @@ specialises it to the example's length), and a package built for one seq_len ans
 other with wrong numbers and no error; the LSTM also guards on batch != 1, so a package with
 batch dynamic cannot serve batch 1. Exporting under torch's private while-loop LSTM
 decomposition would keep seq_len dynamic, but it gives up the fused oneDNN LSTM and ran
-about 3x slower than eager at batch 64. So this backend builds one package per seq_len
-and batch kind (batch 1, or batch dynamic from 2), routes every call to the package built for
-its shape (building one for a shape it has not seen), and refuses to run without AOTInductor's runtime input
-check, which turns a call at the wrong length into an error rather than a wrong answer.
+several times slower than eager (docs/notes/settings-evidence.md). So this backend builds
+one package per seq_len and batch kind (batch 1, or batch dynamic from 2), routes every call
+to the package built for its shape (building one for a shape it has not seen), and refuses
+to run without AOTInductor's runtime input check, which turns a call at the wrong length
+into an error rather than a wrong answer.
 
-A build is a C++ compile (about a minute here), so packages are cached across runs beside
+A build is a C++ compile, so packages are cached across runs beside
 the checkpoints, keyed by everything that changes them, and verified by SHA-256 before each
 load; a later worker of a run loads what the first one built (``Target.reuse``).
 """

@@ -22,15 +22,12 @@ class Tolerance:
             raise InputError(f"tolerances must be >= 0, got atol={self.atol}, rtol={self.rtol}")
 
 
-# fp32 backends agree with float64 to about 5e-7; half precisions carry 8 (bf16) or
-# 11 (fp16) mantissa bits, so their bounds follow their unit roundoff over 50 steps.
-# Measured on CPU over the check grid (batch 1..1024, seq_len 50 and 200, sine and random):
-# bf16 eager 1.4e-2 and compile 1.1e-2 at most, so 3e-2 keeps a 2x margin; fp16 eager 1.6e-3
-# and ONNX Runtime 1.3e-3, against 5e-3.
+# Half precisions carry 8 (bf16) or 11 (fp16) mantissa bits, so their bands follow their
+# unit roundoff over 50 steps, with a margin over the largest errors measured on the check
+# grid (docs/notes/settings-evidence.md).
 # int8 quantises activations per call, so its error is a property of the scheme more than
-# of a backend: torch's dynamic int8 reached 4.7e-2 on random inputs and ONNX Runtime's
-# 1.6e-2 (docs/notes/issue-17.md), against 1e-1. The band only catches gross faults; whether
-# int8 is good enough is the task check's question.
+# of a backend. Its band only catches gross faults; whether int8 is good enough is the task
+# check's question.
 #
 # The bands do not depend on the model's size. fp32 error does grow with the model (longer
 # dot products per gate, more layers to carry it), but over the sizes the harness supports
@@ -149,11 +146,10 @@ def compare_rollout(actual: np.ndarray, expected: np.ndarray, tolerance: Toleran
     return RolloutAgreement(tuple(float(e) for e in step_err), drift, float(step_err.max(initial=0.0)))
 
 
-# The autoregressive loop amplifies one-step error: fp32 backends agreeing to ~1e-7 on one
-# window reach ~5e-5 after 200 fed-back steps here (ONNX Runtime's LSTM kernel), while a
-# one-step bias of 5e-6 (within the fp32 band) reaches ~1e-3. So the rollout band is the
-# one-step atol times this factor, and has no rtol: a sine forecast crosses zero, where a
-# relative bound means nothing.
+# The autoregressive loop amplifies one-step error, an honest kernel's far less than a
+# biased one's (docs/notes/settings-evidence.md). So the rollout band is the one-step atol
+# times this factor, and has no rtol: a sine forecast crosses zero, where a relative bound
+# means nothing.
 ROLLOUT_ATOL_FACTOR = 20.0
 
 

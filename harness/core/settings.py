@@ -56,15 +56,15 @@ class ProcessSettings:
     # about 1e-3: an fp32 row must mean fp32, so it is off unless asked for.
     cuda_allow_tf32: bool = False
     # NumPy's OpenBLAS (used only by the float64 reference) gains nothing from threads on
-    # 64-wide matrices, and its spinning threads fight torch's for the cores: at batch 64 the
-    # reference took anywhere from 13 to 750 ms with 2 BLAS threads, a steady 14 ms with one.
+    # 64-wide matrices, and its spinning threads fight torch's for the cores, making the
+    # reference's time erratic (docs/notes/settings-evidence.md).
     numpy_blas_threads: int = 1
     # An AOTInductor package is built for one seq_len; called with another it answers with
     # wrong numbers and no error unless this check is on, when it raises instead.
     aoti_runtime_check_inputs: bool = True
-    # A full garbage collection walks every object of the process: with torch loaded, about
-    # 290k of them and 290 ms on the development VM, a stall that lands in whichever timed
-    # round or served query triggered it. A worker freezes what exists once its backend is
+    # A full garbage collection walks every object of the process, with torch loaded a
+    # stall of a sizeable fraction of a second that lands in whichever timed round or served
+    # query triggered it (docs/notes/settings-evidence.md). A worker freezes what exists once its backend is
     # prepared (modules, model, runtime), which later collections then skip.
     gc_freeze_after_prepare: bool = True
 

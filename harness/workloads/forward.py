@@ -44,8 +44,8 @@ from harness.workloads.columns import (
 CHECK_BATCH_SIZES = (1, 64, 1024)
 CHECK_SEQ_LENS = (50, 200, 13)
 # "timed": the timed shapes only. The float64 reference computes every check's answer, and
-# its cost grows with the square of the hidden size: at hidden 512 the full grid's largest
-# shape alone takes it minutes, so a sweep over large models checks where it times.
+# its cost grows with the square of the hidden size (docs/notes/settings-evidence.md), so a
+# sweep over large models checks where it times.
 CHECK_GRIDS = ("full", "timed")
 
 MEDIAN = Column("median ms", "right", lambda r: fmt(r.get("median_ms"), ".3f"))
