@@ -173,3 +173,25 @@ def test_a_plugin_listing_something_else_exits_2_naming_the_class_expected(attri
     assert main(["run", "--plugin", "not_a_plugin", *FAST]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"plugin 'not_a_plugin' provides <class 'int'>, expected a {base} subclass" in err
+
+
+@pytest.mark.parametrize("platform, expected", [("darwin", 1000), ("freebsd", 1000 * 1024)])
+def test_without_proc_resident_memory_reads_ru_maxrss_in_the_platforms_unit(monkeypatch, platform,
+                                                                            expected):
+    import builtins
+    import resource
+    import types
+
+    from harness.core import memory
+
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(memory.sys, "platform", platform)
+    monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=1000))
+    assert memory.current_rss_bytes() == expected
