@@ -64,8 +64,8 @@ class ProcessSettings:
     aoti_runtime_check_inputs: bool = True
     # A full garbage collection walks every object of the process, with torch loaded a
     # stall of a sizeable fraction of a second that lands in whichever timed round or served
-    # query triggered it (docs/notes/settings-evidence.md). A worker freezes what exists once its backend is
-    # prepared (modules, model, runtime), which later collections then skip.
+    # query triggered it (docs/notes/settings-evidence.md). A worker freezes what exists
+    # once its backend is prepared (modules, model, runtime), which later collections skip.
     gc_freeze_after_prepare: bool = True
 
     def to_dict(self) -> dict:

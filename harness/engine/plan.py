@@ -190,10 +190,10 @@ def plan(scenario: Scenario, overrides: Overrides, registry: Registry,
     _check_sources(models, workload)
     devices = resolve_devices(scenario.devices, strict=overrides.devices is not None)
     timing = TimingConfig(budget_s=scenario.budget_s, seed=seed)
-    if not isolate and (overrides.processes or 1) > 1:
-        raise InputError(f"expected --processes 1 with --no-isolate (every backend then runs in "
-                         f"this one process), got --processes {overrides.processes}")
     if not isolate:
+        if (overrides.processes or 1) > 1:
+            raise InputError(f"expected --processes 1 with --no-isolate (every backend then runs "
+                             f"in this one process), got --processes {overrides.processes}")
         timing = replace(timing, processes=1)  # further "processes" would be this one again
     elif scenario.processes is not None:
         timing = replace(timing, processes=scenario.processes)

@@ -39,6 +39,7 @@ from harness.core.data import random_batch, sine_batch
 from harness.core.errors import InputError
 from harness.core.model import ModelConfig, validate_input
 from harness.core.results import Check, RowFigure
+from harness.core.targets import DEFAULT_MODE
 from harness.core.timing import Measurement, Timer, TimerLike
 from harness.workloads.columns import Column
 
@@ -211,7 +212,7 @@ class Workload(ABC):
     summary: ClassVar[str]
     needs_step_model: ClassVar[bool] = False
     # The check mode whose errors a row shows as max_abs_err and max_rel_err.
-    error_mode: ClassVar[str] = "forward"
+    error_mode: ClassVar[str] = DEFAULT_MODE
     # How the checks table labels this workload's own checks (None: not shown apart).
     check_label: ClassVar[str | None] = None
     # The figure its tables rank rows by within a shape, best first; None: the scenario's
