@@ -213,8 +213,10 @@ def _steadiness(verdict: dict) -> str:
         return "the host's steadiness not judged"
     if verdict["canary_spread"] is None:
         return f"too few rounds ({verdict['canary_rounds']}) to judge the host's steadiness"
+    threads = verdict.get("canary_threads")
+    on = f" on {threads} thread{'s' if threads != 1 else ''}" if threads else ""
     return (f"the canary GEMM's upper-quartile time {verdict['canary_spread']:.3f}× its "
-            f"lower-quartile over {verdict['canary_rounds']} rounds; unsteady above "
+            f"lower-quartile over {verdict['canary_rounds']} rounds{on}; unsteady above "
             f"{verdict['max_canary_spread']:g}×")
 
 

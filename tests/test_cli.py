@@ -152,6 +152,7 @@ def test_a_backend_k_times_slower_than_eager_gets_a_speedup_of_one_over_k(cached
     row = next(r for r in json.loads(out.read_text())["rows"] if r["backend"] == "thrice-eager")
     assert row["agrees"] is True
     assert row["speedup_ci95_low"] <= row["speedup_vs_eager"] <= row["speedup_ci95_high"]
-    # On a busy machine the figure is only trusted to be the right way up (and the run says
-    # it was contended); on a quiet one it is 1/k.
-    assert row["speedup_vs_eager"] == pytest.approx(1 / K, rel=0.1 if code == 0 else 0.35)
+    # Where the run says its figures are less sure (a busy machine, an unsteady host, or a
+    # noisy row) the figure is only trusted to be the right way up; otherwise it is 1/k.
+    trusted = code == 0 and not row["noisy"]
+    assert row["speedup_vs_eager"] == pytest.approx(1 / K, rel=0.1 if trusted else 0.35)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 from harness.cli.main import main
 from harness.core.load import (
@@ -17,7 +19,9 @@ from harness.core.load import (
     CpuSample,
     LoadMeter,
     busiest,
+    canary_s,
     canary_spread,
+    canary_threads,
     foreign_cores,
     process_cpu_s,
     process_times,
@@ -80,7 +84,7 @@ def _rows_timed_together(canaries_s: np.ndarray, verdict: Verdict = Verdict.VALI
 
 
 def _judge(rows: tuple, best_s: float, limit: float = 1.06) -> RunVerdict:
-    return RunVerdict.of(rows, 0.4, 0.25, limit, best_s)
+    return RunVerdict.of(rows, 0.4, 0.25, limit, best_s, canary_threads=2)
 
 
 def test_a_run_is_unsteady_when_its_canary_spread_passes_the_limit_each_round_counted_once():
@@ -120,8 +124,27 @@ def test_runs_merged_into_one_result_are_judged_on_one_scale():
     assert merged.verdict.verdict is Verdict.UNSTEADY and merged.verdict.canary_rounds == 80
     assert merged.verdict.canary_spread == pytest.approx(1.3, rel=0.03)
     assert merged.verdict.canary_best_s == runs[0].verdict.canary_best_s
+    assert merged.verdict.canary_threads == 2
     slower = [row.load.canary_rel for row in merged.rows[2:]]
     assert slower == pytest.approx([1.3 * runs[1].rows[0].load.canary_rel] * 2, rel=0.02)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores for a canary on two threads")
+def test_the_canary_runs_on_as_many_threads_as_the_backends_compute_with():
+    """A host that stalls one core stalls every barrier of a two-thread backend, and only a
+    canary that runs on both threads stalls with it. NumPy's BLAS is held to one thread, as
+    the harness holds it, so only torch's intra-op pool can give the canary a second thread."""
+    before = torch.get_num_threads()
+    fastest = {}
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                assert canary_threads() == threads
+                fastest[threads] = min(canary_s() for _ in range(20))
+    finally:
+        torch.set_num_threads(before)
+    assert fastest[2] < 0.85 * fastest[1]
 
 
 @pytest.mark.parametrize("verdict, said", [
@@ -130,6 +153,8 @@ def test_runs_merged_into_one_result_are_judged_on_one_scale():
      "too few rounds (12) to judge the host's steadiness"),
     ({"max_canary_spread": 1.055, "canary_spread": 1.04, "canary_rounds": 200},
      "upper-quartile time 1.040× its lower-quartile over 200 rounds; unsteady above 1.055×"),
+    ({"max_canary_spread": 1.06, "canary_spread": 1.02, "canary_rounds": 90, "canary_threads": 2},
+     "upper-quartile time 1.020× its lower-quartile over 90 rounds on 2 threads; unsteady above 1.06×"),
 ])
 def test_the_valid_verdict_says_what_the_canary_made_of_the_host(verdict, said):
     line = verdict_text({"verdict": {"verdict": "valid", "max_foreign_cores": 0.4,
@@ -260,10 +285,11 @@ def test_a_run_past_its_canary_spread_limit_says_unsteady_and_exits_3(cached, tm
     assert verdict["canary_rounds"] >= MIN_CANARY_ROUNDS and verdict["canary_spread"] > 1
     # every row's canary is relative to the fastest row's, whose time the verdict keeps
     assert verdict["canary_best_s"] > 0
+    assert verdict["canary_threads"] == data["environment"]["threads"]["torch_intra_op"]
     assert min(r["canary_rel"] for r in data["rows"]) == pytest.approx(1)
     said = " ".join(capsys.readouterr().err.split())
     assert "verdict: UNSTEADY: the host kept changing this machine's speed" in said
-    assert f"over {verdict['canary_rounds']} rounds; unsteady above 1×" in said
+    assert f"over {verdict['canary_rounds']} rounds on {verdict['canary_threads']} thread" in said
     assert main(["report", str(out)]) == 0 and "UNSTEADY" in capsys.readouterr().out
     assert main([*run, "--allow-unsteady", "--allow-contended"]) == 0
 

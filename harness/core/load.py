@@ -6,7 +6,9 @@ so), and no pairing cancels it. So every timed round is measured for the CPU the
 spent outside the run: the system-wide busy time (``/proc/stat``), minus the CPU time of the
 run's own processes (every thread of the parent and of each worker, in nanoseconds from
 ``schedstat``), plus the time the hypervisor stole. What the host does to the guest shows in
-none of those counters, so each round also times a fixed canary workload.
+none of those counters, so each round also times a fixed canary workload, on as many
+threads as the backends compute with: a host that stalls one of the guest's cores slows
+every barrier of a multi-thread backend while one-thread work goes on unhindered.
 
 Off Linux none of this can be read; the samples are then None, and nothing is invented.
 """
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 PROC = Path("/proc")
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
@@ -115,18 +118,23 @@ def foreign_cores(before: CpuSample, after: CpuSample) -> float:
     return max(0.0, outside + (after.steal - before.steal)) / wall
 
 
-_CANARY = np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32)
+_CANARY = torch.from_numpy(np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32))
+
+
+def canary_threads() -> int:
+    """The threads the canary runs on: torch's intra-op pool, the backends' own setting."""
+    return torch.get_num_threads()
 
 
 def canary_s(warm_up: int = 10, repeats: int = 5) -> float:
-    """The fastest of a few fixed float32 GEMMs in this process, after a few more to bring
-    the core up to speed: how fast the machine is now."""
+    """The fastest of a few fixed float32 GEMMs in this process, on ``canary_threads()``,
+    after a few more to bring the cores up to speed: how fast the machine is now."""
     for _ in range(warm_up):
-        np.dot(_CANARY, _CANARY)
+        torch.mm(_CANARY, _CANARY)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        np.dot(_CANARY, _CANARY)
+        torch.mm(_CANARY, _CANARY)
         best = min(best, time.perf_counter() - start)
     return best
 

@@ -250,11 +250,12 @@ class RunVerdict:
     canary_rounds: int
     canary_best_s: float | None
     busiest: tuple[ProcessShare, ...] = ()  # the busiest processes outside the run
+    canary_threads: int | None = None  # the threads the canary ran on
 
     @classmethod
     def of(cls, rows: tuple[Row, ...], max_foreign_cores: float, max_set_aside: float,
            max_canary_spread: float, canary_best_s: float | None,
-           busiest: tuple[ProcessShare, ...] = ()) -> RunVerdict:
+           busiest: tuple[ProcessShare, ...] = (), canary_threads: int | None = None) -> RunVerdict:
         """``rows``' canaries must all be relative to ``canary_best_s``."""
         verdicts = [r.load.verdict for r in rows if r.load is not None]
         contended = sum(v is Verdict.CONTENDED for v in verdicts)
@@ -264,7 +265,7 @@ class RunVerdict:
             Verdict.UNCHECKED if Verdict.UNCHECKED in verdicts else \
             Verdict.UNSTEADY if spread is not None and spread > max_canary_spread else Verdict.VALID
         return cls(verdict, contended, max_foreign_cores, max_set_aside, max_canary_spread,
-                   spread, len(canaries), canary_best_s, busiest)
+                   spread, len(canaries), canary_best_s, busiest, canary_threads)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "verdict": str(self.verdict)}
@@ -374,7 +375,8 @@ def merge_results(results: list[RunResult]) -> RunResult:
                 busiest[process.pid] = process
         verdict = RunVerdict.of(rows, first.verdict.max_foreign_cores, first.verdict.max_set_aside,
                                 first.verdict.max_canary_spread, best,
-                                tuple(sorted(busiest.values(), key=lambda p: -p.cores)[:10]))
+                                tuple(sorted(busiest.values(), key=lambda p: -p.cores)[:10]),
+                                first.verdict.canary_threads)
     return RunResult(environment=first.environment, scenario=first.scenario,
                      model=merge_models([r.model for r in results]), tolerance=tolerance, rows=rows,
                      checks=tuple(c for r in results for c in r.checks), verdict=verdict)

@@ -42,6 +42,7 @@ from harness.core.load import (
     ProcessShare,
     RoundLoad,
     busiest,
+    canary_threads,
     process_times,
 )
 from harness.core.memory import MemoryUse
@@ -499,7 +500,7 @@ class Runner:
                   **cfg.workload.tolerance_record(tol), **task.record(cfg.task_budget)}
         verdict = RunVerdict.of(tuple(rows), cfg.timing.max_foreign_cores, cfg.timing.max_set_aside,
                                 cfg.timing.max_canary_spread, canary_best_s,
-                                self._watch.top())
+                                self._watch.top(), canary_threads())
         checks = [replace(c, model_sha256=self.model_sha256) for c in checks]
         return RunResult(environment={}, scenario={}, model={}, tolerance=record,
                          rows=tuple(rows), checks=tuple(checks), verdict=verdict)
