@@ -50,13 +50,15 @@ def test_rtol_widens_the_band_for_large_outputs():
     assert not compare(actual, -expected, Tolerance(atol=1e-5, rtol=1e-4)).agrees
 
 
-def test_a_non_finite_answer_shows_as_nan_error_whichever_check_came_first():
+def test_a_non_finite_answer_shows_as_nan_error_and_repeat_diff_whichever_check_came_first():
     from harness.core.results import Check
     from harness.engine.runner import row_agreement
 
-    good = Check("b", 1, 50, "sine", 1e-7, 1e-6, True)
-    bad = Check("b", 1, 50, "random", float("nan"), float("nan"), False)
+    good = Check("b", 1, 50, "sine", 1e-7, 1e-6, True, deterministic=True, repeat_max_diff=1e-8)
+    bad = Check("b", 1, 50, "random", float("nan"), float("nan"), False, deterministic=False,
+                repeat_max_diff=float("nan"))
     for checks in ([good, bad], [bad, good]):
         row = row_agreement(checks, "forward")
         assert not row.agrees and np.isnan(row.max_abs_err) and np.isnan(row.max_rel_err)
+        assert row.deterministic is False and np.isnan(row.repeat_max_diff)
     assert worst([1e-7, 3e-7]) == 3e-7

@@ -559,7 +559,7 @@ def row_agreement(checks: list[Check], error_mode: str) -> RowAgreement:
         max_abs_err=worst(c.max_abs_err for c in shown), max_rel_err=worst(c.max_rel_err for c in shown),
         agrees=all(c.agrees for c in checks),
         deterministic=all(c.deterministic for c in repeats) if repeats else None,
-        repeat_max_diff=max(c.repeat_max_diff for c in repeats) if repeats else None)
+        repeat_max_diff=worst(c.repeat_max_diff for c in repeats) if repeats else None)
 
 
 def benchmark(model: LSTMPredictor, model_info: dict, config: RunConfig, registry: Registry,
