@@ -145,19 +145,23 @@ def test_streaming_mode_times_step_and_window_and_refuses_a_backend_without_a_st
         cached, tmp_path, capsys):
     out = tmp_path / "streaming.json"
     code = main(["run", "--scenario", "streaming", "--plugin", "tests.plugins.wrong_backend",
-                 "--backends", "reference,eager,drifting", "--out", str(out), *FAST])
+                 "--backends", "reference,eager,torchscript,drifting", "--out", str(out), *FAST])
     assert code == 0
     data = json.loads(out.read_text())
     rows = {r["backend"]: r for r in data["rows"]}
     assert rows["drifting"]["status"] == "unavailable"
     assert rows["drifting"]["reason"] == "no streaming step model"
-    for name in ("reference", "eager"):
+    for name in ("reference", "eager", "torchscript"):
         row = rows[name]
         assert row["mode"] == "streaming" and row["agrees"] is True
         assert row["step_ms"] > 0 and row["window_ms"] > 0
         assert row["step_vs_window"] == pytest.approx(row["step_ms"] / row["window_ms"])
     stream_checks = [c for c in data["checks"] if c["mode"] == "streaming"]
-    assert {c["backend"] for c in stream_checks} == {"reference", "eager"}
+    assert {c["backend"] for c in stream_checks} == {"reference", "eager", "torchscript"}
+    # the row times both models, and reports both: the window's file and the step model's
+    scripted = rows["torchscript"]["diagnostics"]
+    assert scripted["artifact_bytes"] > 0 and scripted["step"]["artifact_bytes"] > 0
+    assert scripted["step"]["artifact_sha256"] != scripted["artifact_sha256"]
     printed = " ".join(capsys.readouterr().out.split())
     assert "streaming (streaming)" in printed and "no streaming step model" in printed
 

@@ -88,7 +88,10 @@ class Served:
     def facts(self) -> Facts:
         if self._closed_window is None:
             self._closed_window = self._window.close() if self._window else MemoryUse(0.0)
-        return Facts(self._closed_window, self.sessions.window.diagnostics())
+        diagnostics = self.sessions.window.diagnostics()
+        if self.sessions.step is not None:  # a row that times the step model reports it too
+            diagnostics = {**diagnostics, "step": self.sessions.step.diagnostics()}
+        return Facts(self._closed_window, diagnostics)
 
     def artifacts(self) -> dict[str, str]:
         sessions = [s for s in (self.sessions.window, self.sessions.step) if s is not None]
