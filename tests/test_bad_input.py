@@ -47,6 +47,9 @@ def _one_line(stderr: str) -> str:
     (["run", "--horizon", "10,20"], "--horizon expects an integer >= 1, got '10,20'"),
     (["run", "--backend-timeout", "0"], "--backend-timeout expects a number > 0, got 0"),
     (["run", "--backend-timeout", "soon"], "--backend-timeout expects a number, got 'soon'"),
+    # not finite: a budget or a timeout that never ends
+    (["run", "--backend-timeout", "inf"], "--backend-timeout expects a number > 0, got inf"),
+    (["run", "--budget", "nan"], "--budget expects a number > 0, got nan"),
     (["run", "--max-canary-spread", "0.9"], "--max-canary-spread expects a number >= 1, got 0.9"),
     (["run", "--batch-sizes", "100000000", "--seq-len", "1000"],
      "expected batch × seq_len small enough to fit in memory, got batch 100000000 × seq_len 1000"),

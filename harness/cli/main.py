@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.cli import report_commands
+from harness.cli.arguments import OneLineParser, int_at_least, number
 from harness.cli.common import apply_settings, load_model, model_sources
 from harness.cli.run import EXIT_FAILED, EXIT_OK, cmd_run, interrupted_status
 from harness.core.errors import CheckpointError, HarnessError, InputError
@@ -45,56 +46,21 @@ def _positive_ints(flag: str):
     return parse
 
 
-def _int_at_least(flag: str, minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} expects an integer >= {minimum}, "
-                                             f"got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{flag} expects an integer >= {minimum}, got {value}")
-        return value
-    return parse
-
-
 def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
-def _number(flag: str, at_least: float | None = None):
-    """A number > 0 (>= ``at_least`` where given), refused in one line otherwise."""
-    bound = "> 0" if at_least is None else f">= {at_least:g}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} expects a number, got {text!r}") from None
-        if not (value > 0 if at_least is None else value >= at_least):
-            raise argparse.ArgumentTypeError(f"{flag} expects a number {bound}, got {text}")
-        return value
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so every bad input takes one path."""
-
-    def error(self, message: str) -> None:
-        raise InputError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="harness", description="Run one trained LSTMPredictor through many "
+    parser = OneLineParser(prog="harness", description="Run one trained LSTMPredictor through many "
                      "inference backends; prove they agree with a float64 reference; time them.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    common = _Parser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("--cache-dir", type=Path, default=None,
                         help="checkpoint cache (default: $LSTM_HARNESS_CACHE, else "
                         "$XDG_CACHE_HOME/lstm-harness, else ~/.cache/lstm-harness)")
-    common.add_argument("--threads", type=_int_at_least("--threads", 1), default=None,
+    common.add_argument("--threads", type=int_at_least("--threads", 1), default=None,
                         help="intra-op threads for torch and ORT (default: physical cores)")
     common.add_argument("--ort-spinning", action="store_true",
                         help="let ONNX Runtime's threads spin between calls (off by default: "
@@ -103,15 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks on errors")
 
     # The LSTMPredictor's constructor arguments, and how long to train it.
-    sizes = _Parser(add_help=False)
+    sizes = OneLineParser(add_help=False)
     for name, default in ModelConfig().to_dict().items():
         flag = f"--{name.replace('_', '-')}"
-        sizes.add_argument(flag, type=_int_at_least(flag, 1), default=None, metavar="N",
+        sizes.add_argument(flag, type=int_at_least(flag, 1), default=None, metavar="N",
                            help=f"the model's {name} (default {default})")
-    sizes.add_argument("--epochs", type=_int_at_least("--epochs", 0), default=None, metavar="N",
+    sizes.add_argument("--epochs", type=int_at_least("--epochs", 0), default=None, metavar="N",
                        help=f"training epochs (default {TrainConfig().epochs}; 0 keeps the seeded "
                        "initial weights, untrained)")
-    checkpoint_flag = _Parser(add_help=False)
+    checkpoint_flag = OneLineParser(add_help=False)
     checkpoint_flag.add_argument(
         "--checkpoint", type=Path, default=None, metavar="PATH",
         help="a model file: a state_dict saved with torch.save(model.state_dict(), PATH), a "
@@ -131,15 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one or more comma-separated sequence lengths (default: 50)")
     run.add_argument("--dtype", type=_names, default=None,
                      help=f"comma-separated: {', '.join(DTYPES)} (default fp32)")
-    run.add_argument("--horizon", type=_int_at_least("--horizon", 1), default=None,
+    run.add_argument("--horizon", type=int_at_least("--horizon", 1), default=None,
                      help="rollout mode: steps to forecast (default 200)")
     run.add_argument("--check-grid", choices=CHECK_GRIDS, default=None,
                      help="forward mode: check agreement on the full grid (batch 1, 64, 1024 x "
                      "seq_len 50, 200, 13, and the timed shapes; the default) or at the timed shapes "
                      "only (for large models, whose float64 reference is slow)")
-    run.add_argument("--latency-bound-ms", type=_number("--latency-bound-ms"), default=None,
+    run.add_argument("--latency-bound-ms", type=number("--latency-bound-ms"), default=None,
                      metavar="MS", help="server mode: the bound on LoadGen's p99 latency (default 5)")
-    run.add_argument("--max-wait-ms", type=_number("--max-wait-ms", at_least=0),
+    run.add_argument("--max-wait-ms", type=number("--max-wait-ms", at_least=0),
                      default=None, metavar="MS",
                      help="server mode: the longest the dynamic batcher lets the oldest query wait "
                      "for others (default 0.5); --batch-sizes sets the largest batch it forms")
@@ -148,11 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "each) instead of short ones")
     run.add_argument("--atol", type=float, default=None, help="absolute tolerance (default per dtype)")
     run.add_argument("--rtol", type=float, default=None, help="relative tolerance (default per dtype)")
-    run.add_argument("--task-budget", type=_number("--task-budget"), default=None,
+    run.add_argument("--task-budget", type=number("--task-budget"), default=None,
                      metavar="RATIO", help="dtypes below fp32 (bf16, fp16, int8): the most task "
                      "MSE against the true sine, next step and forecast, as a multiple of the fp32 "
                      "model's (default 1.5)")
-    run.add_argument("--budget", type=_number("--budget"), default=None,
+    run.add_argument("--budget", type=number("--budget"), default=None,
                      help="timing budget per row in seconds, over all its worker processes "
                      "(default: the scenario's; 1.5 for `default`, 2 for most others)")
     run.add_argument("--out", type=Path, default=None, help="write results JSON here")
@@ -166,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                      help="prepare and measure each backend in its own worker process, so a crash "
                      "or hang costs only its rows (default; --no-isolate runs all in this process)")
-    run.add_argument("--processes", type=_int_at_least("--processes", 1), default=None,
+    run.add_argument("--processes", type=int_at_least("--processes", 1), default=None,
                      help="fresh worker processes per backend whose rounds make up each row, "
                      "so the CIs span what differs between processes (default 2)")
     run.add_argument("--allow-contended", action="store_true",
@@ -175,11 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-unsteady", action="store_true",
                      help="exit 0 even when the host kept changing the machine's speed while the "
                      "run timed (the verdict still says unsteady)")
-    run.add_argument("--max-canary-spread", type=_number("--max-canary-spread", at_least=1),
+    run.add_argument("--max-canary-spread", type=number("--max-canary-spread", at_least=1),
                      default=None, metavar="RATIO",
                      help="the canary's upper-quartile time over its lower-quartile above which "
                      f"a run is unsteady (default {TimingConfig.max_canary_spread:g})")
-    run.add_argument("--backend-timeout", type=_number("--backend-timeout"), default=600.0,
+    run.add_argument("--backend-timeout", type=number("--backend-timeout"), default=600.0,
                      metavar="SECONDS", help="longest wait for one call into an isolated backend, "
                      "preparation included (default 600)")
 
