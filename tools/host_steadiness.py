@@ -8,14 +8,15 @@ lower-quartile one, as a run's verdict judges the canary's.
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from harness.cli.arguments import OneLineParser, int_at_least, number
+from harness.core.errors import InputError
 from harness.core.load import canary_s, canary_spread
 from harness.core.model import LSTMPredictor
 from harness.core.settings import apply, default_settings
@@ -44,45 +45,37 @@ def _forward_s(model: LSTMPredictor, x: torch.Tensor, calls: int = 5) -> float:
 
 def measure(seconds: float, threads: int) -> list[Series]:
     """Every round: the canary on one thread, then on ``threads``, then eager's forward on
-    ``threads``. The thread count changes within the round, which only a diagnostic may do:
-    the harness sets it once per process."""
-    apply(default_settings(threads))
+    ``threads``. The thread count changes within the round, which only this comparison may
+    do: the harness sets it once per process."""
     model = LSTMPredictor().eval()
     x = torch.randn(64, 50, model.config.input_size)
     one, every, forward = [], [], []
-    settle_s = TimingConfig.settle_s
     end = time.perf_counter() + seconds
     with torch.inference_mode():
         while time.perf_counter() < end:
-            time.sleep(settle_s)
+            time.sleep(TimingConfig.settle_s)
             torch.set_num_threads(1)
             one.append(canary_s())
             torch.set_num_threads(threads)
             every.append(canary_s())
             forward.append(_forward_s(model, x))
     plural = "s" if threads != 1 else ""
-    return [Series("canary, 1 thread", tuple(one)),
-            Series(f"canary, {threads} thread{plural}", tuple(every)),
+    return [Series("canary, one thread", tuple(one)),
+            Series(f"canary, the run's {threads} thread{plural}", tuple(every)),
             Series(f"eager forward, batch 64, {threads} thread{plural}", tuple(forward))]
 
 
-def _positive(kind: type) -> Callable[[str], float]:
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-    return parse
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=_positive(float), default=60.0)
-    parser.add_argument("--threads", type=_positive(int), default=default_settings().intra_op_threads)
-    args = parser.parse_args(argv)
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=number("--seconds"), default=60.0)
+    parser.add_argument("--threads", type=int_at_least("--threads", 1),
+                        default=default_settings().intra_op_threads)
+    try:
+        args = parser.parse_args(argv)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    apply(default_settings(args.threads))
     found = measure(args.seconds, args.threads)
     print(f"{len(found[0].times_s)} rounds over {args.seconds:g} s")
     for series in found:
