@@ -13,7 +13,7 @@ from harness.core.results import SCHEMA_VERSION
 from harness.io.jsonio import write_json
 from harness.io.sources import as_results, is_pytest_benchmark, load_results
 from harness.workloads.forward import FORWARD
-from reports.columns import by_scenario
+from reports.columns import by_scenario, verdict_text
 from reports.markdown import render_markdown
 from reports.table import checks_table, results_table
 from tests.results_fixture import make_results
@@ -126,3 +126,17 @@ def test_a_version_1_file_is_migrated_keeping_every_backend_fact():
                and "graphs" not in r for r in data["rows"])
     assert data["environment"]["backends"] == {"onnxruntime": {"providers": ["CPUExecutionProvider"]}}
     assert render(data) == render(make_results())
+
+
+def test_a_version_3_verdict_that_judged_its_canary_says_it_ran_on_one_thread():
+    judged = {"verdict": "valid", "rows_contended": 0, "max_foreign_cores": 0.4,
+              "max_set_aside": 0.25, "max_canary_spread": 1.06, "canary_spread": 1.02,
+              "canary_rounds": 90, "canary_best_s": 1e-4, "busiest": []}
+    v3 = {**make_results(), "schema_version": 3, "verdict": judged}
+    data = as_results(v3, "old.json")
+    assert data["schema_version"] == SCHEMA_VERSION and data["verdict"]["canary_threads"] == 1
+    assert "over 90 rounds on 1 thread;" in verdict_text(data)
+    # a verdict from before the canary was judged, or none at all, gets no thread count
+    unjudged = {k: v for k, v in judged.items() if not k.startswith("canary")}
+    assert "canary_threads" not in as_results({**v3, "verdict": unjudged}, "older.json")["verdict"]
+    assert as_results({**make_results(), "schema_version": 3}, "x.json").get("verdict") is None

@@ -21,7 +21,7 @@ from harness.core.targets import DEFAULT_MODE
 # one workload appear only on that workload's rows.
 # 3: every row names its model (weights SHA-256 and sizes), and rows of several models may
 # share a run, whose "model" block then lists them. harness.io.sources migrates 1 and 2.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class Status(StrEnum):

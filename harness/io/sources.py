@@ -45,7 +45,16 @@ def _v2_to_v3(data: dict) -> dict:
     return {**data, "rows": rows, "checks": checks, "schema_version": 3}
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}  # version -> the function that lifts it by one
+def _v3_to_v4(data: dict) -> dict:
+    """The canary ran on one thread until version 4, which records how many it ran on: a
+    verdict that judged its canary gets ``canary_threads`` 1."""
+    verdict = data.get("verdict")
+    if verdict and "canary_spread" in verdict and verdict.get("canary_threads") is None:
+        data = {**data, "verdict": {**verdict, "canary_threads": 1}}
+    return {**data, "schema_version": 4}
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}  # version -> the function that lifts it by one
 
 
 def migrate(data: dict, origin: str) -> dict:
