@@ -8,7 +8,7 @@ from rich.text import Text
 from harness.core.compare import Comparison, RowChange
 from harness.core.targets import DEFAULT_MODE
 from harness.io.history import RunInfo
-from harness.workloads.columns import fmt
+from harness.workloads.columns import dtype_label, fmt
 from reports.columns import model_label, several_models
 
 
@@ -49,7 +49,7 @@ def _change_row(change: RowChange, threshold: float) -> list:
 
 
 def _identity(row: dict) -> list[str]:
-    return [row["backend"], row["device"], row["dtype"], _shape(row)]
+    return [row["backend"], row["device"], dtype_label(row), _shape(row)]
 
 
 def _agrees(row: dict) -> str:

@@ -150,3 +150,30 @@ def test_server_rows_compare_by_their_rate_not_by_answer_times_at_different_rate
     assert worse.failures(0.05) == []  # untested: never gated
     # without the figure the doubled answer times read as a significant slowdown
     assert compare_results(base, new).failures(0.05)
+
+
+def _with_an_int8_run(result: dict, slower: float) -> dict:
+    """``result`` as a ``--dtype fp32,int8`` run writes it: each eager row again, timed in the
+    int8 run as that run's baseline (here ``slower`` times slower), with its own samples."""
+    eager = [r for r in result["rows"] if r["backend"] == "eager"]
+    again = [{**r, "run_dtype": "int8", "median_ms": r["median_ms"] * slower,
+              "samples_ms": [s * slower for s in r["samples_ms"]]} for r in eager]
+    return {**result, "rows": [*result["rows"], *again]}
+
+
+def test_an_eager_row_of_an_int8_run_is_compared_with_its_own_not_with_the_fp32_runs():
+    from rich.console import Console
+
+    from reports.runs import comparison_table
+
+    base = _with_an_int8_run(make_results(seed=0), slower=1.0)
+    new = _with_an_int8_run(make_results(seed=50), slower=1.3)
+    comparison = compare_results(base, new)
+    eager = [c for c in comparison.changes if c.base["backend"] == "eager"]
+    assert len(eager) == 2 * sum(r["backend"] == "eager" for r in make_results()["rows"])
+    by_run = {c.base.get("run_dtype"): c for c in eager}
+    assert by_run["int8"].test.ratio == pytest.approx(1.3, rel=0.05)
+    assert by_run[None].test.ratio == pytest.approx(1.0, rel=0.05)
+    console = Console(width=200, record=True)
+    console.print(comparison_table(comparison, "a", "b", None))
+    assert "fp32 (int8 run)" in console.export_text()

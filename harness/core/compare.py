@@ -36,7 +36,10 @@ Key = tuple
 
 
 def row_key(row: dict) -> Key:
-    return tuple(row.get(f, _KEY_DEFAULTS[f]) if f in _KEY_DEFAULTS else row[f] for f in KEY_FIELDS)
+    """What makes a row the same measurement in two runs; a baseline row timed in a run of
+    another dtype (``run_dtype``) is a measurement of that run's, apart from its own dtype's."""
+    fields = tuple(row.get(f, _KEY_DEFAULTS[f]) if f in _KEY_DEFAULTS else row[f] for f in KEY_FIELDS)
+    return (*fields, row.get("run_dtype"))
 
 
 @dataclass(frozen=True)

@@ -437,9 +437,10 @@ class Runner:
         backends = {name: self.registry.create(name) for name in cfg.backends}
 
         def identity(name: str, shape: Shape) -> Identity:
-            return Identity(name, cfg.device, backends[name].computes_in(cfg.dtype), *shape,
-                            cfg.scenario, workload.name, self.model_sha256,
-                            **self.model.config.to_dict())
+            dtype = backends[name].computes_in(cfg.dtype)
+            return Identity(name, cfg.device, dtype, *shape, cfg.scenario, workload.name,
+                            self.model_sha256, **self.model.config.to_dict(),
+                            run_dtype=None if dtype == cfg.dtype else cfg.dtype)
 
         reason = workload.unavailable_reason()
         if reason is not None:

@@ -85,10 +85,16 @@ def notes(row: dict) -> str:
     return ", ".join(flags)
 
 
+def dtype_label(row: dict) -> str:
+    """The row's dtype, and the run's where that was another (a baseline beside int8 rows)."""
+    run_dtype = row.get("run_dtype")
+    return row["dtype"] if run_dtype is None else f"{row['dtype']} ({run_dtype} run)"
+
+
 HEAD = (
     Column("backend", "left", lambda r: r["backend"]),
     Column("device", "left", lambda r: r["device"]),
-    Column("dtype", "left", lambda r: r["dtype"]),
+    Column("dtype", "left", dtype_label),
     Column("batch", "right", lambda r: str(r["batch_size"])),
     Column("seq", "right", lambda r: str(r["seq_len"])),
 )
