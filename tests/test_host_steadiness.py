@@ -3,28 +3,31 @@ timed in the same rounds and judged as a run's verdict judges its canary."""
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from harness.core.load import MIN_CANARY_ROUNDS, canary_spread
 from tools.host_steadiness import main, measure
 
 
 @pytest.fixture
-def threads_restored():
+def two_threads():
     before = torch.get_num_threads()
-    yield
+    torch.set_num_threads(2)
+    with threadpool_limits(limits=1, user_api="blas"):  # as the harness's settings hold it
+        yield
     torch.set_num_threads(before)
 
 
-def test_every_series_is_timed_in_the_same_rounds_and_judged_from_enough_of_them(threads_restored):
-    found = measure(seconds=2.0, threads=2)
-    assert [s.name for s in found] == ["canary, one thread", "canary, the run's 2 threads",
+def test_every_series_is_timed_in_the_same_rounds_and_judged_from_enough_of_them(two_threads):
+    found = measure(seconds=2.0)
+    assert [s.name for s in found] == ["canary, 2 threads", "NumPy GEMM, 1 thread",
                                        "eager forward, batch 64, 2 threads"]
     rounds = len(found[0].times_s)
     assert rounds >= MIN_CANARY_ROUNDS and all(len(s.times_s) == rounds for s in found)
     assert [s.spread for s in found] == [canary_spread(s.times_s) for s in found]
     # the forward is fifty LSTM steps over 64 sequences, the canary one small GEMM
     assert min(found[2].times_s) > max(min(found[0].times_s), min(found[1].times_s))
-    few = measure(seconds=0.01, threads=1)
+    few = measure(seconds=0.01)
     assert len(few[0].times_s) < MIN_CANARY_ROUNDS and all(s.spread is None for s in few)
 
 

@@ -1,7 +1,8 @@
-"""Is the host steady now, and which canary sees it? Round after round, the canary on one
-thread and on every thread the backends compute with, and eager's forward at batch 64 (the
-work a speedup is made of); each one's spread is its upper-quartile time over its
-lower-quartile one, as a run's verdict judges the canary's.
+"""Is the host steady now, and which canary sees it? Round after round, the canary on every
+thread the backends compute with, the same GEMM on NumPy's BLAS held to one thread (the
+canary before it ran on every thread), and eager's forward at batch 64 (the work a speedup
+is made of); each one's spread is its upper-quartile time over its lower-quartile one, as a
+run's verdict judges the canary's.
 
     python -m tools.host_steadiness --seconds 60
 """
@@ -13,11 +14,12 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from harness.cli.arguments import OneLineParser, int_at_least, number
 from harness.core.errors import InputError
-from harness.core.load import canary_s, canary_spread
+from harness.core.load import CANARY_MATRIX, canary_s, canary_spread, canary_threads
 from harness.core.model import LSTMPredictor
 from harness.core.settings import apply, default_settings
 from harness.core.timing import TimingConfig
@@ -43,25 +45,28 @@ def _forward_s(model: LSTMPredictor, x: torch.Tensor, calls: int = 5) -> float:
     return statistics.median(times)
 
 
-def measure(seconds: float, threads: int) -> list[Series]:
-    """Every round: the canary on one thread, then on ``threads``, then eager's forward on
-    ``threads``. The thread count changes within the round, which only this comparison may
-    do: the harness sets it once per process."""
+def numpy_gemm() -> None:
+    """The canary's GEMM on NumPy's BLAS, which the settings hold to one thread."""
+    matrix = CANARY_MATRIX.numpy()
+    np.dot(matrix, matrix)
+
+
+def measure(seconds: float) -> list[Series]:
+    """Every round: the canary, the same GEMM on NumPy's one thread, then eager's forward."""
     model = LSTMPredictor().eval()
     x = torch.randn(64, 50, model.config.input_size)
-    one, every, forward = [], [], []
+    threads = canary_threads()
+    every, one, forward = [], [], []
     end = time.perf_counter() + seconds
     with torch.inference_mode():
         while time.perf_counter() < end:
             time.sleep(TimingConfig.settle_s)
-            torch.set_num_threads(1)
-            one.append(canary_s())
-            torch.set_num_threads(threads)
             every.append(canary_s())
+            one.append(canary_s(numpy_gemm))
             forward.append(_forward_s(model, x))
     plural = "s" if threads != 1 else ""
-    return [Series("canary, one thread", tuple(one)),
-            Series(f"canary, the run's {threads} thread{plural}", tuple(every)),
+    return [Series(f"canary, {threads} thread{plural}", tuple(every)),
+            Series("NumPy GEMM, 1 thread", tuple(one)),
             Series(f"eager forward, batch 64, {threads} thread{plural}", tuple(forward))]
 
 
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     apply(default_settings(args.threads))
-    found = measure(args.seconds, args.threads)
+    found = measure(args.seconds)
     print(f"{len(found[0].times_s)} rounds over {args.seconds:g} s")
     for series in found:
         spread = series.spread

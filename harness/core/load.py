@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +118,8 @@ def foreign_cores(before: CpuSample, after: CpuSample) -> float:
     return max(0.0, outside + (after.steal - before.steal)) / wall
 
 
-_CANARY = torch.from_numpy(np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32))
+CANARY_MATRIX = torch.from_numpy(
+    np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32))
 
 
 def canary_threads() -> int:
@@ -126,15 +127,21 @@ def canary_threads() -> int:
     return torch.get_num_threads()
 
 
-def canary_s(warm_up: int = 10, repeats: int = 5) -> float:
-    """The fastest of a few fixed float32 GEMMs in this process, on ``canary_threads()``,
-    after a few more to bring the cores up to speed: how fast the machine is now."""
+def torch_gemm() -> None:
+    """The canary's work: ``CANARY_MATRIX`` squared by torch, on ``canary_threads()``."""
+    torch.mm(CANARY_MATRIX, CANARY_MATRIX)
+
+
+def canary_s(gemm: Callable[[], None] = torch_gemm, warm_up: int = 10, repeats: int = 5) -> float:
+    """The fastest of a few calls of a fixed GEMM (the canary's own unless another is given,
+    to compare it with) in this process, after a few more to bring the cores up to speed:
+    how fast the machine is now."""
     for _ in range(warm_up):
-        torch.mm(_CANARY, _CANARY)
+        gemm()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        torch.mm(_CANARY, _CANARY)
+        gemm()
         best = min(best, time.perf_counter() - start)
     return best
 
