@@ -28,18 +28,18 @@ from harness.core.results import (
 from harness.core.targets import DEFAULT_MODE
 
 # A row is the same measurement in two runs only for the same model: its weights' SHA-256.
-KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode", "model_sha256")
-_KEY_DEFAULTS = {"mode": DEFAULT_MODE, "model_sha256": None}
+# A baseline row timed in a run of another dtype (``run_dtype``: eager beside int8 rows) is
+# that run's measurement, apart from its own dtype's run's.
+KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode", "model_sha256",
+              "run_dtype")
+_KEY_DEFAULTS = {"mode": DEFAULT_MODE, "model_sha256": None, "run_dtype": None}
 MIN_SAMPLES = 3  # fewer rounds than this cannot make any difference significant at 95%
 
 Key = tuple
 
 
 def row_key(row: dict) -> Key:
-    """What makes a row the same measurement in two runs; a baseline row timed in a run of
-    another dtype (``run_dtype``) is a measurement of that run's, apart from its own dtype's."""
-    fields = tuple(row.get(f, _KEY_DEFAULTS[f]) if f in _KEY_DEFAULTS else row[f] for f in KEY_FIELDS)
-    return (*fields, row.get("run_dtype"))
+    return tuple(row.get(f, _KEY_DEFAULTS[f]) if f in _KEY_DEFAULTS else row[f] for f in KEY_FIELDS)
 
 
 @dataclass(frozen=True)
