@@ -1,5 +1,5 @@
-"""tools/host_steadiness: the canary on one thread and on every thread, and eager's forward,
-timed in the same rounds and judged as a run's verdict judges its canary."""
+"""tools/host_steadiness: the canary, the one-thread NumPy GEMM it replaced, and eager's
+forward, timed in the same rounds and judged as a run's verdict judges its canary."""
 
 import pytest
 import torch

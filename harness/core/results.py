@@ -20,7 +20,9 @@ from harness.core.targets import DEFAULT_MODE
 # 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
 # one workload appear only on that workload's rows.
 # 3: every row names its model (weights SHA-256 and sizes), and rows of several models may
-# share a run, whose "model" block then lists them. harness.io.sources migrates 1 and 2.
+# share a run, whose "model" block then lists them.
+# 4: the canary runs on every intra-op thread, and the verdict says on how many.
+# harness.io.sources migrates 1, 2 and 3.
 SCHEMA_VERSION = 4
 
 
