@@ -23,6 +23,7 @@ from harness.core.load import (
     canary_spread,
     canary_threads,
     foreign_cores,
+    own_cpu_s,
     process_cpu_s,
     process_times,
 )
@@ -39,12 +40,21 @@ LINUX = Path("/proc/stat").exists()
 
 
 def test_foreign_cores_is_busy_time_less_the_runs_own_plus_steal_over_wall():
-    before = CpuSample(wall=10.0, busy=100.0, steal=1.0, own=40.0)
-    after = CpuSample(wall=12.0, busy=103.5, steal=1.5, own=42.0)
+    before = CpuSample(wall=10.0, busy=100.0, steal=1.0, own={1: 30.0, 2: 10.0})
+    after = CpuSample(wall=12.0, busy=103.5, steal=1.5, own={1: 31.5, 2: 10.5})
     # 3.5 s busy, 2 s of it the run's own, 0.5 s stolen, over 2 s of wall time
     assert foreign_cores(before, after) == pytest.approx((3.5 - 2.0 + 0.5) / 2.0)
     # the run's own time read slightly high never makes the load negative
-    assert foreign_cores(before, CpuSample(12.0, 101.0, 1.0, 43.0)) == 0.0
+    assert foreign_cores(before, CpuSample(12.0, 101.0, 1.0, {1: 33.0, 2: 10.0})) == 0.0
+
+
+def test_the_runs_own_time_is_each_threads_change_so_a_thread_that_ends_takes_only_its_own():
+    before = CpuSample(wall=0.0, busy=0.0, steal=0.0, own={1: 5.0, 2: 30.0})
+    # thread 2 (a worker closed when its backend failed) is gone; thread 3 started meanwhile
+    after = CpuSample(wall=1.0, busy=1.0, steal=0.0, own={1: 5.6, 3: 0.3})
+    assert own_cpu_s(before, after) == pytest.approx(0.6 + 0.3)
+    # the ended thread's 30 s before the round are not taken for outside work in it
+    assert foreign_cores(before, after) == pytest.approx(0.1)
 
 
 def test_busiest_names_the_processes_outside_the_run_by_cpu_share():
@@ -206,6 +216,50 @@ def test_a_spinning_neighbour_shows_as_foreign_load_and_this_process_does_not():
     assert foreign > 0.7  # the neighbour's is, about one core of it
 
 
+@pytest.mark.skipif(not LINUX, reason="load accounting reads /proc, which only Linux has")
+def test_a_worker_of_the_run_that_ends_between_samples_is_not_outside_work():
+    worker = subprocess.Popen([sys.executable, "-c", SPIN_THEN_WAIT])
+    try:
+        assert _wait_for_cpu(worker.pid, 0.5)
+        meter = LoadMeter([os.getpid(), worker.pid])
+        before = meter.sample()
+        worker.kill()  # as a failed backend's worker is closed in the middle of a round
+        worker.wait()
+        time.sleep(0.3)
+        foreign = foreign_cores(before, meter.sample())
+    finally:
+        worker.kill()
+        worker.wait()
+    assert foreign < 0.4  # its half second of work before the round is not the round's
+
+
+def test_without_the_threads_schedstat_the_load_is_not_measured_rather_than_all_outside(
+        tmp_path, monkeypatch):
+    (tmp_path / "stat").write_text("cpu  100 0 50 1000 0 0 0 3 0 0\n")
+    # a kernel without schedstat: the run's threads are listed, their time is not
+    (tmp_path / "self" / "task" / "1").mkdir(parents=True)
+    (tmp_path / str(os.getpid()) / "task" / "1").mkdir(parents=True)
+    monkeypatch.setattr("harness.core.load.PROC", tmp_path)
+    assert not LoadMeter([os.getpid()]).available
+    (tmp_path / str(os.getpid()) / "task" / "1" / "schedstat").write_text("250000000 0 0\n")
+    assert LoadMeter([os.getpid()]).available
+
+
+SPIN_THEN_WAIT = (
+    "import time\nend = time.perf_counter() + 0.6\nwhile time.perf_counter() < end: pass\n"
+    "time.sleep(60)")
+
+
+def _wait_for_cpu(pid: int, seconds: float) -> bool:
+    """Whether ``pid`` has used ``seconds`` of CPU within ten seconds of waiting."""
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline:
+        if process_cpu_s(pid) >= seconds:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _groups(rng, k: int, n: int, between: float, within: float) -> tuple[np.ndarray, np.ndarray]:
     offsets = rng.normal(0.0, between, k)
     values = np.concatenate([offsets[g] + rng.normal(0.0, within, n) for g in range(k)])
@@ -311,7 +365,7 @@ class _ScriptedMeter:
         if self.calls % 2:  # the sample after a round: one second of wall time has passed
             self.busy += self.per_round[self.calls // 2]
         self.calls += 1
-        return CpuSample(wall=float(self.calls // 2), busy=self.busy, steal=0.0, own=0.0)
+        return CpuSample(wall=float(self.calls // 2), busy=self.busy, steal=0.0, own={})
 
 
 @pytest.mark.parametrize("per_round, kept", [
@@ -319,7 +373,8 @@ class _ScriptedMeter:
     ([0.0, 1.5, 1.5, 1.5], 4),  # too few: every round is kept, and the row is contended
 ])
 def test_the_foreign_load_of_a_row_counts_every_round_it_took_once(per_round, kept):
-    cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-5, settle_s=0.0, budget_s=0.05,
+    # a budget no round comes near, so that only max_rounds ends it, however slow the machine
+    cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-5, settle_s=0.0, budget_s=60.0,
                        max_rounds=len(per_round), target_ci=1e-9)
     m = measure_interleaved({"a": Timer(lambda _: None, [0])}, cfg,
                             meter=_ScriptedMeter(per_round))["a"]

@@ -1,6 +1,6 @@
 """Is the host steady now, and which canary sees it? Round after round, the canary on every
 thread the backends compute with, the same GEMM on NumPy's BLAS held to one thread (the
-canary before it ran on every thread), and eager's forward at batch 64 (the work a speedup
+canary before it, on one thread), and eager's forward at batch 64 (the work a speedup
 is made of); each one's spread is its upper-quartile time over its lower-quartile one, as a
 run's verdict judges the canary's.
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ class CpuSample:
     wall: float
     busy: float  # every CPU's non-idle time, steal excluded
     steal: float  # time the hypervisor ran something else while this guest wanted to run
-    own: float  # CPU time of the run's own processes, every thread
+    own: Mapping[int, float]  # thread id -> CPU time, for every live thread of the run's processes
 
 
 @dataclass(frozen=True)
@@ -76,22 +76,25 @@ def _system_times() -> tuple[float, float] | None:
     return (user + nice + system + irq + softirq) * _TICK_S, steal * _TICK_S
 
 
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds of every live thread of ``pid`` (schedstat, nanoseconds); 0 if it is gone.
-
-    A thread that exits takes its time with it, so the run's own figure can only err low,
-    which errs towards calling a round contended, never clean."""
-    total = 0
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """Thread id -> CPU seconds, for every live thread of ``pid`` (schedstat, nanoseconds);
+    empty if it is gone."""
+    times: dict[int, float] = {}
     try:
         tasks = list((PROC / str(pid) / "task").iterdir())
     except OSError:
-        return 0.0
+        return times
     for task in tasks:
         try:
-            total += int((task / "schedstat").read_text().split()[0])
+            times[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
         except (OSError, ValueError, IndexError):
             continue
-    return total / 1e9
+    return times
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of every live thread of ``pid``; 0 if it is gone."""
+    return sum(thread_cpu_s(pid).values())
 
 
 class LoadMeter:
@@ -99,14 +102,26 @@ class LoadMeter:
 
     def __init__(self, pids: Iterable[int]) -> None:
         self.pids = tuple(dict.fromkeys(pids))
-        self.available = _system_times() is not None and (PROC / "self" / "task").is_dir()
+        # Without its threads' schedstat (a kernel built without it) the run's own time would
+        # read as nothing, and all of it as outside work.
+        self.available = _system_times() is not None and bool(thread_cpu_s(os.getpid()))
 
     def sample(self) -> CpuSample | None:
         system = _system_times()
         if system is None:
             return None
         busy, steal = system
-        return CpuSample(time.perf_counter(), busy, steal, sum(process_cpu_s(p) for p in self.pids))
+        own = {tid: cpu for pid in self.pids for tid, cpu in thread_cpu_s(pid).items()}
+        return CpuSample(time.perf_counter(), busy, steal, own)
+
+
+def own_cpu_s(before: CpuSample, after: CpuSample) -> float:
+    """The run's CPU time between two samples: each thread alive at the second one, less what
+    it had at the first (a thread started between them: all of its time). A thread that ended
+    between them (a worker closed when its backend failed) takes with it its time, which
+    then counts as outside the run: erring towards a contended round, never a clean one, and
+    by that thread's time in the round only, not by all it spent before."""
+    return sum(cpu - before.own.get(tid, 0.0) for tid, cpu in after.own.items())
 
 
 def foreign_cores(before: CpuSample, after: CpuSample) -> float:
@@ -114,7 +129,7 @@ def foreign_cores(before: CpuSample, after: CpuSample) -> float:
     wall = after.wall - before.wall
     if wall <= 0:
         return 0.0
-    outside = (after.busy - before.busy) - (after.own - before.own)
+    outside = (after.busy - before.busy) - own_cpu_s(before, after)
     return max(0.0, outside + (after.steal - before.steal)) / wall
 
 
