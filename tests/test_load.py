@@ -374,8 +374,8 @@ class _ScriptedMeter:
 ])
 def test_the_foreign_load_of_a_row_counts_every_round_it_took_once(per_round, kept):
     # a budget no round comes near, so that only max_rounds ends it, however slow the machine
-    cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-5, settle_s=0.0, budget_s=60.0,
-                       max_rounds=len(per_round), target_ci=1e-9)
+    cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-5, min_metered_s=0.0, settle_s=0.0,
+                       budget_s=60.0, max_rounds=len(per_round), target_ci=1e-9)
     m = measure_interleaved({"a": Timer(lambda _: None, [0])}, cfg,
                             meter=_ScriptedMeter(per_round))["a"]
     assert m.rounds_taken == len(per_round) and len(m.samples_s) == kept
@@ -383,3 +383,19 @@ def test_the_foreign_load_of_a_row_counts_every_round_it_took_once(per_round, ke
     summary = load_summary(m, cfg.max_set_aside, best_canary=None)
     assert summary.foreign_load == pytest.approx(np.mean(per_round))
     assert summary.verdict is (Verdict.CONTENDED if kept == len(per_round) else Verdict.VALID)
+
+
+def test_a_metered_rounds_turns_together_last_as_long_as_the_load_counters_need():
+    cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-3, min_metered_s=0.1, settle_s=0.0,
+                       budget_s=60.0, max_rounds=3, target_ci=1e-9)
+
+    def timers() -> dict[str, Timer]:
+        return {name: Timer(lambda _: time.sleep(1e-3), [0]) for name in ("a", "b")}
+
+    def round_s(m) -> float:
+        return m.calls_per_round * m.summary.median
+
+    metered = measure_interleaved(timers(), cfg, meter=_ScriptedMeter([0.0] * 3))
+    assert all(round_s(m) >= 0.1 / 2 for m in metered.values())  # two turns make a round
+    unmetered = measure_interleaved(timers(), cfg)  # no counters to read: the round's own floor
+    assert all(round_s(m) < 0.02 for m in unmetered.values())

@@ -28,6 +28,10 @@ class TimingConfig:
     # A round lasts at least this long (and >= 1000 clock ticks): long enough to hold many
     # calls, so a round does not mostly time waking the threads after another backend's.
     min_round_s: float = 20e-3
+    # With a load meter, a round's turns together last at least this long. /proc/stat counts
+    # the machine's busy time in ticks, shown in 10 ms steps: over a shorter round its reading
+    # of the load outside the run wobbles by tenths of a core, enough to set aside quiet rounds.
+    min_metered_s: float = 0.1
     # A pause before each backend's turn in a round. After a parallel region OpenMP's threads
     # spin for a while in the process that ran it; the pause lets that spin end before the
     # next backend, in another worker, starts its clock.
@@ -220,8 +224,10 @@ def measure_interleaved(timers: Mapping[Hashable, TimerLike], config: TimingConf
             on_failure(name, exc)
             return None
 
+    round_s = config.min_round_s if meter is None else \
+        max(config.min_round_s, config.min_metered_s / max(len(live), 1))
     for name, timer in list(live.items()):
-        attempt(name, lambda t=timer: (t.warm_up(config.warmup_s), t.calibrate(config.min_round_s)))
+        attempt(name, lambda t=timer: (t.warm_up(config.warmup_s), t.calibrate(round_s)))
     rng = np.random.default_rng(config.seed + process)
     names = list(live)
     rounds: list[tuple[dict[Hashable, float], RoundLoad | None]] = []
