@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from math import inf
 
+from harness.core.load import past_limit
 from harness.core.model import ModelConfig
 from harness.core.results import RowFigure, models_of
 from harness.core.targets import DEFAULT_MODE, REFERENCE_DTYPE
@@ -194,7 +196,8 @@ def verdict_text(result: dict) -> str | None:
     if verdict["verdict"] == "valid":
         return f"verdict: valid (no timed row had {threshold}; {_steadiness(verdict)})"
     if verdict["verdict"] == "unchecked":
-        return "verdict: unchecked (the machine's load cannot be read on this system)"
+        return ("verdict: unchecked (the machine's load cannot be read on this system)"
+                + _unsteady_too(verdict))
     if verdict["verdict"] == "unsteady":
         return (f"verdict: UNSTEADY: the host kept changing this machine's speed while the run "
                 f"timed ({_steadiness(verdict)}). Speedups taken on it differ between runs by "
@@ -204,7 +207,14 @@ def verdict_text(result: dict) -> str | None:
     return (f"verdict: CONTENDED: {verdict['rows_contended']} timed row(s) had {threshold}; "
             f"busiest outside processes: {busiest or 'none seen (the host itself?)'}. "
             "Their figures, speedups most of all, are not to be trusted: rerun on a quiet "
-            "machine")
+            "machine" + _unsteady_too(verdict))
+
+
+def _unsteady_too(verdict: dict) -> str:
+    """What a verdict that says something else first adds when the host was unsteady too."""
+    if not past_limit(verdict.get("canary_spread"), verdict.get("max_canary_spread", inf)):
+        return ""
+    return f". The host was also unsteady ({_steadiness(verdict)})"
 
 
 def _steadiness(verdict: dict) -> str:

@@ -112,6 +112,12 @@ def test_a_run_is_unsteady_when_its_canary_spread_passes_the_limit_each_round_co
     both = _rows_timed_together(switching) + _rows_timed_together(other_shape, Verdict.CONTENDED)
     judged = _judge(both, switching.min())
     assert judged.verdict is Verdict.CONTENDED and judged.canary_rounds == 80
+    # ... yet the host's unsteadiness is still told, and gated on its own
+    assert judged.host_unsteady
+    result = RunResult({}, {}, {}, {}, rows=both, checks=(), verdict=judged)
+    assert result.contended and result.unsteady
+    assert "The host was also unsteady (the canary GEMM's upper-quartile time" in \
+        verdict_text(result.to_dict())
     few = _judge(_rows_timed_together(switching[:MIN_CANARY_ROUNDS - 1]), switching.min())
     assert few.verdict is Verdict.VALID and few.canary_spread is None
     # rows without a load account add nothing; a load that could not be read is unchecked
@@ -120,6 +126,9 @@ def test_a_run_is_unsteady_when_its_canary_spread_passes_the_limit_each_round_co
     unread = tuple(replace(row, load=replace(row.load, verdict=Verdict.UNCHECKED))
                    for row in _rows_timed_together(switching))
     assert _judge(unread, switching.min()).verdict is Verdict.UNCHECKED
+    steady_contended = _judge(_rows_timed_together(steady, Verdict.CONTENDED), steady.min())
+    assert not steady_contended.host_unsteady and "unsteady" not in \
+        verdict_text({"verdict": steady_contended.to_dict()})
 
 
 def test_runs_merged_into_one_result_are_judged_on_one_scale():

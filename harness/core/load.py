@@ -184,6 +184,11 @@ def canary_spread(canaries_s: Iterable[float]) -> float | None:
     return float(high / low)
 
 
+def past_limit(spread: float | None, limit: float) -> bool:
+    """Whether a canary spread says the host was unsteady (None, too few rounds: it cannot)."""
+    return spread is not None and spread > limit
+
+
 @dataclass(frozen=True)
 class ProcessShare:
     """A process outside the run, and how much CPU it used over a window of the run."""

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-from harness.core.load import ProcessShare, canary_spread, pooled_canaries
+from harness.core.load import ProcessShare, canary_spread, past_limit, pooled_canaries
 from harness.core.targets import DEFAULT_MODE
 
 # 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
@@ -269,9 +269,15 @@ class RunVerdict:
         spread = canary_spread(canaries)
         verdict = Verdict.CONTENDED if contended else \
             Verdict.UNCHECKED if Verdict.UNCHECKED in verdicts else \
-            Verdict.UNSTEADY if spread is not None and spread > max_canary_spread else Verdict.VALID
+            Verdict.UNSTEADY if past_limit(spread, max_canary_spread) else Verdict.VALID
         return cls(verdict, contended, max_foreign_cores, max_set_aside, max_canary_spread,
                    spread, len(canaries), canary_best_s, busiest, canary_threads)
+
+    @property
+    def host_unsteady(self) -> bool:
+        """The canary's spread passed its limit, whatever came first in the verdict (a
+        contended run may also have been timed on an unsteady host)."""
+        return past_limit(self.canary_spread, self.max_canary_spread)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "verdict": str(self.verdict)}
@@ -293,7 +299,7 @@ class RunResult:
 
     @property
     def unsteady(self) -> bool:
-        return self.verdict is not None and self.verdict.verdict is Verdict.UNSTEADY
+        return self.verdict is not None and self.verdict.host_unsteady
 
     @property
     def failed(self) -> bool:
