@@ -30,7 +30,7 @@ from harness.core.load import (
 from harness.core.results import LoadSummary, RunResult, RunVerdict, Verdict, merge_results
 from harness.core.settings import physical_cores
 from harness.core.stats import hierarchical_median_ci, median_ci
-from harness.core.timing import Timer, TimingConfig, measure_interleaved
+from harness.core.timing import Timer, TimingConfig, combine, measure_interleaved
 from harness.engine.runner import load_summary
 from reports.columns import verdict_text
 from tests.results_fixture import measured_row
@@ -408,3 +408,19 @@ def test_a_metered_rounds_turns_together_last_as_long_as_the_load_counters_need(
     assert all(round_s(m) >= 0.1 / 2 for m in metered.values())  # two turns make a round
     unmetered = measure_interleaved(timers(), cfg)  # no counters to read: the round's own floor
     assert all(round_s(m) < 0.02 for m in unmetered.values())
+
+
+def test_a_row_pooled_from_processes_is_contended_when_any_one_of_them_was():
+    def one_process(per_round: list[float], process: int):
+        cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-5, min_metered_s=0.0, settle_s=0.0,
+                           budget_s=60.0, max_rounds=len(per_round), target_ci=1e-9)
+        return measure_interleaved({"a": Timer(lambda _: None, [0])}, cfg,
+                                   meter=_ScriptedMeter(per_round), process=process)["a"]
+
+    quiet = one_process([0.0] * 45, process=0)
+    busy = one_process([1.5] * 12, process=1)  # no clean round: it keeps all twelve
+    assert not quiet.contended(0.25) and busy.contended(0.25) and len(busy.samples_s) == 12
+    # 12 of the 57 rounds (21%) were set aside in all, under the 25% limit, yet a fifth of
+    # the row's samples were taken beside the outside work
+    assert combine([quiet, busy]).contended(0.25)
+    assert not combine([quiet, one_process([0.0] * 12, process=1)]).contended(0.25)

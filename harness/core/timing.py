@@ -81,6 +81,7 @@ class Measurement:
     dropped: tuple[RoundLoad, ...] = ()
     rounds_taken: int = 0
     processes: tuple[int, ...] = ()  # which worker process each kept sample came from
+    parts: tuple[Measurement, ...] = ()  # each process's own, where several were pooled
 
     @property
     def load_checked(self) -> bool:
@@ -93,7 +94,11 @@ class Measurement:
     def contended(self, max_set_aside: float) -> bool:
         """Too many of its rounds were taken while something else used the machine: fewer
         than three clean (any unclean, where fewer than three were taken at all: a
-        measurement made of a few long runs), or more than ``max_set_aside`` of them."""
+        measurement made of a few long runs), or more than ``max_set_aside`` of them; pooled
+        from several processes, in any one of them (the pooled counts could hide a process
+        that had to keep its contended rounds)."""
+        if self.parts:
+            return any(part.contended(max_set_aside) for part in self.parts)
         clean = self.rounds_taken - len(self.set_aside)
         return clean < min(3, self.rounds_taken) or len(self.set_aside) > max_set_aside * self.rounds_taken
 
@@ -300,4 +305,4 @@ def combine(parts: Sequence[Measurement]) -> Measurement:
         summary=summarize(samples, processes), loads=tuple(x for m in parts for x in m.loads),
         set_aside=tuple(x for m in parts for x in m.set_aside),
         dropped=tuple(x for m in parts for x in m.dropped),
-        rounds_taken=sum(m.rounds_taken for m in parts), processes=processes)
+        rounds_taken=sum(m.rounds_taken for m in parts), processes=processes, parts=tuple(parts))
