@@ -28,6 +28,43 @@ def test_too_few_samples_are_never_called_significant():
     assert result.ratio == 2.0 and result.p_value is None and not result.significant
 
 
+def _two_processes(first_ms: float, second_ms: float, seed: int) -> tuple[np.ndarray, list[int]]:
+    """50 quiet rounds in each of two worker processes that sit apart, as processes do."""
+    rounds = np.concatenate([samples(first_ms, 50, 0.01, seed), samples(second_ms, 50, 0.01, seed + 1)])
+    return rounds, [0] * 50 + [1] * 50
+
+
+def test_processes_that_sit_apart_are_not_taken_for_a_change():
+    # each run's two processes 8% apart; NEW's medians 4% above BASE's, inside that spread
+    base, base_processes = _two_processes(0.96, 1.04, seed=1)
+    new, new_processes = _two_processes(1.00, 1.08, seed=3)
+    # 200 rounds taken as independent draws: a change, beyond doubt
+    assert compare_samples(base, new).p_value < 1e-6
+    # the processes drawn as well as their rounds: no more than the processes' own spread
+    test = compare_samples(base, new, base_processes=base_processes, new_processes=new_processes)
+    assert test.ratio == pytest.approx(1.04, rel=0.02) and not test.significant
+    assert test.p_value > 0.2
+
+
+def test_a_change_beyond_the_processes_spread_is_significant():
+    base, base_processes = _two_processes(0.98, 1.02, seed=1)
+    new, new_processes = _two_processes(1.28, 1.32, seed=3)
+    test = compare_samples(base, new, base_processes=base_processes, new_processes=new_processes)
+    assert test.significant and test.p_value < 0.01 and test.ratio == pytest.approx(1.3, rel=0.02)
+
+
+def test_the_gate_draws_the_processes_its_rows_record():
+    base, new = make_results(seed=0), make_results(seed=50)
+    for result, offsets in ((base, (0.96, 1.04)), (new, (1.00, 1.08))):
+        for i, row in enumerate(r for r in result["rows"] if r.get("samples_ms")):
+            rounds, processes = _two_processes(*(o * row["median_ms"] for o in offsets), seed=i)
+            row.update(samples_ms=rounds.tolist(), samples_process=processes)
+    assert compare_results(base, new).failures(0.03) == []
+    for row in (*base["rows"], *new["rows"]):
+        row.pop("samples_process", None)  # a file from before rounds were labelled
+    assert compare_results(base, new).failures(0.03)
+
+
 def test_the_gate_fails_a_real_slowdown_and_passes_one_inside_noise():
     base = make_results(scale=1.0, noise=0.01, seed=0)
     assert compare_results(base, make_results(scale=1.1, noise=0.01, seed=50)).failures(0.05)

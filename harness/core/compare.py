@@ -1,8 +1,15 @@
 """Comparing two runs row by row: the change in median and whether it is significant.
 
-Pure functions on results dicts. Significance is a two-sided Mann-Whitney U test on the raw
-per-round samples: it assumes nothing about their distribution (timings are skewed, with
-long right tails) and asks whether one side's rounds tend to be slower than the other's.
+Pure functions on results dicts. Where either run took a row's rounds in several worker
+processes (each round labelled with its own, ``samples_process``), significance comes from
+the two-level bootstrap the run's own CIs come from: processes drawn with replacement, then
+rounds within each, on both sides, for the ratio of the medians; the change is significant
+when fewer than 2.5% of the drawn ratios fall on the other side of 1 from the rest. Rounds
+within one process share its luck, and a test that takes them as independent draws calls
+two processes' difference a change. Otherwise (one process a side, or files from before
+rounds were labelled), a two-sided Mann-Whitney U test on the raw per-round samples: it
+assumes nothing about their distribution (timings are skewed, with long right tails) and
+asks whether one side's rounds tend to be slower than the other's.
 
 Rows of a mode whose samples two runs do not take under the same conditions (a server's
 answer times, each at the highest rate its own run held) are compared by the mode's own
@@ -12,7 +19,7 @@ no speed gate applies to it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +32,7 @@ from harness.core.results import (
     backend_identity,
     wrong_answers,
 )
+from harness.core.stats import hierarchical_medians
 from harness.core.targets import DEFAULT_MODE
 
 # A row is the same measurement in two runs only for the same model: its weights' SHA-256.
@@ -50,16 +58,33 @@ class SampleTest:
 
 
 def compare_samples(base: np.ndarray | list[float], new: np.ndarray | list[float],
-                 confidence: float = 0.95) -> SampleTest:
-    """Ratio of medians, and whether the two samples differ at the given confidence."""
+                    confidence: float = 0.95, base_processes: Sequence[int] | None = None,
+                    new_processes: Sequence[int] | None = None) -> SampleTest:
+    """Ratio of medians, and whether the two samples differ at the given confidence;
+    ``*_processes`` label each sample with the worker process it came from."""
     b, n = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
     if b.size == 0 or n.size == 0:
         raise ValueError("compare_samples needs samples on both sides")
     ratio = float(np.median(n) / np.median(b))
     if min(b.size, n.size) < MIN_SAMPLES:
         return SampleTest(ratio, None, False)
-    p = float(mannwhitneyu(b, n, alternative="two-sided").pvalue)
-    return SampleTest(ratio, p, p < 1.0 - confidence)
+    if _labelled(b, base_processes) and _labelled(n, new_processes) and \
+            max(len(set(base_processes)), len(set(new_processes))) > 1:
+        drawn = hierarchical_medians(n, np.asarray(new_processes), BOOTSTRAP_DRAWS, seed=1) / \
+            hierarchical_medians(b, np.asarray(base_processes), BOOTSTRAP_DRAWS, seed=0)
+        # two-sided: twice the share of draws on the side of 1 fewer of them fall
+        p = max(2.0 * float(min(np.mean(drawn <= 1.0), np.mean(drawn >= 1.0))),
+                1.0 / BOOTSTRAP_DRAWS)
+    else:
+        p = float(mannwhitneyu(b, n, alternative="two-sided").pvalue)
+    return SampleTest(ratio, min(p, 1.0), p < 1.0 - confidence)
+
+
+BOOTSTRAP_DRAWS = 2000
+
+
+def _labelled(samples: np.ndarray, processes: Sequence[int] | None) -> bool:
+    return processes is not None and len(processes) == samples.size
 
 
 @dataclass(frozen=True)
@@ -173,7 +198,8 @@ def compare_results(base: dict, new: dict, confidence: float = 0.95,
             changes.append(RowChange(key, b, n, None, _lost_agreement(b, n, base_wrong, new_wrong),
                                      _figure(b, n, by_figure)))
             continue
-        test = (compare_samples(b["samples_ms"], n["samples_ms"], confidence)
+        test = (compare_samples(b["samples_ms"], n["samples_ms"], confidence,
+                                b.get("samples_process"), n.get("samples_process"))
                 if _measured(b) and _measured(n) else None)
         changes.append(RowChange(key, b, n, test, _lost_agreement(b, n, base_wrong, new_wrong)))
     verdicts = ((side, (result.get("verdict") or {}).get("verdict"))

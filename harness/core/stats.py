@@ -133,19 +133,33 @@ def hierarchical_median_ci(values: np.ndarray, groups: np.ndarray, confidence: f
     noise inside one process as all the noise there is. Resampling the processes too lets
     the interval widen by as much as the processes disagree."""
     x = np.asarray(values, dtype=np.float64)
-    g = np.asarray(groups)
-    if x.shape != g.shape or x.size == 0:
-        raise ValueError(f"hierarchical_median_ci needs equal, non-empty values and groups, "
-                         f"got {x.shape} and {g.shape}")
-    members = [x[g == label] for label in np.unique(g)]
-    if len(members) == 1:
+    if len(np.unique(_groups_of(x, groups))) == 1:
         return median_ci(x, confidence)
+    medians = hierarchical_medians(x, groups, n_boot, seed)
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(medians, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+def hierarchical_medians(values: np.ndarray, groups: np.ndarray, n_boot: int = 2000,
+                         seed: int = 0) -> np.ndarray:
+    """``n_boot`` medians of the two-level bootstrap (``hierarchical_median_ci``): each of
+    the groups drawn with replacement, then each drawn group's values."""
+    x = np.asarray(values, dtype=np.float64)
+    g = _groups_of(x, groups)
+    members = [x[g == label] for label in np.unique(g)]
     rng = np.random.default_rng(seed)
     medians = np.empty(n_boot)
     for b in range(n_boot):
         picked = rng.integers(len(members), size=len(members))
         medians[b] = np.median(np.concatenate(
             [members[i][rng.integers(members[i].size, size=members[i].size)] for i in picked]))
-    tail = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(medians, [tail, 1.0 - tail])
-    return float(lo), float(hi)
+    return medians
+
+
+def _groups_of(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    g = np.asarray(groups)
+    if values.shape != g.shape or values.size == 0:
+        raise ValueError(f"the two-level bootstrap needs equal, non-empty values and groups, "
+                         f"got {values.shape} and {g.shape}")
+    return g
