@@ -274,8 +274,8 @@ def _groups(rng, k: int, n: int, between: float, within: float) -> tuple[np.ndar
     values = np.concatenate([offsets[g] + rng.normal(0.0, within, n) for g in range(k)])
     return values, np.repeat(np.arange(k), n)
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_the_two_level_ci_covers_a_known_between_process_spread():
     """Processes whose medians differ (between-process sd 1) and rounds within each (sd 1):
     the true median is 0. Resampling rounds alone ignores the processes and covers 0 far
