@@ -342,7 +342,8 @@ def test_a_run_beside_a_spinning_process_says_contended_names_it_and_exits_3(cac
 def test_a_run_past_its_canary_spread_limit_says_unsteady_and_exits_3(cached, tmp_path, capsys):
     out = tmp_path / "unsteady.json"
     # No host keeps a canary's quartiles equal: with a limit of 1 every judged run is unsteady.
-    run = ["run", "--backends", "eager,torchscript", "--batch-sizes", "1,4", "--budget", "0.5",
+    # The budget lets both rows reach MIN_CANARY_ROUNDS together in rounds of min_metered_s.
+    run = ["run", "--backends", "eager,torchscript", "--batch-sizes", "1,4", "--budget", "1.5",
            "--processes", "1", "--no-isolate", "--no-history", "--check-grid", "timed",
            "--max-canary-spread", "1", "--out", str(out)]
     for _ in range(3):  # again, should something else take the machine: contended comes first
