@@ -82,8 +82,8 @@ def test_compile_refuses_to_pass_for_eager_when_the_lstm_is_not_captured(checkpo
         settings.apply(process_settings)
         torch._dynamo.reset()
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_auto_export_falls_back_when_dynamo_fixes_seq_len(checkpoint, tmp_path, monkeypatch):
     """torch 2.13's dynamo exporter keeps seq_len free, so the check is told once that it did
     not (what torch 2.11 did); the fallback must then write a file with seq_len free."""
@@ -154,8 +154,8 @@ def test_onnx_artifact_has_dynamic_batch_and_seq_len(sessions):
     assert diag["artifact_bytes"] > 0 and diag["providers"] == ["CPUExecutionProvider"]
     assert diag["exporter"] == "dynamo" or diag["exporter"].startswith("torchscript (dynamo fixed")
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_onnx_exporter_fallback_keeps_seq_len_free_and_agrees(checkpoint, tmp_path):
     """The fallback taken where the dynamo exporter fixes seq_len (torch 2.11 did) must itself
     keep batch and seq_len free and agree at lengths other than the example's."""
@@ -246,8 +246,8 @@ def test_torchscript_answers_through_the_scripted_module(sessions):
     graph = str(torch.jit.last_executed_optimized_graph())
     assert graph != marker and "lstm" in graph.lower()
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_compile_runs_its_graphs_and_stays_within_its_graph_bound(checkpoint, cpu_target):
     """Over the agreement grid (batch 1, 64, 1024 x seq_len 50, 200, 13) the compiled model runs
     on at most two graphs: one with batch and seq_len dynamic, and one for batch 1, which

@@ -76,8 +76,8 @@ def private_cache(checkpoint, tmp_path):
     meta.write_text(json.dumps(checkpoint.metadata))
     return tmp_path, weights, meta, checkpoint.metadata
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_exits_2_with_one_line(private_cache):
     cache, weights, _, _ = private_cache
     weights.write_bytes(weights.read_bytes()[:200])
@@ -85,8 +85,8 @@ def test_a_truncated_checkpoint_exits_2_with_one_line(private_cache):
     assert done.returncode == 2
     assert "refusing a modified or truncated file" in _one_line(done.stderr)
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_checkpoint_for_another_model_exits_2_with_one_line(private_cache):
     cache, _, meta, metadata = private_cache
     meta.write_text(json.dumps({**metadata, "model": {**metadata["model"], "hidden_size": 32}}))
@@ -100,8 +100,8 @@ class _Payload:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_malicious_pickle_checkpoint_is_refused_through_the_cli(private_cache):
     cache, weights, meta, metadata = private_cache
     weights.write_bytes(pickle.dumps({"lstm.weight_ih_l0": _Payload()}))

@@ -58,8 +58,8 @@ def test_run_writes_every_documented_field(cached, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "onnxruntime" in printed and "✓" in printed
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_disagreeing_backend_makes_run_exit_1(cached, capsys):
     code = main(["run", "--plugin", "tests.plugins.wrong_backend", "--backends", "eager,wrong",
                  *FAST])
@@ -119,8 +119,8 @@ def test_debug_shows_the_traceback():
     with pytest.raises(Exception, match="did you mean eager"):
         main(["--debug", "run", "--backends", "egaer"])
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_module_entry_point_runs():
     done = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True,
                           text=True, cwd=ROOT, check=False)

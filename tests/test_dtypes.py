@@ -55,8 +55,8 @@ def test_half_precision_on_cpu_agrees_within_its_band_and_really_is_half(checkpo
     assert worst > DEFAULT_TOLERANCES["fp32"].atol
     handle.close()
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_scenario_with_several_dtypes_runs_them_all_and_states_what_it_cannot_do(cached, tmp_path):
     out = tmp_path / "dtypes.json"
     # bf16 costs this model several times the fp32 model's task error, more than the default

@@ -50,8 +50,8 @@ def fault_run(checkpoint, cache_dir, tmp_path_factory):
     data = json.loads(out.read_text())
     return code, {r["backend"]: r for r in data["rows"]}, printed.getvalue()
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_run_with_faulty_backends_exits_1_and_keeps_eager(fault_run):
     code, rows, printed = fault_run
     eager_line = next(line for line in printed.splitlines() if line.startswith("│ eager "))
@@ -84,16 +84,16 @@ def test_wrong_answers_are_measured_but_marked_disagreeing(fault_run, backend, m
     if max_abs_err is not None:
         assert row["max_abs_err"] == pytest.approx(max_abs_err, rel=1e-3)
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_repeat_calls_report_determinism(fault_run):
     rows = fault_run[1]
     assert rows["eager"]["deterministic"] is True and rows["eager"]["repeat_max_diff"] == 0.0
     # A stale cache answers the repeat with the first call's (different) input's output.
     assert rows["stale"]["deterministic"] is False and rows["stale"]["repeat_max_diff"] > 1e-3
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_hanging_backend_times_out_and_eager_goes_on(checkpoint, cache_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
     out = tmp_path / "hang.json"
@@ -106,8 +106,8 @@ def test_a_hanging_backend_times_out_and_eager_goes_on(checkpoint, cache_dir, tm
     assert "timeout: no answer to" in rows["hang"]["reason"] and "within 10 s" in rows["hang"]["reason"]
     assert rows["eager"]["status"] == "ok" and rows["eager"]["median_ms"] > 0
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_worker_gives_the_same_bits_as_this_process(checkpoint, cpu_target, process_settings):
     x = sine_batch(8, 50, 3)
     worker = WorkerHandle.open(EagerBackend(), checkpoint.model, cpu_target, x, process_settings, 120)
@@ -270,7 +270,6 @@ def _workers(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-
 def test_without_isolation_a_raising_backend_still_fails_alone(checkpoint, cache_dir, tmp_path,
                                                                monkeypatch):
     monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
@@ -282,6 +281,20 @@ def test_without_isolation_a_raising_backend_still_fails_alone(checkpoint, cache
     assert rows["raises"]["status"] == "failed"
     assert "RuntimeError: injected failure in run" in rows["raises"]["reason"]
     assert rows["stale"]["agrees"] is False and rows["eager"]["median_ms"] > 0
+
+
+@pytest.mark.slow
+def test_a_run_that_timed_nothing_carries_no_verdict(checkpoint, cache_dir, tmp_path, monkeypatch,
+                                                     capsys):
+    """Its only backend failed while timing: no round was kept, so there is no machine to call
+    quiet (the verdict would have said valid)."""
+    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(cache_dir))
+    out = tmp_path / "nothing.json"
+    code = main(["run", *PLUGINS, "--no-isolate", "--backends", "raises", "--out", str(out), *FAST])
+    assert code == 1
+    data = json.loads(out.read_text())
+    assert [r["status"] for r in data["rows"]] == ["failed"] and data["verdict"] is None
+    assert "verdict:" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("freeze", [True, False])

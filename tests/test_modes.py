@@ -112,8 +112,8 @@ def test_compare_rollout_finds_the_first_step_out_of_tolerance():
     assert result.step_err[:4] == (0.0, 0.0, 0.0, 2e-4) and result.step_err[4] == np.inf
     assert compare_rollout(expected, expected, Tolerance(0.0, 0.0)).drift_horizon is None
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_backend_within_tolerance_for_one_step_is_caught_drifting_in_a_rollout(cached, tmp_path, capsys):
     out = tmp_path / "rollout.json"
     code = main(["run", "--scenario", "rollout", "--plugin", "tests.plugins.wrong_backend",
@@ -139,8 +139,8 @@ def test_a_backend_within_tolerance_for_one_step_is_caught_drifting_in_a_rollout
     printed = " ".join(capsys.readouterr().out.split())
     assert "rollout (rollout)" in printed and f"step {drifting['drift_horizon']}" in printed
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_streaming_mode_times_step_and_window_and_refuses_a_backend_without_a_step_model(
         cached, tmp_path, capsys):
     out = tmp_path / "streaming.json"

@@ -96,8 +96,8 @@ def run(checkpoint, cache_dir, process_settings, tmp_path_factory) -> BenchRun:
                      "--harness-plugin", "tests.plugins.wrong_backend",
                      "-k", f"eager-cpu-fp32-batch1- or {EAGER_64} or wrong-cpu-fp32-batch1-")
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_a_disagreeing_backend_fails_naming_its_error(run):
     done, data = run.done, run.data
     assert done.returncode == 1, done.stdout[-3000:]
@@ -107,8 +107,8 @@ def test_a_disagreeing_backend_fails_naming_its_error(run):
     # It was not timed: a speedup only counts if the backend agrees.
     assert {b["extra_info"]["backend"] for b in data["benchmarks"]} == {"eager"}
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_benchmarks_record_the_harness_facts(run, checkpoint):
     data = run.data
     assert is_pytest_benchmark(data)
@@ -127,8 +127,8 @@ def test_benchmarks_record_the_harness_facts(run, checkpoint):
         assert bench["stats"]["iterations"] == info["calls_per_round"]
     assert data["machine_info"]["lstm_harness"]["versions"]["torch"]
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_converter_renders_a_real_run_as_the_harness_table(run):
     data = run.data
     result = from_pytest_benchmark(data)
@@ -153,8 +153,8 @@ def test_converter_renders_a_real_run_as_the_harness_table(run):
     assert f"{rows[SHAPE]['median_ms']:.3f}" in text
     assert result["environment"]["source"] == "pytest-benchmark"
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_report_command_renders_a_pytest_benchmark_file(run, tmp_path, capsys):
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(run.data))
@@ -172,8 +172,8 @@ def test_converter_refuses_what_it_cannot_read():
     with pytest.raises(InputError, match="'test_sort' lacks backend"):
         from_pytest_benchmark(foreign)
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_harness_and_pytest_benchmark_medians_agree(run, checkpoint, cache_dir, tmp_path,
                                                     process_settings):
     """Same backend, shape, inputs and threads: the medians within 15%.
@@ -196,8 +196,8 @@ def test_harness_and_pytest_benchmark_medians_agree(run, checkpoint, cache_dir, 
     print(summary)
     assert within(run), summary
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_the_plain_test_command_runs_each_benchmark_once_untimed(cached):
     """Without a timing option, pytest-benchmark is disabled: one call, as a correctness test,
     and no table of timings."""

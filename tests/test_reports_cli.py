@@ -16,8 +16,8 @@ from tests.results_fixture import make_results
 RUN = ["run", "--backends", "reference,eager", "--batch-sizes", "1,4", "--budget", "0.05",
        "--allow-contended", "--allow-unsteady"]
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_two_runs_then_history_compare_and_every_report_format(cached, history_db, tmp_path, capsys):
     results = tmp_path / "first.json"
     assert main([*RUN, "--out", str(results)]) == 0
@@ -49,8 +49,8 @@ def test_two_runs_then_history_compare_and_every_report_format(cached, history_d
     assert main(["report", str(results), "--format", "md"]) == 0
     assert capsys.readouterr().out.startswith("### lstm-harness · default")
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_no_history_records_nothing(cached, history_db, capsys):
     assert main([*RUN[:4], "1", *RUN[5:], "--no-history"]) == 0
     assert not history_db.exists() and "recorded" not in capsys.readouterr().err

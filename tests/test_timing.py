@@ -72,8 +72,8 @@ def test_harness_overhead_per_call_is_small():
     best = min(timer.time_calls(n) for _ in range(20))
     assert best < 5e-6, f"overhead {best * 1e6:.2f} µs per call"
 
-@pytest.mark.slow
 
+@pytest.mark.slow
 def test_median_agrees_with_torch_utils_benchmark(checkpoint):
     """Same process, same callable: our median within 10% of blocked_autorange's.
 

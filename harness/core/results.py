@@ -261,9 +261,13 @@ class RunVerdict:
     @classmethod
     def of(cls, rows: tuple[Row, ...], max_foreign_cores: float, max_set_aside: float,
            max_canary_spread: float, canary_best_s: float | None,
-           busiest: tuple[ProcessShare, ...] = (), canary_threads: int | None = None) -> RunVerdict:
-        """``rows``' canaries must all be relative to ``canary_best_s``."""
+           busiest: tuple[ProcessShare, ...] = (), canary_threads: int | None = None
+           ) -> RunVerdict | None:
+        """``rows``' canaries must all be relative to ``canary_best_s``. None when no row
+        was timed (every backend failed before its rounds): there is nothing to judge."""
         verdicts = [r.load.verdict for r in rows if r.load is not None]
+        if not verdicts:
+            return None
         contended = sum(v is Verdict.CONTENDED for v in verdicts)
         canaries = pooled_canaries(r.load.samples_canary_rel for r in rows if r.load is not None)
         spread = canary_spread(canaries)
