@@ -85,6 +85,41 @@ def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, c
     assert fragment in " ".join(err.split()) and "Traceback" not in err
 
 
+@pytest.mark.parametrize("content, fragment", [
+    (b"\xff\xee not text", "is not UTF-8 text"),
+    (b'{"schema_version": 4, "rows": 5}', "expected rows to be a list of objects"),
+    (b'{"schema_version": 4, "rows": [], "checks": [1]}', "expected checks to be a list of objects"),
+    (b'{"schema_version": 4, "rows": [{"backend": "x"}]}',
+     "expected every row to carry device (str), dtype (str), batch_size (int), seq_len (int)"),
+    (b'{"benchmarks": [{"name": "x"}], "machine_info": {}}',
+     "expected a pytest-benchmark file of the harness's benchmark suite"),
+])
+def test_a_malformed_results_file_exits_2_with_one_line(content, fragment, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    good = write_json(tmp_path / "good.json", make_results())
+    for argv in (["report", str(bad)], ["compare", str(good), str(bad)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert fragment in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_a_folder_given_as_results_exits_2_with_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "expected a readable JSON results file" in err and "Traceback" not in err
+
+
+def test_history_stores_what_the_results_file_holds_non_finite_figures_as_null(history_db, tmp_path):
+    from harness.io import history
+
+    results = make_results()
+    results["rows"][0]["speedup_vs_eager"] = float("nan")
+    stored = history.load(history_db, history.record(history_db, results))
+    assert stored["rows"][0]["speedup_vs_eager"] is None
+    assert stored["rows"][1] == {**results["rows"][1], "samples_ms": stored["rows"][1]["samples_ms"]}
+
+
 def test_history_without_a_database_says_so(history_db, capsys):
     assert main(["history"]) == 0
     assert "no history yet" in capsys.readouterr().err and not history_db.exists()

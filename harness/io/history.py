@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.core.errors import InputError
 from harness.core.results import models_of, wrong_answers
 from harness.core.targets import DEFAULT_MODE
+from harness.io.jsonio import json_safe
 from harness.io.sources import migrate as migrate_results
 
 ENV_VAR = "LSTM_HARNESS_DB"
@@ -144,6 +145,7 @@ def summarize(result: dict) -> str:
 
 def record(path: Path, result: dict) -> int:
     """Store one run (environment, scenario, every row, every raw sample); returns its id."""
+    result = json_safe(result)
     env = result.get("environment") or {}
     meta = {k: v for k, v in result.items() if k not in ("rows", "checks")}
     failed = bool(wrong_answers(result))

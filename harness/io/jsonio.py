@@ -11,14 +11,15 @@ from pathlib import Path
 from harness.core.errors import InputError
 
 
-def _clean(value):
-    """JSON has no NaN or Infinity: write them as null rather than emit invalid JSON."""
+def json_safe(value):
+    """JSON has no NaN or Infinity: they become null, wherever results are written (a file,
+    the history), so every copy of a run reads back the same."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -31,7 +32,7 @@ def write_json(path: Path, data: dict) -> Path:
         raise InputError(f"cannot write results to {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_clean(data), f, indent=2, allow_nan=False)
+            json.dump(json_safe(data), f, indent=2, allow_nan=False)
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:
@@ -45,5 +46,10 @@ def read_json(path: Path) -> dict:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InputError(f"results file not found: {path}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"expected a JSON results file, {path} is not UTF-8 text: {exc}") from exc
+    except OSError as exc:
+        raise InputError(f"expected a readable JSON results file, got {path}: "
+                         f"{exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"expected a JSON results file, {path} is not valid JSON: {exc}") from exc

@@ -68,14 +68,46 @@ def migrate(data: dict, origin: str) -> dict:
     return data
 
 
+# What a report or a comparison needs of every row to place it: its backend and shape.
+ROW_IDENTITY = {"backend": str, "device": str, "dtype": str, "batch_size": int, "seq_len": int,
+                "status": str}
+
+
+def _lists_of_objects(data: dict, origin: str) -> None:
+    for key in ("rows", "checks"):
+        items = data.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise InputError(f"expected {key} to be a list of objects in {origin}, got "
+                             f"{type(items).__name__} {str(items)[:60]}")
+
+
+def _placed(data: dict, origin: str) -> dict:
+    """``data`` once every row names its backend and shape; a row's absent figures are null,
+    as a row that did not record them says."""
+    rows = data["rows"]
+    for index, row in enumerate(rows):
+        wrong = [f"{key} ({kind.__name__})" for key, kind in ROW_IDENTITY.items()
+                 if not isinstance(row.get(key), kind)]
+        if wrong:
+            raise InputError(f"expected every row to carry {', '.join(wrong)}; row {index} of "
+                             f"{origin} has {', '.join(f'{k}={row.get(k)!r}' for k in ROW_IDENTITY)}")
+    return {**data, "rows": [{**dict.fromkeys(ROW_KEYS), **row} for row in rows]}
+
+
 def as_results(data: object, origin: str) -> dict:
     """A harness results dict from parsed JSON, converting pytest-benchmark files."""
     if is_pytest_benchmark(data):
-        data = from_pytest_benchmark(data)
+        try:
+            data = from_pytest_benchmark(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"expected a pytest-benchmark file of the harness's benchmark suite "
+                             f"(every benchmark's extra_info naming its backend and shape); "
+                             f"{origin} is not one ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict) or "rows" not in data or "schema_version" not in data:
         raise InputError(f"expected a harness results file (keys schema_version and rows) or a "
                          f"pytest-benchmark JSON file, got something else in {origin}")
-    return migrate(data, origin)
+    _lists_of_objects(data, origin)
+    return _placed(migrate(data, origin), origin)
 
 
 def load_results(path: Path) -> dict:
