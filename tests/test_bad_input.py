@@ -51,6 +51,12 @@ def _one_line(stderr: str) -> str:
     (["run", "--backend-timeout", "inf"], "--backend-timeout expects a number > 0, got inf"),
     (["run", "--budget", "nan"], "--budget expects a number > 0, got nan"),
     (["run", "--max-canary-spread", "0.9"], "--max-canary-spread expects a number >= 1, got 0.9"),
+    # an infinite band would call every backend agreeing
+    (["run", "--atol", "inf"], "--atol expects a number >= 0, got inf"),
+    (["run", "--rtol", "-1"], "--rtol expects a number >= 0, got -1"),
+    (["run", "--seed", "-1"], "--seed expects an integer >= 0, got -1"),
+    (["run", "--backends", ","], "--backends expects one or more comma-separated names, got ','"),
+    (["history", "--limit", "0"], "--limit expects an integer >= 1, got 0"),
     (["run", "--batch-sizes", "100000000", "--seq-len", "1000"],
      "expected batch × seq_len small enough to fit in memory, got batch 100000000 × seq_len 1000"),
 ])
@@ -58,6 +64,17 @@ def test_bad_values_exit_2_with_one_line(argv, fragment, capsys):
     assert main(argv) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert fragment in err and "Traceback" not in err
+
+
+def test_a_cache_dir_that_is_a_file_exits_2_before_any_training(tmp_path, capsys):
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file")
+    for command in (["train", "--epochs", "1", "--hidden-size", "8"],
+                    ["run", "--epochs", "1", "--hidden-size", "8", "--no-history"]):
+        assert main([*command, "--cache-dir", str(not_a_folder)]) == 2
+        captured = capsys.readouterr()
+        assert "expected a writable directory path for --cache-dir" in captured.err
+        assert "epoch" not in captured.err + captured.out
 
 
 def test_memory_estimate_refuses_only_what_cannot_fit():

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from harness.cli import report_commands
 from harness.cli.arguments import OneLineParser, int_at_least, number
-from harness.cli.common import apply_settings, load_model, model_sources
+from harness.cli.common import apply_settings, check_writable, load_model, model_sources
 from harness.cli.run import EXIT_FAILED, EXIT_OK, cmd_run, interrupted_status
 from harness.core.errors import CheckpointError, HarnessError, InputError
 from harness.core.model import ModelConfig
@@ -46,8 +46,14 @@ def _positive_ints(flag: str):
     return parse
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
+def _names(flag: str):
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        if not names:
+            raise argparse.ArgumentTypeError(f"{flag} expects one or more comma-separated names, "
+                                             f"got {text!r}")
+        return names
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint cache (default: $LSTM_HARNESS_CACHE, else "
                         "$XDG_CACHE_HOME/lstm-harness, else ~/.cache/lstm-harness)")
     common.add_argument("--threads", type=int_at_least("--threads", 1), default=None,
-                        help="intra-op threads for torch and ORT (default: physical cores)")
+                        help="intra-op threads for torch and ORT (default: physical cores; one fewer "
+                        "in server mode)")
     common.add_argument("--ort-spinning", action="store_true",
                         help="let ONNX Runtime's threads spin between calls (off by default: "
                         "spinning steals the cores from interleaved backends)")
@@ -90,12 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "below override its fields (default: the `default` preset)")
     run.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
                      help="cpu (the default scenario's), cuda or auto")
-    run.add_argument("--backends", type=_names, default=None,
-                     help="comma-separated backend names (default: all)")
+    run.add_argument("--backends", type=_names("--backends"), default=None,
+                     help="comma-separated backend names (default: every backend of the default "
+                     "set for the device and dtype; `harness doctor` lists them)")
     run.add_argument("--batch-sizes", type=_positive_ints("--batch-sizes"), default=None)
     run.add_argument("--seq-len", type=_positive_ints("--seq-len"), default=None,
                      help="one or more comma-separated sequence lengths (default: 50)")
-    run.add_argument("--dtype", type=_names, default=None,
+    run.add_argument("--dtype", type=_names("--dtype"), default=None,
                      help=f"comma-separated: {', '.join(DTYPES)} (default fp32)")
     run.add_argument("--horizon", type=int_at_least("--horizon", 1), default=None,
                      help="rollout mode: steps to forecast (default 200)")
@@ -112,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full", action="store_true", default=None,
                      help="serving modes: LoadGen tests of MLPerf's own minimum length (600 s "
                      "each) instead of short ones")
-    run.add_argument("--atol", type=float, default=None, help="absolute tolerance (default per dtype)")
-    run.add_argument("--rtol", type=float, default=None, help="relative tolerance (default per dtype)")
+    run.add_argument("--atol", type=number("--atol", at_least=0), default=None,
+                     help="absolute tolerance (default per dtype)")
+    run.add_argument("--rtol", type=number("--rtol", at_least=0), default=None,
+                     help="relative tolerance (default per dtype)")
     run.add_argument("--task-budget", type=number("--task-budget"), default=None,
                      metavar="RATIO", help="dtypes below fp32 (bf16, fp16, int8): the most task "
                      "MSE against the true sine, next step and forecast, as a multiple of the fp32 "
@@ -126,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where exported artifacts go (default: a temporary directory)")
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                      help="import MODULE and register the backends in its BACKENDS list")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int_at_least("--seed", 0), default=0)
     report_commands.add_db_flags(run, recording=True)
 
     run.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
@@ -164,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.core.checkpoint import default_cache_dir, paths_for
 
+    check_writable(args.cache_dir, "--cache-dir", directory=True)
     apply_settings(args)
     config = (model_sources(args) or (TrainConfig(),))[0]
     for path in paths_for(args.cache_dir or default_cache_dir(), config):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.cli.arguments import int_at_least
 from harness.core.errors import InputError
 
 FORMATS = ("table", "md", "html")
@@ -60,7 +61,8 @@ def add_parsers(sub, checkpoint_flag: argparse.ArgumentParser) -> None:
 
     history = sub.add_parser("history", help="list recorded runs, most recent first")
     add_db_flags(history, recording=False)
-    history.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    history.add_argument("--limit", type=int_at_least("--limit", 1), default=20,
+                         help="how many runs (default 20)")
 
     compare = sub.add_parser("compare", help="compare two runs row by row, with significance")
     compare.add_argument("base", help="a run id from `history` or a results JSON file")

@@ -78,6 +78,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     check_writable(args.out, "--out")
     check_writable(args.workdir, "--workdir", directory=True)
+    check_writable(args.cache_dir, "--cache-dir", directory=True)
     if not args.no_history:
         check_writable(report_commands.db_path(args), "--db")
     registry = load_registry(args.plugin)
