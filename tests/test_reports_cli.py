@@ -89,9 +89,12 @@ def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, c
     (b"\xff\xee not text", "is not UTF-8 text"),
     (b'{"schema_version": 4, "rows": 5}', "expected rows to be a list of objects"),
     (b'{"schema_version": 4, "rows": [], "checks": [1]}', "expected checks to be a list of objects"),
+    (b'{"schema_version": 4, "rows": [], "checks": [{}]}',
+     "expected every check to carry backend (str), batch_size (int), seq_len (int)"),
     (b'{"schema_version": 4, "rows": [{"backend": "x"}]}',
      "expected every row to carry device (str), dtype (str), batch_size (int), seq_len (int)"),
-    (b'{"benchmarks": [{"name": "x"}], "machine_info": {}}',
+    (b'{"benchmarks": [{"name": "x", "stats": {}, "extra_info": {"backend": "eager", "device": "cpu", '
+     b'"dtype": "fp32", "batch_size": 1, "seq_len": 50, "agrees": true}}], "machine_info": {}}',
      "expected a pytest-benchmark file of the harness's benchmark suite"),
 ])
 def test_a_malformed_results_file_exits_2_with_one_line(content, fragment, tmp_path, capsys):

@@ -49,6 +49,18 @@ def check_writable(path: Path | None, flag: str, directory: bool = False) -> Non
                          f"{exc.strerror or exc}") from None
 
 
+def check_folder_path(path: Path | None, flag: str) -> None:
+    """Refuse, before any work, a folder path that is a file or lies under one. Whether it
+    can be written is asked only where a command always writes: a run reads a cached model."""
+    if path is None:
+        return
+    existing = path.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"expected a directory path for {flag}, got {path}: {existing} is a file")
+
+
 def apply_settings(args: argparse.Namespace, workload: Workload | None = None) -> ProcessSettings:
     """The process's settings from the flags; where ``--threads`` is not given, the threads
     ``workload`` asks for on this machine's cores (every core without one)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.cli import report_commands
-from harness.cli.common import apply_settings, check_writable, model_sources, open_models
+from harness.cli.common import apply_settings, check_folder_path, check_writable, model_sources, open_models
 from harness.cli.progress import run_progress
 from harness.core.checkpoint import Checkpoint
 from harness.core.results import RunResult, merge_results
@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     check_writable(args.out, "--out")
     check_writable(args.workdir, "--workdir", directory=True)
-    check_writable(args.cache_dir, "--cache-dir", directory=True)
+    check_folder_path(args.cache_dir, "--cache-dir")
     if not args.no_history:
         check_writable(report_commands.db_path(args), "--db")
     registry = load_registry(args.plugin)

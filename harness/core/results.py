@@ -69,9 +69,9 @@ class Identity:
     hidden_size: int = 64
     num_layers: int = 1
     output_size: int = 1
-    # The dtype the run asked for, where the row computes in another: eager and the
-    # reference time beside int8 or bf16 rows as their baseline, in fp32 and fp64, and a
-    # scenario of several dtypes has such a row once per run. None: the row's own dtype.
+    # The dtype the run asked for, where the row computes in another: eager times in fp32
+    # beside int8 rows (torch has no int8 eager LSTM) and the reference in fp64 beside any,
+    # and a scenario of several dtypes has such a row once per run. None: the row's own dtype.
     run_dtype: str | None = None
 
 

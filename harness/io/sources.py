@@ -71,6 +71,7 @@ def migrate(data: dict, origin: str) -> dict:
 # What a report or a comparison needs of every row to place it: its backend and shape.
 ROW_IDENTITY = {"backend": str, "device": str, "dtype": str, "batch_size": int, "seq_len": int,
                 "status": str}
+CHECK_IDENTITY = {"backend": str, "batch_size": int, "seq_len": int}
 
 
 def _lists_of_objects(data: dict, origin: str) -> None:
@@ -85,12 +86,15 @@ def _placed(data: dict, origin: str) -> dict:
     """``data`` once every row names its backend and shape; a row's absent figures are null,
     as a row that did not record them says."""
     rows = data["rows"]
-    for index, row in enumerate(rows):
-        wrong = [f"{key} ({kind.__name__})" for key, kind in ROW_IDENTITY.items()
-                 if not isinstance(row.get(key), kind)]
-        if wrong:
-            raise InputError(f"expected every row to carry {', '.join(wrong)}; row {index} of "
-                             f"{origin} has {', '.join(f'{k}={row.get(k)!r}' for k in ROW_IDENTITY)}")
+    for kind_of_item, items, identity in (("row", rows, ROW_IDENTITY),
+                                          ("check", data.get("checks", []), CHECK_IDENTITY)):
+        for index, item in enumerate(items):
+            wrong = [f"{key} ({kind.__name__})" for key, kind in identity.items()
+                     if not isinstance(item.get(key), kind)]
+            if wrong:
+                raise InputError(f"expected every {kind_of_item} to carry {', '.join(wrong)}; "
+                                 f"{kind_of_item} {index} of {origin} has "
+                                 f"{', '.join(f'{k}={item.get(k)!r}' for k in identity)}")
     return {**data, "rows": [{**dict.fromkeys(ROW_KEYS), **row} for row in rows]}
 
 
@@ -99,6 +103,8 @@ def as_results(data: object, origin: str) -> dict:
     if is_pytest_benchmark(data):
         try:
             data = from_pytest_benchmark(data)
+        except InputError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"expected a pytest-benchmark file of the harness's benchmark suite "
                              f"(every benchmark's extra_info naming its backend and shape); "
