@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 SIZE_FLAGS = tuple(ModelConfig().to_dict())  # input_size, hidden_size, num_layers, output_size
 
 
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def check_writable(path: Path | None, flag: str, directory: bool = False) -> None:
     """Refuse, before any work, an output path (a file, or a ``directory``) that cannot be
     written: its nearest existing folder must take a new file, and the path itself must not
@@ -34,9 +40,7 @@ def check_writable(path: Path | None, flag: str, directory: bool = False) -> Non
     if target.exists() and target.is_dir() != directory:
         raise InputError(f"expected a writable {kind} path for {flag}, got {path}, which is a "
                          f"{'directory' if target.is_dir() else 'file'}")
-    folder = target if directory and target.exists() else target.parent
-    while not folder.exists():
-        folder = folder.parent
+    folder = _nearest_existing(target if directory and target.exists() else target.parent)
     try:
         if not folder.is_dir():
             raise NotADirectoryError(f"{folder} is a file")
@@ -54,9 +58,7 @@ def check_folder_path(path: Path | None, flag: str) -> None:
     can be written is asked only where a command always writes: a run reads a cached model."""
     if path is None:
         return
-    existing = path.resolve()
-    while not existing.exists():
-        existing = existing.parent
+    existing = _nearest_existing(path.resolve())
     if not existing.is_dir():
         raise InputError(f"expected a directory path for {flag}, got {path}: {existing} is a file")
 
