@@ -107,6 +107,20 @@ def test_a_malformed_results_file_exits_2_with_one_line(content, fragment, tmp_p
         assert fragment in " ".join(err.split()) and "Traceback" not in err
 
 
+def test_brackets_in_paths_reasons_and_errors_print_as_they_are(tmp_path, capsys):
+    """Paths, install lines ('.[cpu]') and errors reach the console whole, not read as style tags."""
+    results = make_results()
+    unavailable = next(r for r in results["rows"] if r["status"] == "unavailable")
+    unavailable["reason"] = "needs pip install -e '.[cpu]'"
+    path = write_json(tmp_path / "[run].json", results)
+    assert main(["report", str(path)]) == 0
+    assert "pip install -e '.[cpu]'" in capsys.readouterr().out
+    assert main(["report", str(path), "--format", "md", "--output", str(tmp_path / "[run].md")]) == 0
+    assert "[run].md" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "[missing].json")]) == 2
+    assert "[missing].json" in capsys.readouterr().err
+
+
 def test_a_folder_given_as_results_exits_2_with_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err

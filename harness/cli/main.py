@@ -18,6 +18,7 @@ from harness.cli import report_commands
 from harness.cli.arguments import OneLineParser, int_at_least, number
 from harness.cli.common import apply_settings, check_writable, load_model, model_sources
 from harness.cli.run import EXIT_FAILED, EXIT_OK, cmd_run, interrupted_status
+from harness.cli.styles import labelled
 from harness.core.errors import CheckpointError, HarnessError, InputError
 from harness.core.model import ModelConfig
 from harness.core.targets import DTYPES
@@ -241,7 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Off a terminal (CI logs, pipes) rich would wrap the wide table at 80 columns.
     width = None if sys.stdout.isatty() else 220
-    out, err = Console(width=width), Console(stderr=True, width=width)
+    # Markup off: what is printed carries paths, process names and install lines ('.[cpu]')
+    # that rich would read as style tags and drop; styles are given as Text instead.
+    out = Console(width=width, markup=False)
+    err = Console(stderr=True, width=width, markup=False)
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
@@ -249,12 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, CheckpointError) as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(labelled("error:", "bold red", str(exc)), highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except HarnessError as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(labelled("error:", "bold red", str(exc)), highlight=False, soft_wrap=True)
         return EXIT_FAILED
     except KeyboardInterrupt as exc:
         err.print("interrupted")

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from harness.engine.events import Event, OnEvent, Phase
@@ -43,7 +44,7 @@ class _LiveProgress:
         task, _ = self.current.pop(who, (None, None))
         if event.phase is Phase.FAILED:
             task = task if task is not None else self.progress.add_task(who, total=None, phase="")
-            self.progress.update(task, phase=f"[bold red]failed[/] {event.reason}")
+            self.progress.update(task, phase=f"[bold red]failed[/] {escape(event.reason)}")
             self._finish(task)
             return
         if task is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.cli.arguments import int_at_least
+from harness.cli.styles import labelled
 from harness.core.errors import InputError
 
 FORMATS = ("table", "md", "html")
@@ -91,7 +92,8 @@ def record_run(args: argparse.Namespace, data: dict, err: Console) -> None:
         err.print(f"recorded as run {record(db, data)} in {db}", highlight=False)
     except InputError as exc:
         # The run itself is done and printed; losing its history entry must not change its verdict.
-        err.print(f"[bold yellow]warning:[/] run not recorded: {exc}", highlight=False, soft_wrap=True)
+        err.print(labelled("warning:", "bold yellow", f"run not recorded: {exc}"), highlight=False,
+                  soft_wrap=True)
 
 
 def _render(data: dict, fmt: str, width: int | None, workloads: dict) -> str:
@@ -107,7 +109,8 @@ def _render(data: dict, fmt: str, width: int | None, workloads: dict) -> str:
 
     from reports.table import report
 
-    console = Console(file=io.StringIO(), width=width or 220, force_terminal=False, color_system=None)
+    console = Console(file=io.StringIO(), width=width or 220, force_terminal=False, color_system=None,
+                      markup=False)
     for part in report(data, workloads):
         console.print(part)
     return console.file.getvalue()
@@ -200,7 +203,7 @@ def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
     if failures:
         names = ", ".join(f"{c.base['backend']} {c.base['batch_size']}×{c.base['seq_len']}"
                           for c in failures)
-        err.print(f"[bold red]FAILED:[/] {len(failures)} row(s) regressed: {names}")
+        err.print(labelled("FAILED:", "bold red", f"{len(failures)} row(s) regressed: {names}"))
         return 1
     if comparison.untrusted:
         labels = {"base": base_label, "new": new_label}
@@ -210,8 +213,9 @@ def cmd_compare(args: argparse.Namespace, out: Console, err: Console) -> int:
                              for side, verdict in comparison.untrusted)
         names = "/".join(dict.fromkeys(v.upper() for _, v in comparison.untrusted))
         gate = "the regression gate was not applied: " if args.fail_on_regression is not None else ""
-        err.print(f"[bold yellow]{names}:[/] {gate}{sides}; compare runs made on a quiet, "
-                  "steady machine", highlight=False)
+        err.print(labelled(f"{names}:", "bold yellow",
+                           f"{gate}{sides}; compare runs made on a quiet, steady machine"),
+                  highlight=False)
         return EXIT_UNTRUSTED if args.fail_on_regression is not None else 0
     return 0
 

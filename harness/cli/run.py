@@ -15,6 +15,7 @@ from rich.console import Console
 from harness.cli import report_commands
 from harness.cli.common import apply_settings, check_folder_path, check_writable, model_sources, open_models
 from harness.cli.progress import run_progress
+from harness.cli.styles import labelled
 from harness.core.checkpoint import Checkpoint
 from harness.core.results import RunResult, merge_results
 from harness.core.roofline import Peak
@@ -146,7 +147,8 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(verdict, style="bold red" if result.contended or result.unsteady else None,
                   highlight=False, soft_wrap=True)
     if result.failed:
-        err.print("[bold red]FAILED:[/] at least one backend disagreed with the reference or failed")
+        err.print(labelled("FAILED:", "bold red",
+                           "at least one backend disagreed with the reference or failed"))
         return EXIT_FAILED
     if (result.contended and not args.allow_contended) or \
             (result.unsteady and not args.allow_unsteady):
