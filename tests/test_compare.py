@@ -127,8 +127,8 @@ def test_unmeasured_rows_are_compared_without_a_test():
 
 
 UNTRUSTED_VERDICTS = {
-    "contended": ({"verdict": "contended", "rows_contended": 6,
-                   "busiest": [{"pid": 4242, "name": "python3", "cores": 0.97}]},
+    "contended": ({"verdict": "contended", "rows_contended": 6, "canary_spread": 1.02,
+                   "canary_rounds": 200, "busiest": [{"pid": 4242, "name": "python3", "cores": 0.97}]},
                   "CONTENDED: the regression gate was not applied: new.json was timed while work "
                   "outside the run took the CPU"),
     "unsteady": ({"verdict": "unsteady", "rows_contended": 0, "canary_spread": 1.3,

@@ -90,9 +90,29 @@ def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, c
     (b'{"schema_version": 4, "rows": 5}', "expected rows to be a list of objects"),
     (b'{"schema_version": 4, "rows": [], "checks": [1]}', "expected checks to be a list of objects"),
     (b'{"schema_version": 4, "rows": [], "checks": [{}]}',
-     "expected every check to carry backend (str), batch_size (int), seq_len (int)"),
-    (b'{"schema_version": 4, "rows": [{"backend": "x"}]}',
-     "expected every row to carry device (str), dtype (str), batch_size (int), seq_len (int)"),
+     "to carry backend as string, absent; batch_size as integer, absent; seq_len as integer, absent"),
+    (b'{"schema_version": 4, "rows": [{"backend": "x", "batch_size": true}]}',
+     "to carry device as string, absent; dtype as string, absent; batch_size as integer, got true"),
+    (b'{"schema_version": 4, "rows": [{"backend": "x", "device": "cpu", "dtype": "fp32", '
+     b'"batch_size": 1, "seq_len": 50, "status": "ok", "median_ms": "fast", "mode": null}]}',
+     "bad.json to carry mode as string, got null; median_ms as number, got \"fast\""),
+    (b'{"schema_version": 4, "rows": [{"backend": "x", "device": "cpu", "dtype": "fp32", '
+     b'"batch_size": 1, "seq_len": 50, "status": "done", "samples_ms": [1, "2"]}]}',
+     'status as one of "ok", "unavailable", "failed", got "done"; samples_ms as [number, ...], '
+     'got [1, "2"]'),
+    (b'{"schema_version": 4, "rows": [], "checks": [{"backend": "x", "batch_size": 1, "seq_len": 5, '
+     b'"agrees": "yes", "max_abs_err": null}]}',
+     "bad.json to carry max_rel_err as number, absent; agrees as true or false, got \"yes\""),
+    (b'{"schema_version": 4, "rows": [], "verdict": "valid"}',
+     "expected verdict to be an object in"),
+    (b'{"schema_version": 2, "rows": [], "model": [1]}', "expected model to be an object in"),
+    (b'{"schema_version": 4, "rows": [], "verdict": {"verdict": "fine", "rows_contended": 0, '
+     b'"max_foreign_cores": 0.4, "busiest": [{"pid": 1}]}}',
+     'carry verdict as one of "valid", "contended", "unsteady", "unchecked", got "fine"; '
+     'max_set_aside as number, absent; busiest as [{pid, name, cores}, ...], got [{"pid": 1}]'),
+    (b'{"schema_version": 4, "rows": [], "verdict": {"verdict": "valid", "rows_contended": 0, '
+     b'"max_foreign_cores": 0.4, "max_set_aside": 0.25, "max_canary_spread": 1.06}}',
+     "canary_spread as number or null, absent; canary_rounds as integer, absent"),
     (b'{"benchmarks": [{"name": "x", "stats": {}, "extra_info": {"backend": "eager", "device": "cpu", '
      b'"dtype": "fp32", "batch_size": 1, "seq_len": 50, "agrees": true}}], "machine_info": {}}',
      "expected a pytest-benchmark file of the harness's benchmark suite"),
@@ -119,6 +139,15 @@ def test_brackets_in_paths_reasons_and_errors_print_as_they_are(tmp_path, capsys
     assert "[run].md" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "[missing].json")]) == 2
     assert "[missing].json" in capsys.readouterr().err
+
+
+def test_a_row_that_names_no_mode_reads_as_a_forward_row():
+    from harness.core.targets import DEFAULT_MODE
+    from harness.io.sources import as_results
+
+    results = make_results()
+    del results["rows"][0]["mode"]
+    assert as_results(results, "hand-made.json")["rows"][0]["mode"] == DEFAULT_MODE
 
 
 def test_a_folder_given_as_results_exits_2_with_one_line(tmp_path, capsys):

@@ -171,9 +171,9 @@ class ColdStart:
     d2h_ms: float | None = None  # reading one output batch back to the host
 
 
-_PARTS = (Identity, Outcome, TimingSummary, LoadSummary, Speedup, RowAgreement, ColdStart)
+ROW_PARTS = (Identity, Outcome, TimingSummary, LoadSummary, Speedup, RowAgreement, ColdStart)
 # Every documented key that is not a workload's: present on every row, null where unknown.
-ROW_KEYS = tuple(f.name for part in _PARTS for f in fields(part))
+ROW_KEYS = tuple(f.name for part in ROW_PARTS for f in fields(part))
 
 
 @dataclass(frozen=True)

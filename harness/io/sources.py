@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from harness.core.errors import InputError
-from harness.core.results import ROW_KEYS, SCHEMA_VERSION
+from harness.core.results import (
+    ROW_KEYS,
+    ROW_PARTS,
+    SCHEMA_VERSION,
+    Check,
+    Identity,
+    Outcome,
+    RunVerdict,
+)
+from harness.core.targets import DEFAULT_MODE
 from harness.io.jsonio import read_json
 from harness.io.pytest_benchmark import from_pytest_benchmark, is_pytest_benchmark
+from harness.io.shapes import mismatches
 
 # Version 1 kept these backend facts as top-level row keys (and dropped the others).
 _V1_DIAGNOSTICS = ("graphs", "graph_breaks", "recompiles", "artifact_bytes", "exporter")
@@ -22,7 +33,7 @@ def _v1_to_v2(data: dict) -> dict:
         diagnostics = {k: row.pop(k) for k in _V1_DIAGNOSTICS if row.get(k) is not None}
         for key in _V1_DIAGNOSTICS:
             row.pop(key, None)
-        rows.append({**dict.fromkeys(ROW_KEYS), **row, "diagnostics": diagnostics})
+        rows.append({**row, "diagnostics": diagnostics})
     environment = dict(data.get("environment") or {})
     providers = environment.pop("ort_providers", None)
     if providers is not None:
@@ -68,34 +79,62 @@ def migrate(data: dict, origin: str) -> dict:
     return data
 
 
-# What a report or a comparison needs of every row to place it: its backend and shape.
-ROW_IDENTITY = {"backend": str, "device": str, "dtype": str, "batch_size": int, "seq_len": int,
-                "status": str}
-CHECK_IDENTITY = {"backend": str, "batch_size": int, "seq_len": int}
+# What a report or a comparison needs of every row and check to place it: its backend and
+# shape; and the checks table's figures, on every check of every version.
+ROW_IDENTITY = ("backend", "device", "dtype", "batch_size", "seq_len")
+CHECK_REQUIRED = ("backend", "batch_size", "seq_len", "max_abs_err", "max_rel_err", "agrees")
+# The blocks around the rows; a file may lack one, and a run that timed nothing has a null verdict.
+BLOCKS = ("environment", "scenario", "model", "tolerance")
+# The keys every version's verdict carried, and those a verdict that judged the host added.
+VERDICT_KEYS = ("verdict", "rows_contended", "max_foreign_cores", "max_set_aside")
+CANARY_KEYS = ("max_canary_spread", "canary_spread", "canary_rounds")
+# A row's absent keys read as null, as in a row that did not record them; one that names no
+# mode was timed forward, as every row before modes was.
+ROW_DEFAULTS = {**dict.fromkeys(ROW_KEYS), "mode": DEFAULT_MODE}
+CHECK_NULLABLE = frozenset(f.name for f in fields(Check)) - set(CHECK_REQUIRED[:3])
 
 
-def _lists_of_objects(data: dict, origin: str) -> None:
+def _containers(data: dict, origin: str) -> None:
+    """The rows and checks are lists of objects, and the blocks around them objects."""
     for key in ("rows", "checks"):
         items = data.get(key, [])
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise InputError(f"expected {key} to be a list of objects in {origin}, got "
                              f"{type(items).__name__} {str(items)[:60]}")
+    for key in (*BLOCKS, "verdict"):
+        block = data.get(key, {})
+        if not isinstance(block, dict) and not (key == "verdict" and block is None):
+            raise InputError(f"expected {key} to be an object in {origin}, got "
+                             f"{type(block).__name__} {str(block)[:60]}")
+
+
+def _refuse(what: str, origin: str, wrong: list[str]) -> None:
+    if wrong:
+        raise InputError(f"expected {what} of {origin} to carry {'; '.join(wrong)}")
 
 
 def _placed(data: dict, origin: str) -> dict:
-    """``data`` once every row names its backend and shape; a row's absent figures are null,
-    as a row that did not record them says."""
-    rows = data["rows"]
-    for kind_of_item, items, identity in (("row", rows, ROW_IDENTITY),
-                                          ("check", data.get("checks", []), CHECK_IDENTITY)):
-        for index, item in enumerate(items):
-            wrong = [f"{key} ({kind.__name__})" for key, kind in identity.items()
-                     if not isinstance(item.get(key), kind)]
-            if wrong:
-                raise InputError(f"expected every {kind_of_item} to carry {', '.join(wrong)}; "
-                                 f"{kind_of_item} {index} of {origin} has "
-                                 f"{', '.join(f'{k}={item.get(k)!r}' for k in identity)}")
-    return {**data, "rows": [{**dict.fromkeys(ROW_KEYS), **row} for row in rows]}
+    """``data`` once every row names its backend and shape, and every record holds what its
+    dataclass says (a row's figures may be null, as where they were not measured, and a
+    check's all but what places it), with a row's absent keys filled in (``ROW_DEFAULTS``)."""
+    rows, checks = data["rows"], data.get("checks", [])
+    for index, row in enumerate(rows):
+        _refuse(f"row {index}", origin, [
+            *mismatches(row, Identity, required=ROW_IDENTITY),
+            *mismatches(row, Outcome, required=("status",)),
+            *(wrong for part in ROW_PARTS if part not in (Identity, Outcome)
+              for wrong in mismatches(row, part, nullable=True)),
+            *([] if isinstance(row.get("diagnostics", {}), dict | None)
+              else [f"diagnostics as object, got {row['diagnostics']!r}"])])
+    for index, check in enumerate(checks):
+        _refuse(f"check {index}", origin, mismatches(
+            check, Check, required=CHECK_REQUIRED, nullable=CHECK_NULLABLE))
+    verdict = data.get("verdict")
+    if verdict is not None:
+        canary = CANARY_KEYS if any(key in verdict for key in CANARY_KEYS) else ()
+        _refuse("the verdict", origin,
+                mismatches(verdict, RunVerdict, required=(*VERDICT_KEYS, *canary)))
+    return {**data, "rows": [{**ROW_DEFAULTS, **row} for row in rows]}
 
 
 def as_results(data: object, origin: str) -> dict:
@@ -112,7 +151,7 @@ def as_results(data: object, origin: str) -> dict:
     if not isinstance(data, dict) or "rows" not in data or "schema_version" not in data:
         raise InputError(f"expected a harness results file (keys schema_version and rows) or a "
                          f"pytest-benchmark JSON file, got something else in {origin}")
-    _lists_of_objects(data, origin)
+    _containers(data, origin)
     return _placed(migrate(data, origin), origin)
 
 

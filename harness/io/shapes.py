@@ -1,0 +1,100 @@
+"""Does a record read back from JSON have the shape its result dataclass gives it?
+
+A results file can be made or edited by hand before it reaches ``report`` or ``compare``.
+The dataclasses of ``harness.core.results`` already say what each key holds, so they are
+the schema: a value of the wrong shape is refused in one line, not met as a traceback deep
+inside a table or a plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Collection, Mapping
+from enum import Enum
+from typing import Any
+
+
+def conforms(value: Any, annotation: Any) -> bool:
+    """Whether ``value``, as JSON decodes it, fits ``annotation``: a float is any JSON number,
+    an enum its values, a tuple or list a JSON array, a dataclass an object holding every
+    field that has no default."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(conforms(value, arm) for arm in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return value in {member.value for member in annotation}
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        item = typing.get_args(annotation)[0]
+        return isinstance(value, list) and all(conforms(v, item) for v in value)
+    if origin is Mapping or annotation is dict or origin is dict:
+        return isinstance(value, dict)
+    if dataclasses.is_dataclass(annotation):
+        return isinstance(value, dict) and not mismatches(value, annotation,
+                                                          required=required_keys(annotation))
+    raise TypeError(f"no JSON shape for {annotation!r}")
+
+
+def required_keys(cls: type) -> tuple[str, ...]:
+    """The fields of dataclass ``cls`` that have no default."""
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+
+def mismatches(record: Mapping, cls: type, *, required: Collection[str] = (),
+               nullable: bool | Collection[str] = False) -> list[str]:
+    """What in ``record`` does not fit dataclass ``cls``: one phrase per key, naming what was
+    expected and what arrived. Keys ``cls`` does not know are not judged, absent keys only
+    where ``required`` names them; null fits where the annotation allows it, and for the keys
+    ``nullable`` names (True: every key)."""
+    hints = typing.get_type_hints(cls)
+    wrong = []
+    for f in dataclasses.fields(cls):
+        expected = f"{f.name} as {_described(hints[f.name])}"
+        if f.name not in record:
+            if f.name in required:
+                wrong.append(f"{expected}, absent")
+        elif record[f.name] is None and (nullable is True or f.name in (nullable or ())):
+            continue
+        elif not conforms(record[f.name], hints[f.name]):
+            wrong.append(f"{expected}, got {_arrived(record[f.name])}")
+    return wrong
+
+
+_JSON_NAMES = {bool: "true or false", int: "integer", float: "number", str: "string",
+               type(None): "null"}
+
+
+def _described(annotation: Any) -> str:
+    """``annotation`` in JSON's terms: ``[number, ...]``, ``{pid, name, cores}``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_described(arm) for arm in typing.get_args(annotation))
+    if origin in (list, tuple):
+        return f"[{_described(typing.get_args(annotation)[0])}, ...]"
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return "one of " + ", ".join(json.dumps(member.value) for member in annotation)
+    if dataclasses.is_dataclass(annotation):
+        return "{" + ", ".join(required_keys(annotation)) + "}"
+    if origin is Mapping or annotation is dict or origin is dict:
+        return "object"
+    return _JSON_NAMES.get(annotation, "anything")
+
+
+def _arrived(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
