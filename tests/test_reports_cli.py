@@ -100,6 +100,10 @@ def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, c
      b'"batch_size": 1, "seq_len": 50, "status": "done", "samples_ms": [1, "2"]}]}',
      'status as one of "ok", "unavailable", "failed", got "done"; samples_ms as [number, ...], '
      'got [1, "2"]'),
+    (b'{"schema_version": 4, "rows": [{"backend": "x", "device": "cpu", "dtype": "fp32", '
+     b'"batch_size": 1, "seq_len": 50, "status": ["ok"], "verdict": {}}]}',
+     'status as one of "ok", "unavailable", "failed", got ["ok"]; verdict as one of "valid", '
+     '"contended", "unsteady", "unchecked", got {}'),
     (b'{"schema_version": 4, "rows": [], "checks": [{"backend": "x", "batch_size": 1, "seq_len": 5, '
      b'"agrees": "yes", "max_abs_err": null}]}',
      "bad.json to carry max_rel_err as number, absent; agrees as true or false, got \"yes\""),

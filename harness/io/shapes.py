@@ -29,7 +29,7 @@ def conforms(value: Any, annotation: Any) -> bool:
     if annotation is type(None):
         return value is None
     if isinstance(annotation, type) and issubclass(annotation, Enum):
-        return value in {member.value for member in annotation}
+        return value in [member.value for member in annotation]  # a list: value may not hash
     if annotation is bool:
         return isinstance(value, bool)
     if annotation is int:
