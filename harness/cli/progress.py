@@ -85,7 +85,7 @@ def run_progress(console: Console) -> Iterator[OnEvent]:
 
         yield log
         return
-    progress = Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description}"),
+    progress = Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description}", markup=False),
                         TextColumn("{task.fields[phase]}"), TimeElapsedColumn(),
                         console=console, transient=False)
     live = _LiveProgress(progress)
