@@ -14,15 +14,14 @@ from harness.core.load import past_limit
 from harness.core.model import ModelConfig
 from harness.core.results import RowFigure, models_of
 from harness.core.targets import DEFAULT_MODE, REFERENCE_DTYPE
-from harness.workloads import WORKLOADS, task
+from harness.workloads import WORKLOADS, drawn_as, task
 from harness.workloads.base import Workload
 from harness.workloads.columns import Column
 
 
 def workload_of(mode: str, workloads: Mapping[str, type[Workload]] = WORKLOADS) -> Workload:
-    """The workload that made rows of ``mode``; a mode unknown here (a plugin's) is drawn
-    with the default workload's columns."""
-    return workloads.get(mode, workloads[DEFAULT_MODE])()
+    """The workload that draws rows of ``mode``."""
+    return drawn_as(mode, workloads)()
 
 
 Workloads = Mapping[str, type[Workload]]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
+
 import numpy as np
 
 from harness.core.results import (
+    ROW_KEYS,
     Check,
     ColdStart,
     Identity,
@@ -16,6 +19,8 @@ from harness.core.results import (
     TimingSummary,
 )
 from harness.core.stats import paired_ratio, summarize, throughput
+from harness.workloads import row_records
+from harness.workloads.forward import ForwardFields
 
 # Median ms per call, per backend and batch size, roughly as measured on the 2-core VM.
 MEDIANS = {"eager": {1: 0.23, 64: 1.5}, "onnxruntime": {1: 0.07, 64: 1.53},
@@ -46,8 +51,15 @@ def measured_row(backend: str, batch: int, samples_ms: np.ndarray, eager_ms: np.
                speedup=Speedup(ratio.median, ratio.ci95_low, ratio.ci95_high),
                agreement=RowAgreement(2e-7 * (1 + batch / 64), 1e-4, True),
                cold_start=ColdStart(prepare_s=0.1, first_call_ms=2.0, peak_rss_mb=100.0),
-               workload={"throughput_seq_s": seqs, "throughput_steps_s": steps, "gflops": 1.0,
-                         "pct_peak": 5.0, **extra})
+               workload={**asdict(ForwardFields(seqs, steps, 1.0, 5.0)), **extra})
+
+
+def undeclared(results: dict) -> set[str]:
+    """Keys of a run's rows that neither the results dataclasses nor the rows' workloads'
+    ``row_records`` declare: keys that a results file read back would leave unchecked."""
+    return {key for row in results["rows"] for key in row
+            if key not in {*ROW_KEYS, "diagnostics",
+                           *(f.name for record in row_records(row["mode"]) for f in fields(record))}}
 
 
 def make_results(scale: float = 1.0, noise: float = 0.02, n: int = 30, seed: int = 0,

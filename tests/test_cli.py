@@ -11,6 +11,7 @@ import torch
 from harness.cli.main import main
 from harness.core.environment import kernel_env
 from tests.conftest import FAST
+from tests.results_fixture import undeclared
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +53,7 @@ def test_run_writes_every_documented_field(cached, tmp_path, capsys):
     assert {"torch", "numpy", "onnxruntime"} <= set(peak["by_engine"])
     assert env["peak_gflops"] == peak["gflops"] == max(peak["by_engine"].values())
     assert env["kernel_env"] == kernel_env()  # what chose the BLAS kernels, as it was set
+    assert undeclared(data) == set()
     doc = (ROOT / "docs" / "results-schema.md").read_text()
     undocumented = {k for row in rows.values() for k in (*row, *row["diagnostics"]) if f"`{k}`" not in doc}
     assert undocumented == set()

@@ -20,6 +20,7 @@ from harness.workloads.streaming import Streaming
 from scenarios import EXAMPLES_DIR
 from scenarios.toml_file import load
 from tests.conftest import FAST, requires_cuda, skip_unless_usable
+from tests.results_fixture import undeclared
 
 REGISTRY = load_registry()
 TOL = DEFAULT_TOLERANCES["fp32"]
@@ -134,6 +135,7 @@ def test_a_backend_within_tolerance_for_one_step_is_caught_drifting_in_a_rollout
     assert err[drifting["drift_horizon"] - 1] > band >= max(err[:drifting["drift_horizon"] - 1])
     eager = rows["eager"]
     assert eager["agrees"] is True and eager["drift_horizon"] is None
+    assert undeclared(data) == set()
     assert eager["max_abs_err_rollout"] <= band and eager["median_ms"] > 0
     assert 0 < eager["mse_vs_truth"] < 0.05
     printed = " ".join(capsys.readouterr().out.split())
@@ -156,6 +158,7 @@ def test_streaming_mode_times_step_and_window_and_refuses_a_backend_without_a_st
         assert row["mode"] == "streaming" and row["agrees"] is True
         assert row["step_ms"] > 0 and row["window_ms"] > 0
         assert row["step_vs_window"] == pytest.approx(row["step_ms"] / row["window_ms"])
+    assert undeclared(data) == set()
     stream_checks = [c for c in data["checks"] if c["mode"] == "streaming"]
     assert {c["backend"] for c in stream_checks} == {"reference", "eager", "torchscript"}
     # the row times both models, and reports both: the window's file and the step model's

@@ -105,10 +105,12 @@ def test_every_row_and_check_field_is_documented_in_the_schema():
     from pathlib import Path
 
     from harness.core.results import ROW_KEYS, Check
+    from harness.workloads import WORKLOADS, row_records
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "results-schema.md").read_text()
     assert f"(`schema_version` {SCHEMA_VERSION})" in doc
-    missing = [k for k in (*ROW_KEYS, "diagnostics", *(f.name for f in fields(Check)))
+    own = {f.name for mode in WORKLOADS for record in row_records(mode) for f in fields(record)}
+    missing = [k for k in (*ROW_KEYS, "diagnostics", *(f.name for f in fields(Check)), *sorted(own))
                if f"`{k}`" not in doc]
     assert missing == []
 

@@ -85,6 +85,11 @@ def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, c
     assert fragment in " ".join(err.split()) and "Traceback" not in err
 
 
+# A row that names its backend, shape and status: what follows it is the case's own.
+ROW = (b'{"schema_version": 4, "rows": [{"backend": "x", "device": "cpu", "dtype": "fp32", '
+       b'"batch_size": 1, "seq_len": 50, "status": "ok", ')
+
+
 @pytest.mark.parametrize("content, fragment", [
     (b"\xff\xee not text", "is not UTF-8 text"),
     (b'{"schema_version": 4, "rows": 5}', "expected rows to be a list of objects"),
@@ -120,6 +125,27 @@ def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, c
     (b'{"benchmarks": [{"name": "x", "stats": {}, "extra_info": {"backend": "eager", "device": "cpu", '
      b'"dtype": "fp32", "batch_size": 1, "seq_len": 50, "agrees": true}}], "machine_info": {}}',
      "expected a pytest-benchmark file of the harness's benchmark suite"),
+    # a workload's own fields: forward's, a rollout's, a server's search, the task check's
+    (ROW + b'"throughput_seq_s": "fast", "pct_peak": [5]}]}',
+     'throughput_seq_s as number, got "fast"; pct_peak as number or null, got [5]'),
+    (ROW + b'"mode": "rollout", "rollout_err": [0.1, "x"], "drift_horizon": 2.5}]}',
+     'drift_horizon as integer or null, got 2.5; rollout_err as [number, ...], got [0.1, "x"]'),
+    (ROW + b'"mode": "server", "search": [{"process": 0, "offered_qps": 100}]}]}',
+     "search as [{process, offered_qps, full, valid, scheduled_qps, p99_ms}, ...], got"),
+    (ROW + b'"mode": "offline", "batches_formed": [[4, "x"]], "task_agrees": "yes"}]}',
+     'batches_formed as [[integer, integer], ...], got [[4, "x"]]; task_agrees as true or false, got "yes"'),
+    (ROW + b'"mode": "offline", "batches_formed": [[4]]}]}',
+     "batches_formed as [[integer, integer], ...], got [[4]]"),
+    (ROW + b'"mode": "a-plugins", "gflops": "x"}]}', 'gflops as number, got "x"'),
+    (b'{"schema_version": 4, "rows": [], "checks": [{"backend": "x", "batch_size": 1, "seq_len": 5, '
+     b'"agrees": null, "max_abs_err": null, "max_rel_err": null, "mode": null}]}',
+     "agrees as true or false, got null; mode as string, got null"),
+    (b'{"schema_version": true, "rows": []}', "expected results schema_version <= 4, got true"),
+    (b'{"schema_version": 2, "rows": [], "model": {"config": [1]}}',
+     "expected model.config to be an object in"),
+    (b'{"schema_version": 4, "rows": [], "model": {"models": [1]}}',
+     "expected model.models to be a list of objects in"),
+    (ROW + b'"diagnostics": ["a"]}]}', 'diagnostics as object, got ["a"]'),
 ])
 def test_a_malformed_results_file_exits_2_with_one_line(content, fragment, tmp_path, capsys):
     bad = tmp_path / "bad.json"
@@ -129,6 +155,23 @@ def test_a_malformed_results_file_exits_2_with_one_line(content, fragment, tmp_p
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert fragment in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_a_run_read_back_from_the_history_is_checked_like_a_file(history_db, tmp_path, capsys):
+    import json
+    import sqlite3
+
+    from harness.io import history
+
+    history.record(history_db, make_results())
+    with sqlite3.connect(history_db) as conn:
+        (data,) = conn.execute("SELECT data FROM rows WHERE run_id = 1 AND idx = 0").fetchone()
+        conn.execute("UPDATE rows SET data = ? WHERE run_id = 1 AND idx = 0",
+                     (json.dumps({**json.loads(data), "gflops": "many"}),))
+    good = write_json(tmp_path / "good.json", make_results())
+    assert main(["compare", "1", str(good)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert 'expected row 0 of run 1 of' in err and 'gflops as number, got "many"' in err
 
 
 def test_brackets_in_paths_reasons_and_errors_print_as_they_are(tmp_path, capsys):
@@ -207,6 +250,16 @@ def test_live_progress_has_a_task_per_backend_phase_and_shape():
             ("reference batch=64 seq_len=50", "[cyan]time[/]", False)]
     assert all(t.finished and t.elapsed is not None for t in tasks)
     assert "eager batch=64 seq_len=50" in console.file.getvalue()
+
+
+def test_live_progress_shows_the_device_and_dtype_tag_in_brackets_as_written():
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+    with run_progress(console) as on_event:
+        on_event(Event("eager", Phase.PREPARE, tag="cpu/fp32"))
+        on_event(Event("eager", Phase.TIME, shape=(64, 50), workload="forward", tag="cpu/fp32"))
+    shown = console.file.getvalue()
+    assert "eager [cpu/fp32] batch=64 seq_len=50" in shown
+    assert "eager [cpu/fp32]" in shown.split("batch=64")[0]
 
 
 def test_a_backend_measured_on_its_own_closes_its_task_when_done():

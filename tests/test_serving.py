@@ -23,6 +23,7 @@ from harness.workloads.batching import Batching, BatchQueue
 from harness.workloads.loadgen_sut import Capacity, LoadGenTest, loadgen_missing
 from harness.workloads.rate_search import find_peak
 from scenarios import PRESETS
+from tests.results_fixture import undeclared
 
 TOL = DEFAULT_TOLERANCES["fp32"]
 WINDOWS = np.random.default_rng(0).standard_normal((256, 50, 1)).astype(np.float32)
@@ -299,7 +300,7 @@ def server_run(checkpoint, cache_dir, tmp_path_factory):
 @pytest.mark.slow
 def test_server_finds_a_valid_rate_per_backend_and_records_how(server_run):
     code, data, out = server_run
-    assert code == 0
+    assert code == 0 and undeclared(data) == set()
     assert data["environment"]["settings"]["intra_op_threads"] == max(1, physical_cores() - 1)
     rows = {(r["backend"], r["batch_size"]): r for r in data["rows"]}
     for row in rows.values():
@@ -430,4 +431,5 @@ def test_multi_stream_runs_with_its_samples_per_query(cached, tmp_path):
                  "--allow-contended", "--allow-unsteady", "--out", str(out)]) == 0
     [row] = json.loads(out.read_text())["rows"]
     assert row["samples_per_query"] == 4 and row["loadgen_valid"] is True
+    assert undeclared({"rows": [row]}) == set()
     assert {size for size, _ in row["batches_formed"]} == {4}  # each query is one batch

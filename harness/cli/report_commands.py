@@ -123,7 +123,7 @@ def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     check_writable(args.output, "--output")
     workloads = load_workloads(args.plugin)
-    data = load_results(args.results)
+    data = load_results(args.results, workloads)
     if args.checkpoint is not None:
         data = _of_checkpoint(data, args.checkpoint, args.results)
     if args.output is None and args.format == "table":

@@ -19,7 +19,7 @@ from harness.core.errors import InputError
 from harness.core.results import models_of, wrong_answers
 from harness.core.targets import DEFAULT_MODE
 from harness.io.jsonio import json_safe
-from harness.io.sources import migrate as migrate_results
+from harness.io.sources import as_results
 
 ENV_VAR = "LSTM_HARNESS_DB"
 
@@ -197,4 +197,4 @@ def load(path: Path, run_id: int) -> dict:
         checks = [json.loads(d) for (d,) in conn.execute(
             "SELECT data FROM checks WHERE run_id = ? ORDER BY idx", (run_id,))]
     meta = json.loads(found[0])
-    return migrate_results({**meta, "rows": rows, "checks": checks}, f"run {run_id} of {path}")
+    return as_results({**meta, "rows": rows, "checks": checks}, f"run {run_id} of {path}")

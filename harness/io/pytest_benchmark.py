@@ -9,7 +9,10 @@ statistics, onto the shape of ``harness.core.results.RunResult.to_dict()``, so
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from harness.core.errors import InputError
+from harness.core.model import ModelConfig
 from harness.core.results import (
     SCHEMA_VERSION,
     Check,
@@ -19,7 +22,8 @@ from harness.core.results import (
     RowAgreement,
     TimingSummary,
 )
-from harness.core.stats import is_noisy, summarize, throughput
+from harness.core.stats import is_noisy, summarize
+from harness.workloads.forward import forward_fields
 
 REQUIRED = ("backend", "device", "dtype", "batch_size", "seq_len")
 
@@ -43,7 +47,6 @@ def _row(bench: dict) -> Row:
     # --benchmark-save-data; without them the tail percentiles cannot be recovered.
     data = stats.get("data") or []
     summary = summarize(data) if data else None
-    seqs_s, steps_s = throughput(info["batch_size"], info["seq_len"], median_s)
     identity = Identity(info["backend"], info["device"], info["dtype"], info["batch_size"],
                         info["seq_len"], scenario=info.get("scenario", "default"),
                         **_model_identity(info))
@@ -61,7 +64,8 @@ def _row(bench: dict) -> Row:
     cold = ColdStart(prepare_s=info.get("prepare_s"), first_call_ms=info.get("first_call_ms"),
                      prepare_rss_mb=info.get("prepare_rss_mb"), peak_rss_mb=info.get("prepare_rss_mb"))
     return Row(identity, timing=timing, agreement=agreement, cold_start=cold,
-               workload={"throughput_seq_s": seqs_s, "throughput_steps_s": steps_s})
+               workload=asdict(forward_fields(_model_config(identity), (identity.batch_size,
+                                              identity.seq_len), median_s, None)))
 
 
 def _model_identity(info: dict) -> dict:
@@ -70,6 +74,11 @@ def _model_identity(info: dict) -> dict:
     sizes = {k: v for k, v in (model.get("config") or {}).items()
              if k in ("input_size", "hidden_size", "num_layers", "output_size")}
     return {"model_sha256": model.get("weights_sha256"), **sizes}
+
+
+def _model_config(identity: Identity) -> ModelConfig:
+    return ModelConfig(identity.input_size, identity.hidden_size, identity.num_layers,
+                       identity.output_size)
 
 
 def _checks(bench: dict) -> list[Check]:

@@ -9,6 +9,7 @@ inside a table or a plot.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -22,8 +23,6 @@ def conforms(value: Any, annotation: Any) -> bool:
     an enum its values, a tuple or list a JSON array, a dataclass an object holding every
     field that has no default."""
     origin = typing.get_origin(annotation)
-    if annotation is Any:
-        return True
     if origin in (typing.Union, types.UnionType):
         return any(conforms(value, arm) for arm in typing.get_args(annotation))
     if annotation is type(None):
@@ -38,10 +37,14 @@ def conforms(value: Any, annotation: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
+    if origin is tuple and typing.get_args(annotation)[-1] is not Ellipsis:
+        items = typing.get_args(annotation)  # a fixed length: one annotation per item
+        return (isinstance(value, list) and len(value) == len(items)
+                and all(conforms(v, item) for v, item in zip(value, items, strict=True)))
     if origin in (list, tuple):
         item = typing.get_args(annotation)[0]
         return isinstance(value, list) and all(conforms(v, item) for v in value)
-    if origin is Mapping or annotation is dict or origin is dict:
+    if annotation is dict:
         return isinstance(value, dict)
     if dataclasses.is_dataclass(annotation):
         return isinstance(value, dict) and not mismatches(value, annotation,
@@ -61,18 +64,23 @@ def mismatches(record: Mapping, cls: type, *, required: Collection[str] = (),
     expected and what arrived. Keys ``cls`` does not know are not judged, absent keys only
     where ``required`` names them; null fits where the annotation allows it, and for the keys
     ``nullable`` names (True: every key)."""
-    hints = typing.get_type_hints(cls)
     wrong = []
-    for f in dataclasses.fields(cls):
-        expected = f"{f.name} as {_described(hints[f.name])}"
-        if f.name not in record:
-            if f.name in required:
-                wrong.append(f"{expected}, absent")
-        elif record[f.name] is None and (nullable is True or f.name in (nullable or ())):
+    for name, annotation in _hints(cls).items():
+        if name not in record:
+            if name in required:
+                wrong.append(f"{name} as {_described(annotation)}, absent")
+        elif record[name] is None and (nullable is True or name in (nullable or ())):
             continue
-        elif not conforms(record[f.name], hints[f.name]):
-            wrong.append(f"{expected}, got {_arrived(record[f.name])}")
+        elif not conforms(record[name], annotation):
+            wrong.append(f"{name} as {_described(annotation)}, got {arrived(record[name])}")
     return wrong
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Field name -> its annotation, resolved once per dataclass (a file has many rows)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 _JSON_NAMES = {bool: "true or false", int: "integer", float: "number", str: "string",
@@ -84,17 +92,20 @@ def _described(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_described(arm) for arm in typing.get_args(annotation))
+    if origin is tuple and typing.get_args(annotation)[-1] is not Ellipsis:
+        return "[" + ", ".join(_described(item) for item in typing.get_args(annotation)) + "]"
     if origin in (list, tuple):
         return f"[{_described(typing.get_args(annotation)[0])}, ...]"
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return "one of " + ", ".join(json.dumps(member.value) for member in annotation)
     if dataclasses.is_dataclass(annotation):
         return "{" + ", ".join(required_keys(annotation)) + "}"
-    if origin is Mapping or annotation is dict or origin is dict:
+    if annotation is dict:
         return "object"
-    return _JSON_NAMES.get(annotation, "anything")
+    return _JSON_NAMES[annotation]
 
 
-def _arrived(value: Any) -> str:
+def arrived(value: Any) -> str:
+    """``value`` as the file holds it, cut short: ``"fast"``, ``[1, "x"]``, ``null``."""
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."

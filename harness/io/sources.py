@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from harness.core.results import (
 from harness.core.targets import DEFAULT_MODE
 from harness.io.jsonio import read_json
 from harness.io.pytest_benchmark import from_pytest_benchmark, is_pytest_benchmark
-from harness.io.shapes import mismatches
+from harness.io.shapes import arrived, mismatches
+from harness.workloads import WORKLOADS, row_records
+from harness.workloads.base import Workload
 
 # Version 1 kept these backend facts as top-level row keys (and dropped the others).
 _V1_DIAGNOSTICS = ("graphs", "graph_breaks", "recompiles", "artifact_bytes", "exporter")
@@ -71,8 +74,8 @@ MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}  # version -> the functi
 def migrate(data: dict, origin: str) -> dict:
     """``data`` lifted to SCHEMA_VERSION, one version at a time."""
     version = data["schema_version"]
-    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
-        raise InputError(f"expected results schema_version <= {SCHEMA_VERSION}, got {version!r} "
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise InputError(f"expected results schema_version <= {SCHEMA_VERSION}, got {arrived(version)} "
                          f"in {origin}; upgrade lstm-harness to read it")
     while data["schema_version"] < SCHEMA_VERSION:
         data = MIGRATIONS[data["schema_version"]](data)
@@ -89,23 +92,31 @@ BLOCKS = ("environment", "scenario", "model", "tolerance")
 VERDICT_KEYS = ("verdict", "rows_contended", "max_foreign_cores", "max_set_aside")
 CANARY_KEYS = ("max_canary_spread", "canary_spread", "canary_rounds")
 # A row's absent keys read as null, as in a row that did not record them; one that names no
-# mode was timed forward, as every row before modes was.
+# mode was timed forward, as every row before modes was. Of its identity, what places it
+# and its mode must be there; the model's sizes and the like may be null, as where absent.
 ROW_DEFAULTS = {**dict.fromkeys(ROW_KEYS), "mode": DEFAULT_MODE}
-CHECK_NULLABLE = frozenset(f.name for f in fields(Check)) - set(CHECK_REQUIRED[:3])
+IDENTITY_NULLABLE = frozenset(f.name for f in fields(Identity)) - {*ROW_IDENTITY, "mode"}
+# A check's errors are null where they were NaN (JSON has none).
+CHECK_NULLABLE = ("max_abs_err", "max_rel_err")
 
 
 def _containers(data: dict, origin: str) -> None:
-    """The rows and checks are lists of objects, and the blocks around them objects."""
-    for key in ("rows", "checks"):
-        items = data.get(key, [])
-        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-            raise InputError(f"expected {key} to be a list of objects in {origin}, got "
-                             f"{type(items).__name__} {str(items)[:60]}")
-    for key in (*BLOCKS, "verdict"):
-        block = data.get(key, {})
-        if not isinstance(block, dict) and not (key == "verdict" and block is None):
-            raise InputError(f"expected {key} to be an object in {origin}, got "
-                             f"{type(block).__name__} {str(block)[:60]}")
+    """The rows and checks are lists of objects, the blocks around them objects, and so are
+    the model block's parts, which the migrations read."""
+    model = data.get("model")
+    lists = {"rows": data.get("rows"), "checks": data.get("checks", [])}
+    objects = {key: data.get(key, {}) for key in BLOCKS}
+    nullable = {"verdict": data.get("verdict")}  # null: no row was timed
+    if isinstance(model, dict):
+        lists["model.models"] = model.get("models", [])
+        nullable["model.config"] = model.get("config")
+    for what, value in lists.items():
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise InputError(f"expected {what} to be a list of objects in {origin}, got "
+                             f"{arrived(value)}")
+    for what, value in {**objects, **{k: v for k, v in nullable.items() if v is not None}}.items():
+        if not isinstance(value, dict):
+            raise InputError(f"expected {what} to be an object in {origin}, got {arrived(value)}")
 
 
 def _refuse(what: str, origin: str, wrong: list[str]) -> None:
@@ -113,19 +124,22 @@ def _refuse(what: str, origin: str, wrong: list[str]) -> None:
         raise InputError(f"expected {what} of {origin} to carry {'; '.join(wrong)}")
 
 
-def _placed(data: dict, origin: str) -> dict:
+def _placed(data: dict, origin: str, workloads: Mapping[str, type[Workload]]) -> dict:
     """``data`` once every row names its backend and shape, and every record holds what its
     dataclass says (a row's figures may be null, as where they were not measured, and a
-    check's all but what places it), with a row's absent keys filled in (``ROW_DEFAULTS``)."""
+    check's all but what places it; a row's own fields are its mode's ``row_records``),
+    with a row's absent keys filled in (``ROW_DEFAULTS``)."""
     rows, checks = data["rows"], data.get("checks", [])
     for index, row in enumerate(rows):
+        mode = row.get("mode") if isinstance(row.get("mode"), str) else DEFAULT_MODE
         _refuse(f"row {index}", origin, [
-            *mismatches(row, Identity, required=ROW_IDENTITY),
+            *mismatches(row, Identity, required=ROW_IDENTITY, nullable=IDENTITY_NULLABLE),
             *mismatches(row, Outcome, required=("status",)),
-            *(wrong for part in ROW_PARTS if part not in (Identity, Outcome)
+            *(wrong for part in (*ROW_PARTS, *row_records(mode, workloads))
+              if part not in (Identity, Outcome)
               for wrong in mismatches(row, part, nullable=True)),
             *([] if isinstance(row.get("diagnostics", {}), dict | None)
-              else [f"diagnostics as object, got {row['diagnostics']!r}"])])
+              else [f"diagnostics as object, got {arrived(row['diagnostics'])}"])])
     for index, check in enumerate(checks):
         _refuse(f"check {index}", origin, mismatches(
             check, Check, required=CHECK_REQUIRED, nullable=CHECK_NULLABLE))
@@ -137,8 +151,10 @@ def _placed(data: dict, origin: str) -> dict:
     return {**data, "rows": [{**ROW_DEFAULTS, **row} for row in rows]}
 
 
-def as_results(data: object, origin: str) -> dict:
-    """A harness results dict from parsed JSON, converting pytest-benchmark files."""
+def as_results(data: object, origin: str,
+               workloads: Mapping[str, type[Workload]] = WORKLOADS) -> dict:
+    """A harness results dict from parsed JSON, converting pytest-benchmark files; rows of
+    ``workloads``' modes are held to their own fields' dataclasses."""
     if is_pytest_benchmark(data):
         try:
             data = from_pytest_benchmark(data)
@@ -152,8 +168,8 @@ def as_results(data: object, origin: str) -> dict:
         raise InputError(f"expected a harness results file (keys schema_version and rows) or a "
                          f"pytest-benchmark JSON file, got something else in {origin}")
     _containers(data, origin)
-    return _placed(migrate(data, origin), origin)
+    return _placed(migrate(data, origin), origin, workloads)
 
 
-def load_results(path: Path) -> dict:
-    return as_results(read_json(path), str(path))
+def load_results(path: Path, workloads: Mapping[str, type[Workload]] = WORKLOADS) -> dict:
+    return as_results(read_json(path), str(path), workloads)

@@ -6,10 +6,11 @@ module (``--plugin``) that lists it in ``WORKLOADS``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from backends.registry import import_plugin, subclasses
 from harness.core.errors import InputError
+from harness.core.targets import DEFAULT_MODE
 from harness.workloads.base import Workload
 from harness.workloads.forward import Forward
 from harness.workloads.multi_stream import MultiStream
@@ -18,6 +19,7 @@ from harness.workloads.rollout import Rollout
 from harness.workloads.server import Server
 from harness.workloads.single_stream import SingleStream
 from harness.workloads.streaming import Streaming
+from harness.workloads.task import TaskFields
 
 WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in (
     Forward, Streaming, Rollout, Server, SingleStream, MultiStream, Offline)}
@@ -36,3 +38,16 @@ def workload_class(mode: str, workloads: dict[str, type[Workload]] = WORKLOADS) 
     if mode not in workloads:
         raise InputError(f"unknown mode {mode!r}; expected one of {', '.join(workloads)}")
     return workloads[mode]
+
+
+def drawn_as(mode: str, workloads: Mapping[str, type[Workload]] = WORKLOADS) -> type[Workload]:
+    """The workload whose columns draw rows of ``mode``: its own, or, for a mode unknown
+    here (a plugin's, read without ``--plugin``), the default workload's."""
+    return workloads.get(mode, workloads[DEFAULT_MODE])
+
+
+def row_records(mode: str, workloads: Mapping[str, type[Workload]] = WORKLOADS
+                ) -> tuple[type, ...]:
+    """The dataclasses whose fields rows of ``mode`` may carry besides the documented keys:
+    their workload's, and the task check's, which any workload's rows below fp32 carry."""
+    return (*drawn_as(mode, workloads).row_records, TaskFields)

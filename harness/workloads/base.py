@@ -221,6 +221,9 @@ class Workload(ABC):
     # The figure `compare` compares its rows by, where two runs' samples are not taken under
     # the same conditions; None: the samples are compared.
     compare_by: ClassVar[RowFigure | None] = None
+    # The frozen dataclasses its own fields of a row are built from; a results file's rows
+    # of this mode are held to them when read back.
+    row_records: ClassVar[tuple[type, ...]] = ()
 
     # -- the parent's side -------------------------------------------------------------
     @abstractmethod

@@ -46,7 +46,7 @@ def speedup(row: dict) -> str:
     if s is None:
         return "—"
     lo, hi = row.get("speedup_ci95_low"), row.get("speedup_ci95_high")
-    return f"{s:.2f}×" if lo is None else f"{s:.2f}× [{lo:.2f}–{hi:.2f}]"
+    return f"{s:.2f}×" if lo is None or hi is None else f"{s:.2f}× [{lo:.2f}–{hi:.2f}]"
 
 
 def memory(row: dict) -> str:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.core.model import validate_input
+from harness.core.model import ModelConfig, validate_input
 from harness.core.roofline import lstm_forward_flops
 from harness.core.stats import throughput
 from harness.core.targets import DEFAULT_MODE
@@ -63,9 +63,29 @@ REST = (
 
 
 @dataclass(frozen=True)
+class ForwardFields:
+    """What a forward row adds: its throughput, and its speed against the machine's peak."""
+
+    throughput_seq_s: float  # windows answered per second
+    throughput_steps_s: float  # time steps read per second
+    gflops: float  # the LSTM's floating-point work per second
+    pct_peak: float | None  # gflops against the machine's peak GEMM rate; None: no peak
+
+
+def forward_fields(model: ModelConfig, shape: Shape, median_s: float,
+                   peak_gflops: float | None) -> ForwardFields:
+    """A forward row's fields for ``model`` answering a batch of ``shape`` in ``median_s``."""
+    batch, seq_len = shape
+    seqs_s, steps_s = throughput(batch, seq_len, median_s)
+    gflops = lstm_forward_flops(model, seq_len) * batch / median_s / 1e9
+    return ForwardFields(seqs_s, steps_s, gflops, 100.0 * gflops / peak_gflops if peak_gflops else None)
+
+
+@dataclass(frozen=True)
 class Forward(TimedWorkload):
     name: ClassVar[str] = DEFAULT_MODE
     summary: ClassVar[str] = "one window per call: batched sequence inference"
+    row_records: ClassVar[tuple[type, ...]] = (ForwardFields,)
     check_grid: str = setting(
         "full", lambda v: v in CHECK_GRIDS,
         "'full' (batch 1, 64, 1024 x seq_len 50, 200, 13 and the timed shapes) or 'timed' "
@@ -86,13 +106,8 @@ class Forward(TimedWorkload):
 
     def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
                    context: RowContext) -> dict:
-        batch, seq_len = shape
-        median_s = measured[PRIMARY].summary.median
-        seqs_s, steps_s = throughput(batch, seq_len, median_s)
-        gflops = lstm_forward_flops(context.model, seq_len) * batch / median_s / 1e9
-        peak = context.peak_gflops
-        return {"throughput_seq_s": seqs_s, "throughput_steps_s": steps_s, "gflops": gflops,
-                "pct_peak": 100.0 * gflops / peak if peak else None}
+        return asdict(forward_fields(context.model, shape, measured[PRIMARY].summary.median,
+                                     context.peak_gflops))
 
     def columns(self, focus: str) -> tuple[Column, ...]:
         # A latency scenario leads with the tail.

@@ -12,12 +12,18 @@ from harness.core.results import RowFigure
 from harness.workloads.base import Shape, positive_int, setting
 from harness.workloads.columns import Column, fmt
 from harness.workloads.loadgen_sut import Capacity, TestResult
-from harness.workloads.serving import P50, P90, P99, OneTest
+from harness.workloads.serving import P50, P90, P99, LoadGenFields, OneTest, OneTestFields
+
+
+@dataclass(frozen=True)
+class MultiStreamFields(OneTestFields):
+    samples_per_query: int
 
 
 @dataclass(frozen=True)
 class MultiStream(OneTest):
     name: ClassVar[str] = "multi-stream"
+    row_records: ClassVar[tuple[type, ...]] = (LoadGenFields, MultiStreamFields)
     summary: ClassVar[str] = "LoadGen MultiStream: 8 windows per query, one query at a time; its p99"
     error_mode: ClassVar[str] = "multi-stream"
     scenario: ClassVar[str] = "MultiStream"
@@ -32,8 +38,8 @@ class MultiStream(OneTest):
     def figure(self, result: TestResult) -> float | None:
         return result.percentile_ms("99.00")
 
-    def own_fields(self) -> dict:
-        return {"samples_per_query": self.samples_per_query}
+    def own_fields(self, figures: list[float | None]) -> MultiStreamFields:
+        return MultiStreamFields(figures, self.samples_per_query)
 
     def figure_columns(self) -> tuple[Column, ...]:
         return (Column("samples/query", "right", lambda r: fmt(r.get("samples_per_query"), "d")),

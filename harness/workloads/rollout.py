@@ -9,7 +9,7 @@ drifts shows the step it drifted at.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,9 +54,28 @@ def drift(row: dict) -> str:
 
 
 @dataclass(frozen=True)
+class RolloutSpeed:
+    """How fast a rollout went: forecast steps per second, over the batch."""
+
+    throughput_steps_s: float
+
+
+@dataclass(frozen=True)
+class RolloutAccuracy:
+    """How a rollout's forecast held against the float64 reference's and the true series."""
+
+    horizon: int  # steps forecast
+    drift_horizon: int | None  # the first step outside the band; None: it never left
+    max_abs_err_rollout: float  # against the reference's forecast, over every step
+    mse_vs_truth: float  # against the sine's true continuation
+    rollout_err: list[float]  # the largest error over the batch at each step
+
+
+@dataclass(frozen=True)
 class Rollout(TimedWorkload):
     name: ClassVar[str] = "rollout"
     summary: ClassVar[str] = "an autoregressive forecast of `horizon` steps, predictions fed back"
+    row_records: ClassVar[tuple[type, ...]] = (RolloutSpeed, RolloutAccuracy)
     check_label: ClassVar[str | None] = "rollout"
     horizon: int = setting(200, positive_int, "an integer >= 1")  # steps forecast
 
@@ -81,10 +100,9 @@ class Rollout(TimedWorkload):
             rel = result.max_abs_err / max(float(np.abs(expected).max()), np.finfo(float).tiny)
             checks.append(Check(backend, *shape, "sine", result.max_abs_err, rel, result.agrees,
                                 mode=self.name, dtype=dtype))
-            fields[shape] = {"horizon": self.horizon, "drift_horizon": result.drift_horizon,
-                             "max_abs_err_rollout": result.max_abs_err,
-                             "mse_vs_truth": float(np.mean((forecast - truth) ** 2)),
-                             "rollout_err": list(result.step_err)}
+            fields[shape] = asdict(RolloutAccuracy(
+                self.horizon, result.drift_horizon, result.max_abs_err,
+                float(np.mean((forecast - truth) ** 2)), list(result.step_err)))
         return Checked(checks, fields)
 
     def _forecast(self, ctx: CheckContext, shape: Shape) -> tuple[np.ndarray, ...]:
@@ -99,7 +117,7 @@ class Rollout(TimedWorkload):
 
     def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
                    context: RowContext) -> dict:
-        return {"throughput_steps_s": shape[0] * self.horizon / measured[PRIMARY].summary.median}
+        return asdict(RolloutSpeed(shape[0] * self.horizon / measured[PRIMARY].summary.median))
 
     def tolerance_record(self, tolerance: Tolerance) -> dict:
         band = rollout_tolerance(tolerance)

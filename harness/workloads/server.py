@@ -31,7 +31,7 @@ from harness.workloads.base import (
 from harness.workloads.columns import Column, fmt
 from harness.workloads.loadgen_sut import Capacity, TestResult
 from harness.workloads.rate_search import Search, find_peak
-from harness.workloads.serving import P50, P90, P99, Serving
+from harness.workloads.serving import P50, P90, P99, LoadGenFields, Serving
 
 PRECISION = 0.05  # the search stops once a pass and a fail are within 5% of each other
 MAX_TRIALS = 12  # tests per search, at most
@@ -55,8 +55,31 @@ class _Process:
 
 
 @dataclass(frozen=True)
+class SearchTrial:
+    """One test of a process's rate search."""
+
+    process: int
+    offered_qps: float
+    full: bool  # a full-length test
+    valid: bool  # LoadGen's verdict
+    scheduled_qps: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True)
+class ServerFields:
+    """What a server row adds: the rate found under the bound, and the search that found it."""
+
+    latency_bound_ms: float
+    max_qps: float | None  # the worst process's rate; None: no rate held the bound
+    max_qps_by_process: list[float | None]
+    search: list[SearchTrial]
+
+
+@dataclass(frozen=True)
 class Server(Serving):
     name: ClassVar[str] = "server"
+    row_records: ClassVar[tuple[type, ...]] = (LoadGenFields, ServerFields)
     summary: ClassVar[str] = ("LoadGen Server: Poisson arrivals; the highest rate whose p99 "
                               "latency stays under the bound")
     error_mode: ClassVar[str] = "server"
@@ -94,14 +117,14 @@ class Server(Serving):
             found.append(self._search(ctx, probe, shape, process, earlier))
         worst = min(range(len(found)), key=lambda p: -1.0 if found[p].rate is None else found[p].rate)
         every = [result for f in found for _, _, result in f.tests]
-        search = [{"process": p, "offered_qps": rate, "full": full, "valid": result.valid,
-                   "scheduled_qps": result.scheduled_qps, "p99_ms": result.percentile_ms("99.00")}
+        search = [SearchTrial(p, rate, full, result.valid, result.scheduled_qps,
+                              result.percentile_ms("99.00"))
                   for p, f in enumerate(found) for rate, full, result in f.tests]
         converged = all(f.converged for f in found)
         return self.alone(ctx, shape, [f.reported for f in found], worst, every,
                           "converged" if converged else "max_trials",
-                          {"latency_bound_ms": self.latency_bound_ms, "max_qps": found[worst].rate,
-                           "max_qps_by_process": [f.rate for f in found], "search": search})
+                          ServerFields(self.latency_bound_ms, found[worst].rate,
+                                       [f.rate for f in found], search))
 
     def _search(self, ctx: AloneContext, probe: Probe, shape: Shape, process: int,
                 earlier: float | None) -> _Process:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -88,7 +88,7 @@ def _batches(row: dict) -> str:
     if not formed:
         return "—"
     sizes = [size for size, _ in formed]
-    return f"{row['mean_batch']:.1f} ({min(sizes)}–{max(sizes)})"
+    return f"{fmt(row.get('mean_batch'), '.1f')} ({min(sizes)}–{max(sizes)})"
 
 
 MAX_BATCH = Column("max batch", "right", lambda r: str(r["batch_size"]))
@@ -98,6 +98,39 @@ P99 = Column("p99 ms", "right", lambda r: fmt(r.get("loadgen_p99_ms"), ".3f"))
 VERDICT = Column("LoadGen", "left", _verdict, tone=_verdict_tone)
 BATCHES = Column("mean batch (range)", "right", _batches)
 ANSWERS = Column("answers agree (max err, n)", "left", _answers, tone=agreement_tone)
+
+
+@dataclass(frozen=True)
+class LoadGenFields:
+    """What every serving row adds: its reported LoadGen test, and the answers checked."""
+
+    loadgen_scenario: str
+    max_wait_ms: float  # how long the batcher held a query for others to join it
+    full: bool  # MLPerf's own minimum duration and query count
+    min_duration_s: float | None  # LoadGen's effective minimums
+    min_query_count: int | None
+    loadgen_valid: bool
+    loadgen_invalid_reason: str | None
+    loadgen_p50_ms: float | None
+    loadgen_p90_ms: float | None
+    loadgen_p99_ms: float | None
+    loadgen_p999_ms: float | None
+    loadgen_mean_ms: float | None
+    completed_qps: float | None
+    batches_formed: list[tuple[int, int]]  # [batch size, batches formed of that size]
+    mean_batch: float | None
+    responses_checked: int  # over every test of the row
+    responses_wrong: int
+    loadgen_logs: str | None  # where the reported test's logs were kept
+    loadgen_version: str | None
+    loadgen_result: dict  # every result_* record of the reported test's detail log
+
+
+@dataclass(frozen=True)
+class OneTestFields:
+    """What a row of one test per process adds: each process's figure."""
+
+    figure_by_process: list[float | None]  # None: that process's test had no figure
 
 
 @dataclass(frozen=True)
@@ -168,9 +201,10 @@ class Serving(AloneWorkload):
                      answers.agrees, mode=self.name, dtype=ctx.dtype)
 
     def alone(self, ctx: AloneContext, shape: Shape, reported: list[TestResult],
-              worst: int, every: list[TestResult], stop_reason: str, fields: dict) -> Alone:
+              worst: int, every: list[TestResult], stop_reason: str, own: Any) -> Alone:
         """The row: each process's reported test's answer times as samples, the worst
-        process's test as the figures, and every test's answers as checks."""
+        process's test as the figures, every test's answers as checks, and the scenario's
+        ``own`` fields (one of its ``row_records``)."""
         headline = reported[worst]
         samples = tuple(s for result in reported for s in result.answer_s)
         processes = tuple(p for p, result in enumerate(reported) for _ in result.answer_s)
@@ -179,22 +213,16 @@ class Serving(AloneWorkload):
         percentile = {p: headline.percentile_ms(p) for p in ("50.00", "90.00", "99.00", "99.90")}
         return Alone(samples, processes, stop_reason=stop_reason,
                      checks=tuple(self.check_of(ctx, shape, r) for r in every),
-                     fields={
-                         "loadgen_scenario": self.scenario, "max_wait_ms": self.max_wait_s() * 1e3,
-                         "full": self.full, "min_duration_s": headline.min_duration_s,
-                         "min_query_count": headline.min_query_count,
-                         "loadgen_valid": headline.valid,
-                         "loadgen_invalid_reason": headline.invalid_reason,
-                         "loadgen_p50_ms": percentile["50.00"], "loadgen_p90_ms": percentile["90.00"],
-                         "loadgen_p99_ms": percentile["99.00"], "loadgen_p999_ms": percentile["99.90"],
-                         "loadgen_mean_ms": headline.mean_ms, "completed_qps": headline.completed_qps,
-                         "batches_formed": [[size, count] for size, count in sizes.items()],
-                         "mean_batch": sum(s * c for s, c in sizes.items()) / formed if formed else None,
-                         "responses_checked": sum(r.answers.checked for r in every),
-                         "responses_wrong": sum(r.answers.wrong for r in every),
-                         "loadgen_logs": headline.log_dir, "loadgen_version": loadgen_version(),
-                         "loadgen_result": headline.loadgen,
-                         **fields})
+                     fields={**asdict(LoadGenFields(
+                         self.scenario, self.max_wait_s() * 1e3, self.full, headline.min_duration_s,
+                         headline.min_query_count, headline.valid, headline.invalid_reason,
+                         percentile["50.00"], percentile["90.00"], percentile["99.00"],
+                         percentile["99.90"], headline.mean_ms, headline.completed_qps,
+                         [[size, count] for size, count in sizes.items()],
+                         sum(s * c for s, c in sizes.items()) / formed if formed else None,
+                         sum(r.answers.checked for r in every), sum(r.answers.wrong for r in every),
+                         headline.log_dir, loadgen_version(), headline.loadgen)),
+                         **asdict(own)})
 
     def columns(self, focus: str) -> tuple[Column, ...]:
         return (*HEAD[:3], MAX_BATCH, HEAD[4], *self.figure_columns(), VERDICT, BATCHES, ANSWERS,
@@ -211,6 +239,7 @@ class OneTest(Serving):
     process whose figure (``figure``) was the worst."""
 
     higher_is_better: ClassVar[bool] = False
+    row_records: ClassVar[tuple[type, ...]] = (LoadGenFields, OneTestFields)
 
     @abstractmethod
     def targets(self, capacity: Capacity, shape: Shape) -> dict[str, Any]:
@@ -236,9 +265,8 @@ class OneTest(Serving):
             return -value if self.higher_is_better else value
 
         worst = max(range(len(results)), key=badness)
-        return self.alone(ctx, shape, results, worst, results, "loadgen",
-                          {"figure_by_process": figures, **self.own_fields()})
+        return self.alone(ctx, shape, results, worst, results, "loadgen", self.own_fields(figures))
 
-    def own_fields(self) -> dict:
-        """Row fields of the scenario's own settings."""
-        return {}
+    def own_fields(self, figures: list[float | None]) -> OneTestFields:
+        """The row's own fields, from each process's figure (and a scenario's settings)."""
+        return OneTestFields(figures)

@@ -17,7 +17,7 @@ budget (None for fp32) without knowing the dtypes it applies to or the workload 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -60,6 +60,20 @@ class TaskScore:
         with np.errstate(invalid="ignore", over="ignore"):
             return cls(float(np.mean((forecast[:, 0] - truth[:, 0]) ** 2)),
                        float(np.mean((forecast - truth) ** 2)))
+
+
+@dataclass(frozen=True)
+class TaskFields:
+    """What the task check adds to a row computing below fp32: its forecasts' errors against
+    the true sine, beside the fp32 model's, and whether the cost is within the budget."""
+
+    task_mse: float
+    task_mse_fp32: float
+    accuracy_cost: float  # task_mse / task_mse_fp32
+    task_rollout_mse: float
+    task_rollout_mse_fp32: float
+    rollout_accuracy_cost: float  # task_rollout_mse / task_rollout_mse_fp32
+    task_agrees: bool
 
 
 def windows_for(batch: int) -> int:
@@ -109,10 +123,9 @@ def task_check(ctx: CheckContext, handle: HandleLike, budget: TaskBudget, backen
         checks.append(Check(backend, batch, seq_len, "sine", err,
                             err / max(float(np.abs(truth).max()), np.finfo(float).tiny), agrees,
                             mode=MODE, dtype=dtype))
-        fields[(batch, seq_len)] = {
-            "task_mse": score.next_mse, "task_mse_fp32": base.next_mse, "accuracy_cost": cost,
-            "task_rollout_mse": score.rollout_mse, "task_rollout_mse_fp32": base.rollout_mse,
-            "rollout_accuracy_cost": rollout_cost, "task_agrees": agrees}
+        fields[(batch, seq_len)] = asdict(TaskFields(
+            score.next_mse, base.next_mse, cost, score.rollout_mse, base.rollout_mse,
+            rollout_cost, agrees))
     return Checked(checks, fields)
 
 
