@@ -38,7 +38,8 @@ MODEL = {"model_sha256": "0" * 64, "input_size": 1, "hidden_size": 64, "num_laye
 
 def measured_row(backend: str, batch: int, samples_ms: np.ndarray, eager_ms: np.ndarray,
                  scenario: str = "default", mode: str = "forward", model: dict = MODEL,
-                 **extra) -> Row:
+                 own: dict | None = None, **extra) -> Row:
+    """A timed row; ``own`` its workload's fields (None: a forward row's)."""
     s = summarize(samples_ms)
     ratio = paired_ratio(eager_ms, samples_ms)
     seqs, steps = throughput(batch, 50, s.median / 1e3)
@@ -51,7 +52,8 @@ def measured_row(backend: str, batch: int, samples_ms: np.ndarray, eager_ms: np.
                speedup=Speedup(ratio.median, ratio.ci95_low, ratio.ci95_high),
                agreement=RowAgreement(2e-7 * (1 + batch / 64), 1e-4, True),
                cold_start=ColdStart(prepare_s=0.1, first_call_ms=2.0, peak_rss_mb=100.0),
-               workload={**asdict(ForwardFields(seqs, steps, 1.0, 5.0)), **extra})
+               workload={**(asdict(ForwardFields(seqs, steps, 1.0, 5.0)) if own is None else own),
+                         **extra})
 
 
 def undeclared(results: dict) -> set[str]:

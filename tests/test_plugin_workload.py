@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
+import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ import pytest
 from harness.cli.main import main
 from harness.workloads import load_workloads
 from tests.conftest import FAST
+from tests.plugins.noisy_workload import NoisyWindows
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = "tests.plugins.noisy_workload"
@@ -58,6 +62,29 @@ def test_a_plugin_workload_runs_end_to_end(cached, tmp_path, capsys):
     assert result["scenario"]["sigma"] == 0.25
     table = capsys.readouterr().out
     assert "noise σ" in table and "windows/s" in table and "noisy-sensor (noisy)" in table
+    # read back, its rows are held to the fields the plugin declares
+    result["rows"][0]["windows_per_s"] = "many"
+    out.write_text(json.dumps(result))
+    assert main(["report", "--plugin", PLUGIN, str(out)]) == 2
+    assert 'windows_per_s as number, got "many"' in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_plugin_workload_whose_row_records_json_cannot_hold_is_refused(monkeypatch, capsys):
+    @dataclass(frozen=True)
+    class Tagged:
+        tags: set[str]
+
+    class Tagging(NoisyWindows):
+        name = "tagging"
+        row_records = (Tagged,)
+
+    plugin = types.ModuleType("tagging_plugin")
+    plugin.WORKLOADS = [Tagging]
+    monkeypatch.setitem(sys.modules, "tagging_plugin", plugin)
+    assert main(["report", "--plugin", "tagging_plugin", "any.json"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "plugin 'tagging_plugin': expected workload 'tagging''s row_records to be dataclasses" in err
+    assert "tags: set[str]" in err
 
 
 def test_a_plugin_workloads_setting_is_validated_before_any_work(tmp_path, capsys, monkeypatch):

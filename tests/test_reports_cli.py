@@ -125,11 +125,17 @@ ROW = (b'{"schema_version": 4, "rows": [{"backend": "x", "device": "cpu", "dtype
     (b'{"benchmarks": [{"name": "x", "stats": {}, "extra_info": {"backend": "eager", "device": "cpu", '
      b'"dtype": "fp32", "batch_size": 1, "seq_len": 50, "agrees": true}}], "machine_info": {}}',
      "expected a pytest-benchmark file of the harness's benchmark suite"),
+    (b'{"benchmarks": [{"name": "b1", "stats": {"median": 0.001, "min": 0.001, "mean": 0.001, '
+     b'"stddev": 0, "iqr": 0, "rounds": 5}, "extra_info": {"backend": "eager", "device": "cpu", '
+     b'"dtype": "fp32", "batch_size": 1, "seq_len": 50, "model": {"config": {"hidden_size": null}}}}], '
+     b'"machine_info": {}}',
+     "expected benchmark 'b1''s extra_info model config to give the model's sizes: model "
+     "hidden_size must be an integer >= 1, got None"),
     # a workload's own fields: forward's, a rollout's, a server's search, the task check's
     (ROW + b'"throughput_seq_s": "fast", "pct_peak": [5]}]}',
      'throughput_seq_s as number, got "fast"; pct_peak as number or null, got [5]'),
     (ROW + b'"mode": "rollout", "rollout_err": [0.1, "x"], "drift_horizon": 2.5}]}',
-     'drift_horizon as integer or null, got 2.5; rollout_err as [number, ...], got [0.1, "x"]'),
+     'drift_horizon as integer or null, got 2.5; rollout_err as [number or null, ...], got [0.1, "x"]'),
     (ROW + b'"mode": "server", "search": [{"process": 0, "offered_qps": 100}]}]}',
      "search as [{process, offered_qps, full, valid, scheduled_qps, p99_ms}, ...], got"),
     (ROW + b'"mode": "offline", "batches_formed": [[4, "x"]], "task_agrees": "yes"}]}',

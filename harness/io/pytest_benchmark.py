@@ -63,9 +63,10 @@ def _row(bench: dict) -> Row:
         info.get("max_abs_err"), info.get("max_rel_err"), info["agrees"])
     cold = ColdStart(prepare_s=info.get("prepare_s"), first_call_ms=info.get("first_call_ms"),
                      prepare_rss_mb=info.get("prepare_rss_mb"), peak_rss_mb=info.get("prepare_rss_mb"))
+    model = _model_config(identity, bench.get("name", "?"))
+    shape = (identity.batch_size, identity.seq_len)
     return Row(identity, timing=timing, agreement=agreement, cold_start=cold,
-               workload=asdict(forward_fields(_model_config(identity), (identity.batch_size,
-                                              identity.seq_len), median_s, None)))
+               workload=asdict(forward_fields(model, shape, median_s, None)))
 
 
 def _model_identity(info: dict) -> dict:
@@ -76,9 +77,13 @@ def _model_identity(info: dict) -> dict:
     return {"model_sha256": model.get("weights_sha256"), **sizes}
 
 
-def _model_config(identity: Identity) -> ModelConfig:
-    return ModelConfig(identity.input_size, identity.hidden_size, identity.num_layers,
-                       identity.output_size)
+def _model_config(identity: Identity, benchmark: str) -> ModelConfig:
+    try:
+        return ModelConfig(identity.input_size, identity.hidden_size, identity.num_layers,
+                           identity.output_size)
+    except InputError as exc:
+        raise InputError(f"expected benchmark {benchmark!r}'s extra_info model config to give "
+                         f"the model's sizes: {exc}") from exc
 
 
 def _checks(bench: dict) -> list[Check]:

@@ -16,10 +16,10 @@ from harness.core.results import (
     Outcome,
     RunVerdict,
 )
+from harness.core.shapes import arrived, mismatches
 from harness.core.targets import DEFAULT_MODE
 from harness.io.jsonio import read_json
 from harness.io.pytest_benchmark import from_pytest_benchmark, is_pytest_benchmark
-from harness.io.shapes import arrived, mismatches
 from harness.workloads import WORKLOADS, row_records
 from harness.workloads.base import Workload
 

@@ -7,9 +7,11 @@ module (``--plugin``) that lists it in ``WORKLOADS``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import is_dataclass
 
 from backends.registry import import_plugin, subclasses
 from harness.core.errors import InputError
+from harness.core.shapes import unshaped
 from harness.core.targets import DEFAULT_MODE
 from harness.workloads.base import Workload
 from harness.workloads.forward import Forward
@@ -29,9 +31,23 @@ def load_workloads(plugins: Sequence[str] = ()) -> dict[str, type[Workload]]:
     """The built-in workloads and those of the ``--plugin`` modules, by mode name."""
     classes = list(WORKLOADS.values())
     for module_name in plugins:
-        classes += subclasses(getattr(import_plugin(module_name), "WORKLOADS", []), Workload,
-                              f"plugin {module_name!r}")
+        found = subclasses(getattr(import_plugin(module_name), "WORKLOADS", []), Workload,
+                           f"plugin {module_name!r}")
+        for cls in found:
+            _refuse_unshaped(cls, f"plugin {module_name!r}")
+        classes += found
     return {cls.name: cls for cls in classes}
+
+
+def _refuse_unshaped(cls: type[Workload], origin: str) -> None:
+    """Its ``row_records`` must be dataclasses whose fields JSON can hold, so that a results
+    file's rows of its mode can be checked when read back."""
+    for record in cls.row_records:
+        wrong = unshaped(record) if is_dataclass(record) else ["it is not a dataclass"]
+        if wrong:
+            raise InputError(f"{origin}: expected workload {cls.name!r}'s row_records to be "
+                             f"dataclasses of JSON values (numbers, strings, booleans, lists, "
+                             f"objects), got {record!r} with {'; '.join(wrong)}")
 
 
 def workload_class(mode: str, workloads: dict[str, type[Workload]] = WORKLOADS) -> type[Workload]:

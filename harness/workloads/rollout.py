@@ -68,7 +68,9 @@ class RolloutAccuracy:
     drift_horizon: int | None  # the first step outside the band; None: it never left
     max_abs_err_rollout: float  # against the reference's forecast, over every step
     mse_vs_truth: float  # against the sine's true continuation
-    rollout_err: list[float]  # the largest error over the batch at each step
+    # the largest error over the batch at each step; a step whose forecast was not finite
+    # is written as null (JSON has no infinity)
+    rollout_err: list[float | None]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ columns, and nothing else in the harness names it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,9 +33,16 @@ from harness.workloads.forward import FORWARD
 
 
 @dataclass(frozen=True)
+class NoisyFields:
+    noise_sigma: float
+    windows_per_s: float
+
+
+@dataclass(frozen=True)
 class NoisyWindows(TimedWorkload):
     name: ClassVar[str] = "noisy"
     summary: ClassVar[str] = "sine windows with Gaussian noise, one window per call"
+    row_records: ClassVar[tuple[type, ...]] = (NoisyFields,)
     error_mode: ClassVar[str] = "noisy"
     check_label: ClassVar[str | None] = "noisy windows"
     sigma: float = setting(0.1, non_negative_number, "a number >= 0")
@@ -63,8 +70,7 @@ class NoisyWindows(TimedWorkload):
 
     def row_fields(self, shape: Shape, measured: Mapping[str, Measurement],
                    context: RowContext) -> dict:
-        return {"noise_sigma": self.sigma,
-                "windows_per_s": shape[0] / measured[PRIMARY].summary.median}
+        return asdict(NoisyFields(self.sigma, shape[0] / measured[PRIMARY].summary.median))
 
     def columns(self, focus: str) -> tuple[Column, ...]:
         return (*HEAD,

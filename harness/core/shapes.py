@@ -1,9 +1,9 @@
 """Does a record read back from JSON have the shape its result dataclass gives it?
 
 A results file can be made or edited by hand before it reaches ``report`` or ``compare``.
-The dataclasses of ``harness.core.results`` already say what each key holds, so they are
-the schema: a value of the wrong shape is refused in one line, not met as a traceback deep
-inside a table or a plot.
+The dataclasses that write it (``harness.core.results``, and each workload's
+``row_records``) already say what each key holds, so they are the schema: a value of the
+wrong shape is refused in one line, not met as a traceback deep inside a table or a plot.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from typing import Any
 def conforms(value: Any, annotation: Any) -> bool:
     """Whether ``value``, as JSON decodes it, fits ``annotation``: a float is any JSON number,
     an enum its values, a tuple or list a JSON array, a dataclass an object holding every
-    field that has no default."""
+    field that has no default, a mapping any object."""
     origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
     if origin in (typing.Union, types.UnionType):
         return any(conforms(value, arm) for arm in typing.get_args(annotation))
     if annotation is type(None):
@@ -44,12 +46,33 @@ def conforms(value: Any, annotation: Any) -> bool:
     if origin in (list, tuple):
         item = typing.get_args(annotation)[0]
         return isinstance(value, list) and all(conforms(v, item) for v in value)
-    if annotation is dict:
+    if _is_mapping(annotation):
         return isinstance(value, dict)
     if dataclasses.is_dataclass(annotation):
         return isinstance(value, dict) and not mismatches(value, annotation,
                                                           required=required_keys(annotation))
     raise TypeError(f"no JSON shape for {annotation!r}")
+
+
+def _is_mapping(annotation: Any) -> bool:
+    return annotation in (dict, Mapping) or typing.get_origin(annotation) in (dict, Mapping)
+
+
+def unshaped(cls: type) -> list[str]:
+    """The fields of dataclass ``cls`` whose annotation no JSON value can fit (a set, a
+    class of one's own): what a record of it would hold cannot be checked when read back."""
+    return [f"{name}: {annotation!r}" for name, annotation in _hints(cls).items()
+            if not _has_shape(annotation)]
+
+
+def _has_shape(annotation: Any) -> bool:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple):
+        return all(_has_shape(arg) for arg in args if arg is not Ellipsis)
+    if dataclasses.is_dataclass(annotation):
+        return not unshaped(annotation)
+    return (annotation in (Any, type(None), bool, int, float, str) or _is_mapping(annotation)
+            or (isinstance(annotation, type) and issubclass(annotation, Enum)))
 
 
 def required_keys(cls: type) -> tuple[str, ...]:
@@ -100,9 +123,9 @@ def _described(annotation: Any) -> str:
         return "one of " + ", ".join(json.dumps(member.value) for member in annotation)
     if dataclasses.is_dataclass(annotation):
         return "{" + ", ".join(required_keys(annotation)) + "}"
-    if annotation is dict:
+    if _is_mapping(annotation):
         return "object"
-    return _JSON_NAMES[annotation]
+    return _JSON_NAMES.get(annotation, "anything")
 
 
 def arrived(value: Any) -> str:
