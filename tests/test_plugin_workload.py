@@ -8,6 +8,7 @@ import ast
 import json
 import sys
 import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,22 +70,40 @@ def test_a_plugin_workload_runs_end_to_end(cached, tmp_path, capsys):
     assert 'windows_per_s as number, got "many"' in " ".join(capsys.readouterr().err.split())
 
 
-def test_a_plugin_workload_whose_row_records_json_cannot_hold_is_refused(monkeypatch, capsys):
-    @dataclass(frozen=True)
-    class Tagged:
-        tags: set[str]
+@dataclass(frozen=True)
+class Tagged:
+    tags: set[str]
 
+
+@dataclass(frozen=True)
+class Counted:
+    counts: typing.List  # noqa: UP006 - a bare List names no items to check
+
+
+@dataclass(frozen=True)
+class Dangling:
+    where: NotDefinedAnywhere  # noqa: F821 - the annotation names nothing
+
+
+@pytest.mark.parametrize("record, fragment", [
+    (Tagged, "tags: set[str]"),
+    (Counted, "counts: typing.List"),
+    (Dangling, "an annotation that cannot be resolved (name 'NotDefinedAnywhere' is not defined)"),
+    (Tagged(set()), "it is not a dataclass"),
+])
+def test_a_plugin_workload_whose_row_records_json_cannot_hold_is_refused(record, fragment,
+                                                                          monkeypatch, capsys):
     class Tagging(NoisyWindows):
         name = "tagging"
-        row_records = (Tagged,)
+        row_records = (record,)
 
     plugin = types.ModuleType("tagging_plugin")
     plugin.WORKLOADS = [Tagging]
     monkeypatch.setitem(sys.modules, "tagging_plugin", plugin)
     assert main(["report", "--plugin", "tagging_plugin", "any.json"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "plugin 'tagging_plugin': expected workload 'tagging''s row_records to be dataclasses" in err
-    assert "tags: set[str]" in err
+    assert "plugin 'tagging_plugin': expected the row_records of workload 'tagging' to be dataclasses" in err
+    assert fragment in err and "Traceback" not in err
 
 
 def test_a_plugin_workloads_setting_is_validated_before_any_work(tmp_path, capsys, monkeypatch):

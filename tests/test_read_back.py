@@ -40,6 +40,7 @@ OWN = {
     "server": {**asdict(LOADGEN), **asdict(ServerFields(
         5.0, 800.0, [800.0], [SearchTrial(0, 400.0, False, True, 401.0, 0.4),
                               SearchTrial(0, 800.0, False, True, 797.0, None)]))},
+    "single-stream": {**asdict(LOADGEN), **asdict(OneTestFields([0.3, None]))},
     "multi-stream": {**asdict(LOADGEN), **asdict(MultiStreamFields([0.7, None], 8))},
     "offline": {**asdict(LOADGEN), **asdict(OneTestFields([9_000.0]))},
 }
@@ -82,7 +83,7 @@ def console_text(data: dict) -> str:
 
 def test_every_kind_of_row_is_accepted_whole_and_declares_every_key_it_carries():
     data = as_results(json.loads(json.dumps(BASE)), "whole.json")
-    assert {row["mode"] for row in data["rows"]} == set(OWN)
+    assert {row["mode"] for row in data["rows"]} == set(OWN) == set(WORKLOADS)
     assert undeclared(data) == set()
     text = console_text(data)
     assert "1.2 (1–4)" in text  # a serving row's mean batch and its range

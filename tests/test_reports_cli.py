@@ -129,7 +129,7 @@ ROW = (b'{"schema_version": 4, "rows": [{"backend": "x", "device": "cpu", "dtype
      b'"stddev": 0, "iqr": 0, "rounds": 5}, "extra_info": {"backend": "eager", "device": "cpu", '
      b'"dtype": "fp32", "batch_size": 1, "seq_len": 50, "model": {"config": {"hidden_size": null}}}}], '
      b'"machine_info": {}}',
-     "expected benchmark 'b1''s extra_info model config to give the model's sizes: model "
+     "expected the extra_info model config of benchmark 'b1' to give the model's sizes: model "
      "hidden_size must be an integer >= 1, got None"),
     # a workload's own fields: forward's, a rollout's, a server's search, the task check's
     (ROW + b'"throughput_seq_s": "fast", "pct_peak": [5]}]}',

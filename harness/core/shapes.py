@@ -59,8 +59,8 @@ def _is_mapping(annotation: Any) -> bool:
 
 
 def unshaped(cls: type) -> list[str]:
-    """The fields of dataclass ``cls`` whose annotation no JSON value can fit (a set, a
-    class of one's own): what a record of it would hold cannot be checked when read back."""
+    """The fields of dataclass ``cls`` whose annotation ``conforms`` cannot check a JSON
+    value against (a set, a class of one's own, a bare ``list``)."""
     return [f"{name}: {annotation!r}" for name, annotation in _hints(cls).items()
             if not _has_shape(annotation)]
 
@@ -68,7 +68,8 @@ def unshaped(cls: type) -> list[str]:
 def _has_shape(annotation: Any) -> bool:
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple):
-        return all(_has_shape(arg) for arg in args if arg is not Ellipsis)
+        # a list or tuple names its items (``conforms`` reads them), and ``tuple[()]`` none
+        return bool(args) and all(_has_shape(arg) for arg in args if arg is not Ellipsis)
     if dataclasses.is_dataclass(annotation):
         return not unshaped(annotation)
     return (annotation in (Any, type(None), bool, int, float, str) or _is_mapping(annotation)

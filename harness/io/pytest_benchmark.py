@@ -82,8 +82,8 @@ def _model_config(identity: Identity, benchmark: str) -> ModelConfig:
         return ModelConfig(identity.input_size, identity.hidden_size, identity.num_layers,
                            identity.output_size)
     except InputError as exc:
-        raise InputError(f"expected benchmark {benchmark!r}'s extra_info model config to give "
-                         f"the model's sizes: {exc}") from exc
+        raise InputError(f"expected the extra_info model config of benchmark {benchmark!r} to "
+                         f"give the model's sizes: {exc}") from exc
 
 
 def _checks(bench: dict) -> list[Check]:

@@ -43,11 +43,19 @@ def _refuse_unshaped(cls: type[Workload], origin: str) -> None:
     """Its ``row_records`` must be dataclasses whose fields JSON can hold, so that a results
     file's rows of its mode can be checked when read back."""
     for record in cls.row_records:
-        wrong = unshaped(record) if is_dataclass(record) else ["it is not a dataclass"]
+        if not (isinstance(record, type) and is_dataclass(record)):
+            wrong = ["it is not a dataclass"]
+        else:
+            try:
+                wrong = unshaped(record)
+            except NameError as exc:  # an annotation naming what its module does not define
+                wrong = [f"an annotation that cannot be resolved ({exc})"]
         if wrong:
-            raise InputError(f"{origin}: expected workload {cls.name!r}'s row_records to be "
-                             f"dataclasses of JSON values (numbers, strings, booleans, lists, "
-                             f"objects), got {record!r} with {'; '.join(wrong)}")
+            raise InputError(
+                f"{origin}: expected the row_records of workload {cls.name!r} to be dataclasses "
+                f"whose fields hold JSON values (bool, int, float, str, None, list[...], "
+                f"tuple[...], dict, a dataclass of these, or a union of them), got {record!r} "
+                f"with {'; '.join(wrong)}")
 
 
 def workload_class(mode: str, workloads: dict[str, type[Workload]] = WORKLOADS) -> type[Workload]:
