@@ -39,8 +39,7 @@ def conforms(value: Any, annotation: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
-    if origin is tuple and typing.get_args(annotation)[-1] is not Ellipsis:
-        items = typing.get_args(annotation)  # a fixed length: one annotation per item
+    if (items := _fixed_items(annotation)) is not None:
         return (isinstance(value, list) and len(value) == len(items)
                 and all(conforms(v, item) for v, item in zip(value, items, strict=True)))
     if origin in (list, tuple):
@@ -52,6 +51,15 @@ def conforms(value: Any, annotation: Any) -> bool:
         return isinstance(value, dict) and not mismatches(value, annotation,
                                                           required=required_keys(annotation))
     raise TypeError(f"no JSON shape for {annotation!r}")
+
+
+def _fixed_items(annotation: Any) -> tuple[Any, ...] | None:
+    """A fixed-length tuple's annotation per item (``tuple[int, int]``); None for any other
+    annotation, ``tuple[int, ...]`` among them."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple and args and args[-1] is not Ellipsis:
+        return args
+    return None
 
 
 def _is_mapping(annotation: Any) -> bool:
@@ -116,8 +124,8 @@ def _described(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_described(arm) for arm in typing.get_args(annotation))
-    if origin is tuple and typing.get_args(annotation)[-1] is not Ellipsis:
-        return "[" + ", ".join(_described(item) for item in typing.get_args(annotation)) + "]"
+    if (items := _fixed_items(annotation)) is not None:
+        return "[" + ", ".join(_described(item) for item in items) + "]"
     if origin in (list, tuple):
         return f"[{_described(typing.get_args(annotation)[0])}, ...]"
     if isinstance(annotation, type) and issubclass(annotation, Enum):
