@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from harness.core.load import (
     MIN_CANARY_ROUNDS,
     CpuSample,
     LoadMeter,
+    RoundLoad,
     busiest,
     canary_s,
     canary_spread,
@@ -31,7 +33,8 @@ from harness.core.results import LoadSummary, RunResult, RunVerdict, Verdict, me
 from harness.core.settings import physical_cores
 from harness.core.stats import hierarchical_median_ci, median_ci
 from harness.core.timing import Timer, TimingConfig, combine, measure_interleaved
-from harness.engine.runner import load_summary
+from harness.engine.runner import alone_measurement, load_summary
+from harness.workloads.base import Alone
 from reports.columns import verdict_text
 from tests.results_fixture import measured_row
 
@@ -418,10 +421,29 @@ def test_a_row_pooled_from_processes_is_contended_when_any_one_of_them_was():
         return measure_interleaved({"a": Timer(lambda _: None, [0])}, cfg,
                                    meter=_ScriptedMeter(per_round), process=process)["a"]
 
+    cfg_target = TimingConfig().target_ci
     quiet = one_process([0.0] * 45, process=0)
     busy = one_process([1.5] * 12, process=1)  # no clean round: it keeps all twelve
     assert not quiet.contended(0.25) and busy.contended(0.25) and len(busy.samples_s) == 12
     # 12 of the 57 rounds (21%) were set aside in all, under the 25% limit, yet a fifth of
     # the row's samples were taken beside the outside work
-    assert combine([quiet, busy]).contended(0.25)
-    assert not combine([quiet, one_process([0.0] * 12, process=1)]).contended(0.25)
+    assert combine([quiet, busy], cfg_target).contended(0.25)
+    assert not combine([quiet, one_process([0.0] * 12, process=1)], cfg_target).contended(0.25)
+
+
+def test_a_served_row_is_contended_when_any_one_of_its_processes_was():
+    quiet, busy = RoundLoad(0.0, 1e-3, 1.0), RoundLoad(1.5, 1e-3, 1.0)
+    alone = Alone(samples_s=(1e-3,) * 57, processes=(0,) * 45 + (1,) * 12, fields={},
+                  stop_reason="loadgen")
+
+    def measured(second: RoundLoad):
+        probes = [SimpleNamespace(loads=[quiet] * 45, runs=45),
+                  SimpleNamespace(loads=[second] * 12, runs=12)]
+        return alone_measurement(alone, probes, max_foreign_cores=0.4)
+
+    busy_second = measured(busy)
+    # 12 of the 57 runs (21%) were contended in all, under the 25% limit, but every one of
+    # the second process's was
+    assert busy_second.rounds_taken == 57 and len(busy_second.set_aside) == 12
+    assert busy_second.contended(0.25)
+    assert not measured(quiet).contended(0.25)

@@ -3,7 +3,8 @@ import time
 import numpy as np
 import pytest
 
-from harness.core.timing import Timer, TimingConfig, measure_interleaved
+from harness.core.stats import min_ci_samples
+from harness.core.timing import Timer, TimingConfig, combine, measure_interleaved
 
 
 def test_timer_rotates_through_every_input():
@@ -63,6 +64,49 @@ def test_budget_ends_a_measurement_that_cannot_converge():
     start = time.perf_counter()
     out = measure_interleaved({"j": Timer(jittery, [0])}, cfg)
     assert out["j"].stop_reason == "budget" and time.perf_counter() - start < 2.0
+
+
+class _ScriptedTimer:
+    """A timer whose rounds read the given times, in order, each after ``wall_s`` of sleep."""
+
+    calls_per_round = 1
+
+    def __init__(self, times_s: np.ndarray, wall_s: float = 0.0) -> None:
+        self._times, self._wall_s = iter(times_s), wall_s
+
+    def warm_up(self, seconds: float) -> None:
+        pass
+
+    def calibrate(self, min_round_s: float) -> int:
+        return 1
+
+    def round(self) -> float:
+        time.sleep(self._wall_s)
+        return float(next(self._times))
+
+
+def test_a_row_whose_processes_differ_did_not_stop_on_its_ci():
+    cfg = TimingConfig(warmup_s=0.0, settle_s=0.0, min_rounds=15, max_rounds=200, budget_s=60.0)
+    rng = np.random.default_rng(0)
+
+    def process(centre: float, index: int):
+        rounds = centre * np.exp(rng.normal(0.0, 0.02, 200))
+        return measure_interleaved({"a": _ScriptedTimer(rounds)}, cfg, process=index)["a"]
+
+    first, apart, alike = process(1.0, 0), process(1.06, 1), process(1.0, 1)
+    assert {first.stop_reason, apart.stop_reason, alike.stop_reason} == {"ci"}
+    pooled = combine([first, apart], cfg.target_ci)
+    # each process's own CI met the target, the pooled one, spanning both, does not
+    assert pooled.summary.ci_half_width_fraction > cfg.target_ci
+    assert pooled.stop_reason == "processes"
+    assert combine([first, alike], cfg.target_ci).stop_reason == "ci"
+
+
+def test_the_budget_ends_no_row_before_it_has_the_rounds_of_a_95_percent_ci():
+    cfg = TimingConfig(warmup_s=0.0, settle_s=0.0, budget_s=0.01, target_ci=1e-9)
+    slow = _ScriptedTimer(np.linspace(1.0, 2.0, 100), wall_s=0.02)  # each round past the budget
+    m = measure_interleaved({"a": slow}, cfg)["a"]
+    assert m.stop_reason == "budget" and len(m.samples_s) == min_ci_samples() == 6
 
 
 def test_harness_overhead_per_call_is_small():

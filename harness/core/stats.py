@@ -44,6 +44,16 @@ def _outer_rank(n: int, confidence: float) -> int:
     return k
 
 
+def min_ci_samples(confidence: float = 0.95) -> int:
+    """The fewest samples whose order statistics bracket the median at ``confidence`` (six at
+    95%); from fewer, ``median_ci`` can only give the full range, which holds the median less
+    often (75% of the time from three)."""
+    n = 1
+    while _outer_rank(n, confidence) == 0:
+        n += 1
+    return n
+
+
 @dataclass(frozen=True)
 class Summary:
     n: int

@@ -17,7 +17,7 @@ import numpy as np
 from harness.core.errors import BackendError
 from harness.core.load import LoadMeter, MeteredRound, RoundLoad
 from harness.core.results import TimingSummary
-from harness.core.stats import Summary, summarize
+from harness.core.stats import Summary, min_ci_samples, summarize
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,27 @@ class TimerKey:
 
 
 @dataclass(frozen=True)
+class ProcessRounds:
+    """One worker process's rounds: how many it took, and how many of them work outside the
+    run made contended."""
+
+    taken: int
+    contended: int
+
+    def too_contended(self, max_set_aside: float) -> bool:
+        """Fewer than three clean rounds (any unclean, where fewer than three were taken at
+        all: a measurement made of a few long runs), or more than ``max_set_aside`` unclean."""
+        clean = self.taken - self.contended
+        return clean < min(3, self.taken) or self.contended > max_set_aside * self.taken
+
+
+@dataclass(frozen=True)
 class Measurement:
     samples_s: tuple[float, ...]  # seconds per call, one value per kept round
     calls_per_round: int
-    stop_reason: str  # "ci" (precise enough) or "budget" (time ran out) or "max_rounds"
+    # "ci" (precise enough), "budget" (time ran out), "max_rounds", or "processes" (each
+    # process's own CI was precise enough, but the processes differ by more than the target)
+    stop_reason: str
     summary: Summary
     # What the machine did in each kept round (None where it could not be read), in each
     # round that work outside the run made contended (kept or not), and in each round taken
@@ -81,7 +98,8 @@ class Measurement:
     dropped: tuple[RoundLoad, ...] = ()
     rounds_taken: int = 0
     processes: tuple[int, ...] = ()  # which worker process each kept sample came from
-    parts: tuple[Measurement, ...] = ()  # each process's own, where several were pooled
+    # Each process's rounds, where several were pooled (empty: one process, these counts)
+    by_process: tuple[ProcessRounds, ...] = ()
 
     @property
     def load_checked(self) -> bool:
@@ -91,16 +109,14 @@ class Measurement:
         canaries = [load.canary_s for load in self.loads if load is not None]
         return float(np.median(canaries)) if canaries else None
 
+    def process_rounds(self) -> tuple[ProcessRounds, ...]:
+        return self.by_process or (ProcessRounds(self.rounds_taken, len(self.set_aside)),)
+
     def contended(self, max_set_aside: float) -> bool:
-        """Too many of its rounds were taken while something else used the machine: fewer
-        than three clean (any unclean, where fewer than three were taken at all: a
-        measurement made of a few long runs), or more than ``max_set_aside`` of them; pooled
-        from several processes, in any one of them (the pooled counts could hide a process
-        that had to keep its contended rounds)."""
-        if self.parts:
-            return any(part.contended(max_set_aside) for part in self.parts)
-        clean = self.rounds_taken - len(self.set_aside)
-        return clean < min(3, self.rounds_taken) or len(self.set_aside) > max_set_aside * self.rounds_taken
+        """Too many of its rounds were taken while something else used the machine, in any
+        one of its processes (the pooled counts could hide a process that had to keep its
+        contended rounds)."""
+        return any(p.too_contended(max_set_aside) for p in self.process_rounds())
 
     def to_summary(self) -> TimingSummary:
         """The row's timing fields, in milliseconds."""
@@ -212,7 +228,8 @@ def measure_interleaved(timers: Mapping[Hashable, TimerLike], config: TimingConf
     run took more than ``config.max_foreign_cores`` is set aside, all its backends' samples
     with it (so the pairs stay whole), and taken again; set-aside time does not count
     against the budget, up to once more the budget. Should fewer than three rounds be clean,
-    every round is kept and the measurement says it was contended.
+    every round is kept and the measurement says it was contended. The budget ends no
+    measurement before it has the rounds a 95% CI needs (``min_ci_samples``).
 
     A timer that raises ``BackendError`` (its backend crashed, hung or raised) is dropped and
     reported to ``on_failure``; the others go on. Without ``on_failure`` the error propagates.
@@ -240,6 +257,7 @@ def measure_interleaved(timers: Mapping[Hashable, TimerLike], config: TimingConf
     start = time.perf_counter()
     aside_s = 0.0
     reason = "max_rounds"
+    fewest = min_ci_samples()
 
     def clean(load: RoundLoad | None) -> bool:
         return load is None or load.foreign_cores <= config.max_foreign_cores
@@ -270,10 +288,10 @@ def measure_interleaved(timers: Mapping[Hashable, TimerLike], config: TimingConf
             reason = "ci"
             break
         spent = time.perf_counter() - start
-        if clean_rounds >= 3 and spent - min(aside_s, budget) >= budget:
+        if clean_rounds >= fewest and spent - min(aside_s, budget) >= budget:
             reason = "budget"
             break
-        if spent >= 2 * budget and r + 1 >= 3:  # retakes used up: the row is contended
+        if spent >= 2 * budget and r + 1 >= fewest:  # retakes used up: the row is contended
             reason = "budget"
             break
     enough = sum(clean(load) for _, load in rounds) >= 3
@@ -291,18 +309,24 @@ def measure_interleaved(timers: Mapping[Hashable, TimerLike], config: TimingConf
     return result
 
 
-def combine(parts: Sequence[Measurement]) -> Measurement:
+def combine(parts: Sequence[Measurement], target_ci: float) -> Measurement:
     """One measurement from those of several worker processes, each sample labelled with
-    its process, so its CI spans what differs between processes as well as between rounds."""
+    its process, so its CI spans what differs between processes as well as between rounds.
+    It stopped on "ci" only if that CI, not just each process's own, is within ``target_ci``."""
     if len(parts) == 1:
         return parts[0]
     samples = tuple(x for m in parts for x in m.samples_s)
     processes = tuple(p for m in parts for p in m.processes)
+    summary = summarize(samples, processes)
     stops = [m.stop_reason for m in parts]
+    if any(s != "ci" for s in stops):
+        reason = next(s for s in stops if s != "ci")
+    else:
+        reason = "ci" if summary.ci_half_width_fraction <= target_ci else "processes"
     return Measurement(
-        samples_s=samples, calls_per_round=parts[0].calls_per_round,
-        stop_reason="ci" if all(s == "ci" for s in stops) else next(s for s in stops if s != "ci"),
-        summary=summarize(samples, processes), loads=tuple(x for m in parts for x in m.loads),
+        samples_s=samples, calls_per_round=parts[0].calls_per_round, stop_reason=reason,
+        summary=summary, loads=tuple(x for m in parts for x in m.loads),
         set_aside=tuple(x for m in parts for x in m.set_aside),
         dropped=tuple(x for m in parts for x in m.dropped),
-        rounds_taken=sum(m.rounds_taken for m in parts), processes=processes, parts=tuple(parts))
+        rounds_taken=sum(m.rounds_taken for m in parts), processes=processes,
+        by_process=tuple(p for m in parts for p in m.process_rounds()))

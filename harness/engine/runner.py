@@ -63,7 +63,14 @@ from harness.core.results import (
 from harness.core.roofline import Peak
 from harness.core.settings import ProcessSettings
 from harness.core.stats import paired_ratio, summarize
-from harness.core.timing import Measurement, TimerKey, TimerLike, combine, measure_interleaved
+from harness.core.timing import (
+    Measurement,
+    ProcessRounds,
+    TimerKey,
+    TimerLike,
+    combine,
+    measure_interleaved,
+)
 from harness.engine.events import Event, OnEvent, Phase
 from harness.engine.handles import CopyTimes, Facts, Handle, LocalHandle, describe
 from harness.engine.isolation import WorkerHandle
@@ -172,12 +179,16 @@ def alone_measurement(alone: Alone, probes: list[MeteredProbe], max_foreign_core
     """A row's measurement from what an ``AloneWorkload`` found: its samples, and each probe
     run as a round of the load account (a run that outside work made contended is kept, and
     counted against the row, never taken again)."""
-    loads = tuple(load for probe in probes for load in probe.loads)
+    def contended(loads: list[RoundLoad]) -> tuple[RoundLoad, ...]:
+        return tuple(load for load in loads if load.foreign_cores > max_foreign_cores)
+
     return Measurement(
         samples_s=alone.samples_s, calls_per_round=1, stop_reason=alone.stop_reason,
-        summary=summarize(alone.samples_s, alone.processes), loads=loads,
-        set_aside=tuple(load for load in loads if load.foreign_cores > max_foreign_cores),
-        rounds_taken=sum(probe.runs for probe in probes), processes=alone.processes)
+        summary=summarize(alone.samples_s, alone.processes),
+        loads=tuple(load for probe in probes for load in probe.loads),
+        set_aside=tuple(load for probe in probes for load in contended(probe.loads)),
+        rounds_taken=sum(probe.runs for probe in probes), processes=alone.processes,
+        by_process=tuple(ProcessRounds(probe.runs, len(contended(probe.loads))) for probe in probes))
 
 
 class Runner:
@@ -391,7 +402,7 @@ class Runner:
             for name, roles in self._measure_process(workload, shape, live, refused, process).items():
                 for role, m in roles.items():
                     parts.setdefault(name, {}).setdefault(role, []).append(m)
-        measured = {name: {role: combine(ms) for role, ms in roles.items()}
+        measured = {name: {role: combine(ms, self.config.timing.target_ci) for role, ms in roles.items()}
                     for name, roles in parts.items() if name in live}
         context = RowContext(self.model.config, self.peak_gflops)
         found = {}
