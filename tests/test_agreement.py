@@ -19,6 +19,21 @@ def test_a_value_exactly_on_the_band_passes_and_one_just_past_it_fails():
     assert not below.agrees  # the band is two-sided
 
 
+def test_the_relative_error_stays_bounded_where_the_reference_crosses_zero():
+    fp32 = Tolerance(atol=1e-5, rtol=1e-4)
+    expected = np.array([0.5, 1e-4, 0.0, -0.3])
+    result = compare(expected + 2e-7, expected, fp32)
+    # against the reference alone the exact zero would divide 2e-7 by the smallest float
+    assert result.agrees and result.max_rel_err == pytest.approx(2e-7 / 0.1)
+    rng = np.random.default_rng(0)
+    sine = np.sin(np.linspace(0, 20, 10_000))
+    worst_agreeing = sine + rng.uniform(-1, 1, sine.size) * (fp32.atol + fp32.rtol * np.abs(sine))
+    agreeing = compare(worst_agreeing, sine, fp32)
+    assert agreeing.agrees and agreeing.max_rel_err <= 2 * fp32.rtol
+    # a band with no rtol is taken relative to atol
+    assert compare(np.array([3e-5]), np.array([0.0]), Tolerance(1e-5, 0.0)).max_rel_err == pytest.approx(3.0)
+
+
 def test_one_bad_element_among_many_fails_and_sets_the_errors():
     expected = np.linspace(-1.0, 1.0, 4096).reshape(1024, 4)
     actual = expected.copy()

@@ -28,6 +28,12 @@ def test_too_few_samples_are_never_called_significant():
     assert result.ratio == 2.0 and result.p_value is None and not result.significant
 
 
+def test_two_rounds_against_many_can_still_be_significant():
+    # all 50 base rounds faster than both new ones: the rank test's p is 2 / C(52, 2)
+    result = compare_samples(samples(1.0, 50, 0.01, seed=5), [2.0, 2.1])
+    assert result.p_value is not None and result.p_value < 0.01 and result.significant
+
+
 def _two_processes(first_ms: float, second_ms: float, seed: int) -> tuple[np.ndarray, list[int]]:
     """50 quiet rounds in each of two worker processes that sit apart, as processes do."""
     rounds = np.concatenate([samples(first_ms, 50, 0.01, seed), samples(second_ms, 50, 0.01, seed + 1)])

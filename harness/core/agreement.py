@@ -92,7 +92,10 @@ class Agreement:
 def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> Agreement:
     """``|actual - expected| <= atol + rtol * |expected|`` everywhere (numpy.allclose's rule).
 
-    NaN or Inf in ``actual`` never agrees.
+    NaN or Inf in ``actual`` never agrees. The relative error is taken against
+    ``max(|expected|, atol / rtol)``: below that the band is atol's, and a reference crossing
+    zero (as a sine does) would make the error relative to it as large as chance makes it.
+    So an answer that agrees has a relative error of at most 2 rtol.
     """
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
@@ -101,9 +104,16 @@ def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> A
     if not np.isfinite(actual).all():
         return Agreement(float("nan"), float("nan"), False)
     diff = np.abs(actual - expected)
-    rel = diff / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
+    rel = diff / np.maximum(np.abs(expected), _relative_floor(tolerance))
     ok = bool(np.all(within(actual, expected, tolerance)))
     return Agreement(float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), ok)
+
+
+def _relative_floor(tolerance: Tolerance) -> float:
+    """The smallest reference a relative error is taken against: atol / rtol (atol itself
+    for a band with no rtol), and never zero."""
+    floor = tolerance.atol / tolerance.rtol if tolerance.rtol > 0 else tolerance.atol
+    return max(floor, float(np.finfo(np.float64).tiny))
 
 
 def worst(errors: Iterable[float]) -> float:

@@ -19,6 +19,7 @@ no speed gate applies to it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,7 +42,6 @@ from harness.core.targets import DEFAULT_MODE
 KEY_FIELDS = ("backend", "device", "dtype", "batch_size", "seq_len", "mode", "model_sha256",
               "run_dtype")
 _KEY_DEFAULTS = {"mode": DEFAULT_MODE, "model_sha256": None, "run_dtype": None}
-MIN_SAMPLES = 3  # fewer rounds than this cannot make any difference significant at 95%
 
 Key = tuple
 
@@ -53,7 +53,7 @@ def row_key(row: dict) -> Key:
 @dataclass(frozen=True)
 class SampleTest:
     ratio: float  # median(new) / median(base): above 1 is slower
-    p_value: float | None  # None when either side has too few samples to test
+    p_value: float | None  # None when the two sides' rounds are too few to ever be significant
     significant: bool
 
 
@@ -66,7 +66,7 @@ def compare_samples(base: np.ndarray | list[float], new: np.ndarray | list[float
     if b.size == 0 or n.size == 0:
         raise ValueError("compare_samples needs samples on both sides")
     ratio = float(np.median(n) / np.median(b))
-    if min(b.size, n.size) < MIN_SAMPLES:
+    if not _can_be_significant(b.size, n.size, confidence):
         return SampleTest(ratio, None, False)
     if _labelled(b, base_processes) and _labelled(n, new_processes) and \
             max(len(set(base_processes)), len(set(new_processes))) > 1:
@@ -81,6 +81,13 @@ def compare_samples(base: np.ndarray | list[float], new: np.ndarray | list[float
 
 
 BOOTSTRAP_DRAWS = 2000
+
+
+def _can_be_significant(base: int, new: int, confidence: float) -> bool:
+    """Whether rounds this many a side can differ significantly at all: the rank test's
+    smallest two-sided p, every round of one side below every round of the other, is
+    2 / C(base + new, base) (a third of 2 vs 2; 0.0015 for 2 vs 50)."""
+    return 2.0 / math.comb(base + new, base) < 1.0 - confidence
 
 
 def _labelled(samples: np.ndarray, processes: Sequence[int] | None) -> bool:
