@@ -92,7 +92,8 @@ PRESETS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("smoke", batch_sizes=(1, 8), seq_lens=(50,), budget_s=0.05,
              description="batch 1 and 8, a 0.05 s budget per row: the quickest whole run"),
     Scenario("latency", batch_sizes=(1,), budget_s=3.0, focus="tail",
-             description="one stream, batch 1: p90 and p99 latency lead, longer budget for the tail"),
+             description="one stream, batch 1: p90 and p99 of the rounds lead, a longer budget; "
+                         "for each query's own latency, single-stream"),
     Scenario("throughput", batch_sizes=(256, 1024, 4096), focus="throughput",
              description="offline batches up to 4096: best sequences/s per backend"),
     Scenario("sweep", batch_sizes=(1, 8, 64, 512), seq_lens=(25, 50, 100, 200), budget_s=1.0,

@@ -1,13 +1,22 @@
+import math
+
 import numpy as np
 import pytest
 
-from harness.core.stats import is_noisy, median_ci, paired_ratio, summarize, throughput
+from harness.core.stats import (
+    is_noisy,
+    median_ci,
+    min_ci_samples,
+    paired_ratio,
+    summarize,
+    throughput,
+)
 
 
 def test_summary_of_a_known_sample():
     s = summarize(list(range(1, 101)))  # 1..100
     assert (s.n, s.min, s.median, s.mean) == (100, 1.0, 50.5, 50.5)
-    assert s.stdev == pytest.approx(29.011491975882016)
+    assert s.stdev == pytest.approx(math.sqrt(100 * 101 / 12))  # of 1..n: sqrt(n(n+1)/12)
     assert s.iqr == pytest.approx(49.5)
     assert s.p90 == pytest.approx(90.1) and s.p99 == pytest.approx(99.01)
 
@@ -17,6 +26,13 @@ def test_median_ci_uses_order_statistics():
     # 40th smallest and the 40th largest (values 40 and 61)
     assert median_ci(np.arange(1, 101)) == (40.0, 61.0)
     assert median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few for ranks: the full range
+
+
+def test_the_fewest_samples_for_a_95_percent_ci_are_those_whose_range_holds_the_median_95_percent():
+    # the full range misses the median only when every sample falls on one side of it
+    n = min_ci_samples()
+    assert 1 - 2.0 ** (1 - n) >= 0.95 > 1 - 2.0 ** (2 - n)
+    assert min_ci_samples(0.99) > n
 
 
 @pytest.mark.parametrize("n", [20, 50, 100, 200])
@@ -47,8 +63,6 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
     r = paired_ratio(base, fast)
     assert r.median == 2.0
     assert (r.ci95_low, r.ci95_high) == (0.5, 3.0)  # five pairs: the CI is their range
-    assert np.median(base) / np.median(fast) == 1.5
-    assert np.median(np.sort(base) / np.sort(fast)) == 1.6
 
 
 def test_paired_ratio_cancels_shared_drift():
@@ -56,7 +70,5 @@ def test_paired_ratio_cancels_shared_drift():
     base, fast = 2.0 * drift, 1.0 * drift
     r = paired_ratio(base, fast)
     assert r.median == pytest.approx(2.0) and r.ci95_low == pytest.approx(2.0)
-    # ratio of medians is also 2 here; but with the fast one measured only late ...
-    assert np.median(base[:20]) / np.median(fast[20:]) < 1.7
     with pytest.raises(ValueError):
         paired_ratio(base, fast[:3])
