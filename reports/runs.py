@@ -82,7 +82,8 @@ def comparison_table(comparison: Comparison, base_label: str, new_label: str,
     if any(c.figure for c in comparison.changes):
         by_figure = ("; rows shown with their own figure (a server's highest rate, say) are one "
                      "number a side: untested, and never gated")
-    table.caption = (f"Δ: the median's change, Mann-Whitney U on the raw samples, two-sided, "
+    tests = sorted({c.test.method.value for c in comparison.changes if c.test is not None})
+    table.caption = (f"Δ: the median's change; p: {' or '.join(tests) or 'no row tested'}, two-sided, "
                      f"significant at {comparison.confidence:.0%} confidence "
                      f"(p < {1 - comparison.confidence:.2g}); {gate_text}{by_figure}")
     return table

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.core.compare import compare_results, compare_samples, row_key
+from harness.core.compare import Significance, compare_results, compare_samples, row_key
 from harness.core.results import RowFigure
 from tests.results_fixture import make_results, samples
 
@@ -45,10 +45,12 @@ def test_processes_that_sit_apart_are_not_taken_for_a_change():
     base, base_processes = _two_processes(0.96, 1.04, seed=1)
     new, new_processes = _two_processes(1.00, 1.08, seed=3)
     # 200 rounds taken as independent draws: a change, beyond doubt
-    assert compare_samples(base, new).p_value < 1e-6
+    unlabelled = compare_samples(base, new)
+    assert unlabelled.p_value < 1e-6 and unlabelled.method is Significance.RANK
     # the processes drawn as well as their rounds: no more than the processes' own spread
     test = compare_samples(base, new, base_processes=base_processes, new_processes=new_processes)
     assert test.ratio == pytest.approx(1.04, rel=0.02) and not test.significant
+    assert test.method is Significance.BOOTSTRAP
     assert test.p_value > 0.2
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 from scipy.stats import mannwhitneyu
@@ -50,11 +51,19 @@ def row_key(row: dict) -> Key:
     return tuple(row.get(f, _KEY_DEFAULTS[f]) if f in _KEY_DEFAULTS else row[f] for f in KEY_FIELDS)
 
 
+class Significance(Enum):
+    """How a row's change was tested, in the words a report shows."""
+
+    BOOTSTRAP = "two-level bootstrap over processes and rounds"
+    RANK = "Mann-Whitney U on the raw samples"
+
+
 @dataclass(frozen=True)
 class SampleTest:
     ratio: float  # median(new) / median(base): above 1 is slower
     p_value: float | None  # None when the two sides' rounds are too few to ever be significant
     significant: bool
+    method: Significance
 
 
 def compare_samples(base: np.ndarray | list[float], new: np.ndarray | list[float],
@@ -66,10 +75,12 @@ def compare_samples(base: np.ndarray | list[float], new: np.ndarray | list[float
     if b.size == 0 or n.size == 0:
         raise ValueError("compare_samples needs samples on both sides")
     ratio = float(np.median(n) / np.median(b))
+    bootstrap = _labelled(b, base_processes) and _labelled(n, new_processes) and \
+        max(len(set(base_processes)), len(set(new_processes))) > 1
+    method = Significance.BOOTSTRAP if bootstrap else Significance.RANK
     if not _can_be_significant(b.size, n.size, confidence):
-        return SampleTest(ratio, None, False)
-    if _labelled(b, base_processes) and _labelled(n, new_processes) and \
-            max(len(set(base_processes)), len(set(new_processes))) > 1:
+        return SampleTest(ratio, None, False, method)
+    if bootstrap:
         drawn = hierarchical_medians(n, np.asarray(new_processes), BOOTSTRAP_DRAWS, seed=1) / \
             hierarchical_medians(b, np.asarray(base_processes), BOOTSTRAP_DRAWS, seed=0)
         # two-sided: twice the share of draws on the side of 1 fewer of them fall
@@ -77,7 +88,7 @@ def compare_samples(base: np.ndarray | list[float], new: np.ndarray | list[float
                 1.0 / BOOTSTRAP_DRAWS)
     else:
         p = float(mannwhitneyu(b, n, alternative="two-sided").pvalue)
-    return SampleTest(ratio, min(p, 1.0), p < 1.0 - confidence)
+    return SampleTest(ratio, min(p, 1.0), p < 1.0 - confidence, method)
 
 
 BOOTSTRAP_DRAWS = 2000
