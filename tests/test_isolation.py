@@ -65,7 +65,7 @@ def test_a_run_with_faulty_backends_exits_1_and_keeps_eager(fault_run):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend, fragments", [
-    ("segfault", ("SIGSEGV", "the worker died during", "while timing batch=1 seq_len=50")),
+    ("segfault", ("SIGSEGV", "the worker died during warm-up", "while timing batch=1 seq_len=50")),
     ("abort", ("SIGABRT", "during prepare")),
     ("raises", ("RuntimeError: injected failure in run", "while timing")),
 ])

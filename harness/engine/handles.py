@@ -15,7 +15,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -146,6 +146,7 @@ class Request(ABC):
     # How long this request may take in a worker, where that is longer than the handle's
     # own limit (a measurement known to last minutes); None: the handle's limit.
     timeout_s: float | None = None
+    what: ClassVar[str]  # what it asks, as a message names it ("the worker died during ...")
 
     @abstractmethod
     def execute(self, served: Served) -> Any: ...
@@ -153,6 +154,7 @@ class Request(ABC):
 
 @dataclass(frozen=True)
 class Outputs(Request):
+    what: ClassVar[str] = "a call"
     task: Task
     payload: Any
     timeout_s: float | None = None
@@ -163,6 +165,7 @@ class Outputs(Request):
 
 @dataclass(frozen=True)
 class NewTimer(Request):
+    what: ClassVar[str] = "timer set-up"
     workload: TimedWorkload
     role: str
     payload: Any
@@ -173,6 +176,7 @@ class NewTimer(Request):
 
 @dataclass(frozen=True)
 class WarmUp(Request):
+    what: ClassVar[str] = "warm-up"
     timer_id: int
     seconds: float
 
@@ -182,6 +186,7 @@ class WarmUp(Request):
 
 @dataclass(frozen=True)
 class Calibrate(Request):
+    what: ClassVar[str] = "calibration"
     timer_id: int
     min_round_s: float
 
@@ -191,6 +196,7 @@ class Calibrate(Request):
 
 @dataclass(frozen=True)
 class Round(Request):
+    what: ClassVar[str] = "a timed round"
     timer_id: int
 
     def execute(self, served: Served) -> float:
@@ -199,6 +205,7 @@ class Round(Request):
 
 @dataclass(frozen=True)
 class GetFacts(Request):
+    what: ClassVar[str] = "diagnostics"
     def execute(self, served: Served) -> Facts:
         return served.facts()
 

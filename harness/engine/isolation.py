@@ -223,7 +223,7 @@ class WorkerHandle(Handle):
 
     def call(self, request: Request) -> Any:
         """One request in the worker; ``BackendError`` if it raised, died or timed out."""
-        what = type(request).__name__
+        what = request.what
         if self._failure:
             raise BackendError(self._failure)
         try:
