@@ -124,7 +124,11 @@ def test_benchmarks_record_the_harness_facts(run, checkpoint):
         assert info["threads"]["torch_intra_op"] == info["threads"]["ort_intra_op"] == THREADS
         assert info["settings"]["intra_op_threads"] == THREADS
         assert info["model"]["weights_sha256"] == checkpoint.sha256
-        assert bench["stats"]["iterations"] == info["calls_per_round"]
+        stats = bench["stats"]
+        assert stats["iterations"] == info["calls_per_round"]
+        # the rounds fill --benchmark-max-time: each round's mean per call times its calls
+        timed_s = stats["rounds"] * stats["iterations"] * stats["mean"]
+        assert 0.3 * MAX_TIME_S < timed_s < 3 * MAX_TIME_S, timed_s
     assert data["machine_info"]["lstm_harness"]["versions"]["torch"]
 
 

@@ -79,5 +79,6 @@ def test_inference(benchmark, case, handles, checks, checkpoint: Checkpoint, reg
     iterations = timer.calibrate(timing.min_round_s)
     benchmark.extra_info["calls_per_round"] = iterations
     benchmark.pedantic(timer.time_calls, args=(1,), iterations=iterations,
-                       rounds=rounds_for(timer.round(), request.config, timing.max_rounds),
+                       rounds=rounds_for(timer.round() * iterations, request.config,
+                                         timing.max_rounds),
                        warmup_rounds=WARMUP_ROUNDS)
