@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -81,6 +82,9 @@ class Registry:
 def subclasses(candidates: Iterable[object], base: type[T], origin: str) -> list[type[T]]:
     """``candidates``, each checked to be a subclass of ``base``; ``origin`` names where
     they came from in the one-line refusal."""
+    if not isinstance(candidates, list | tuple):
+        raise InputError(f"{origin} provides {candidates!r}, expected a list of "
+                         f"{base.__module__}.{base.__qualname__} subclasses")
     found = []
     for cls in candidates:
         if not (isinstance(cls, type) and issubclass(cls, base)):
@@ -90,12 +94,21 @@ def subclasses(candidates: Iterable[object], base: type[T], origin: str) -> list
     return found
 
 
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
 def import_plugin(module_name: str) -> ModuleType:
     """A ``--plugin`` module: it lists backends in ``BACKENDS``, workloads in ``WORKLOADS``."""
+    if not MODULE_NAME.fullmatch(module_name):
+        raise InputError(f"expected a plugin module name, dotted and importable (my_backends, "
+                         f"pkg.plugins), got {module_name!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(f"cannot import plugin module {module_name!r}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's own code failed
+        raise InputError(f"plugin module {module_name!r} raised {type(exc).__name__} while being "
+                         f"imported: {exc}") from exc
     if not hasattr(module, "BACKENDS") and not hasattr(module, "WORKLOADS"):
         raise InputError(f"plugin module {module_name!r} has neither a BACKENDS nor a WORKLOADS list")
     return module

@@ -23,6 +23,7 @@ from harness.core.checkpoint import ModelSource
 from harness.core.errors import InputError
 from harness.core.model import ModelConfig
 from harness.core.targets import DEFAULT_MODE, DTYPES
+from harness.core.timing import MAX_PROCESSES
 from harness.core.training import TrainConfig
 from harness.workloads import WORKLOADS
 from harness.workloads.base import (
@@ -66,7 +67,8 @@ def _scalars(workloads: Mapping[str, type[Workload]]) -> dict[str, tuple[Callabl
         "devices": _list_of(lambda x: x in SCENARIO_DEVICES, f"{', '.join(map(repr, SCENARIO_DEVICES))}"),
         "backends": _list_of(lambda x: isinstance(x, str) and x.strip() != "", "backend names"),
         "budget_s": (positive_number, "a number > 0"),
-        "processes": ((lambda v: _is_int(v) and v >= 1), "an integer >= 1"),
+        "processes": ((lambda v: _is_int(v) and 1 <= v <= MAX_PROCESSES),
+                      f"an integer from 1 to {MAX_PROCESSES}"),
     }
 
 
@@ -172,6 +174,15 @@ def load(path: Path, workloads: Mapping[str, type[Workload]] = WORKLOADS) -> Sce
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise InputError(f"expected a scenario TOML file, but {path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"expected a scenario TOML file, got {path}, which is a directory") from None
+    except OSError as exc:
+        raise InputError(f"expected a readable scenario TOML file, got {path}: "
+                         f"{exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"expected a scenario TOML file, {path} is not UTF-8 text: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML: {exc}") from None
+        bom = path.read_bytes().startswith(b"\xef\xbb\xbf")
+        hint = " (the file starts with a byte-order mark, which TOML does not allow)" if bom else ""
+        raise InputError(f"{path}: not valid TOML{hint}: {exc}") from None
     return parse(path, data, workloads)

@@ -42,13 +42,28 @@ def _one_line(stderr: str) -> str:
     (["run", "--batch-sizes", "1.5"], "--batch-sizes expects comma-separated integers >= 1, got '1.5'"),
     (["run", "--seq-len", "0"], "--seq-len expects integers >= 1, got 0"),
     # one value each: a list would have run its first value alone, silently
-    (["run", "--threads", "1,2"], "--threads expects an integer >= 1, got '1,2'"),
-    (["run", "--processes", "2,3"], "--processes expects an integer >= 1, got '2,3'"),
+    (["run", "--threads", "1,2"], "--threads expects an integer from 1 to 1024, got '1,2'"),
+    (["run", "--processes", "2,3"], "--processes expects an integer from 1 to 64, got '2,3'"),
     (["run", "--horizon", "10,20"], "--horizon expects an integer >= 1, got '10,20'"),
-    (["run", "--backend-timeout", "0"], "--backend-timeout expects a number > 0, got 0"),
+    (["run", "--backend-timeout", "0"], "--backend-timeout expects a number > 0 and <= 86400, got 0"),
     (["run", "--backend-timeout", "soon"], "--backend-timeout expects a number, got 'soon'"),
     # not finite: a budget or a timeout that never ends
-    (["run", "--backend-timeout", "inf"], "--backend-timeout expects a number > 0, got inf"),
+    (["run", "--backend-timeout", "inf"], "--backend-timeout expects a number > 0 and <= 86400, got inf"),
+    # finite, but past what the clocks, LoadGen and torch take: refused, not met mid-run
+    (["run", "--backend-timeout", "1e300"], "--backend-timeout expects a number > 0 and <= 86400"),
+    (["run", "--threads", "99999999999999999999"], "--threads expects an integer from 1 to 1024"),
+    (["run", "--scenario", "rollout", "--horizon", "1000000000000"],
+     "'horizon' must be an integer from 1 to 100000, got 1000000000000"),
+    (["run", "--scenario", "server", "--latency-bound-ms", "1e300"],
+     "'latency_bound_ms' must be a number of milliseconds > 0, at most 86400000 (a day)"),
+    (["history", "--limit", "99999999999999999999"], "--limit expects an integer from 1 to 1000000"),
+    (["compare", "99999999999999999999", "1"], "got '99999999999999999999'"),
+    (["compare", "²", "1"], "results file not found: ²"),
+    # an empty path or module name is no path or module at all
+    (["doctor", "--checkpoint", ""], "--checkpoint expects a path to a file, got ''"),
+    (["report", "x.json", "--checkpoint", ""], "--checkpoint expects a path to a file, got ''"),
+    (["run", "--plugin", ""], "expected a plugin module name, dotted and importable"),
+    (["run", "--plugin", "../x.py"], "got '../x.py'"),
     (["run", "--budget", "nan"], "--budget expects a number > 0, got nan"),
     (["run", "--max-canary-spread", "0.9"], "--max-canary-spread expects a number >= 1, got 0.9"),
     # an infinite band would call every backend agreeing
@@ -57,7 +72,7 @@ def _one_line(stderr: str) -> str:
     (["run", "--seed", "-1"], "--seed expects an integer >= 0, got -1"),
     (["run", "--backends", ","], "--backends expects one or more comma-separated names, got ','"),
     (["run", "--dtype", " , "], "--dtype expects one or more comma-separated names, got ' , '"),
-    (["history", "--limit", "0"], "--limit expects an integer >= 1, got 0"),
+    (["history", "--limit", "0"], "--limit expects an integer from 1 to 1000000, got 0"),
     (["run", "--batch-sizes", "100000000", "--seq-len", "1000"],
      "expected batch × seq_len small enough to fit in memory, got batch 100000000 × seq_len 1000"),
 ])
@@ -216,3 +231,102 @@ def test_without_proc_resident_memory_reads_ru_maxrss_in_the_platforms_unit(monk
     monkeypatch.setattr(memory.sys, "platform", platform)
     monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=1000))
     assert memory.current_rss_bytes() == expected
+
+
+def test_no_output_may_overwrite_what_the_command_reads(checkpoint, tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(checkpoint.weights_path.read_bytes())
+    db = tmp_path / "history.sqlite"
+    results = tmp_path / "r.json"
+    results.write_text("{}")
+    cases = [
+        (["run", "--checkpoint", str(model), "--out", str(model), *FAST],
+         f"expected --out to name a file of its own, got {model}, which is the model file", model),
+        (["run", "--db", str(db), "--out", str(db), *FAST],
+         f"expected --db to name a file of its own, got {db}, which is the --out file", None),
+        (["report", str(results), "--format", "md", "--output", str(results)],
+         f"expected --output to name a file of its own, got {results}, which is the results file", results),
+    ]
+    for argv, said, kept in cases:
+        before = kept.read_bytes() if kept else None
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert said in " ".join(captured.err.split()) and "epoch" not in captured.err
+        if kept:
+            assert kept.read_bytes() == before
+    assert not db.exists()
+
+
+def test_a_history_file_that_is_not_a_database_is_refused_before_any_work_and_kept(tmp_path, capsys):
+    db = tmp_path / "history.sqlite"
+    db.write_text('{"not": "a database"}')
+    assert main(["run", "--db", str(db), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"expected an lstm-harness history database at {db}" in err and "epoch" not in err
+    assert db.read_text() == '{"not": "a database"}'
+
+
+@pytest.mark.parametrize("content, said", [
+    # an infinite band would call a wrong backend agreeing
+    ("[tolerances.fp32]\natol = inf\nrtol = 1e-4\n",
+     "key 'tolerances.fp32.atol' must be a number >= 0, got inf"),
+    ("[tolerances.fp32]\natol = 1e-5\nrtol = nan\n",
+     "key 'tolerances.fp32.rtol' must be a number >= 0, got nan"),
+    ("budget_s = inf\n", "key 'budget_s' must be a number > 0, got inf"),
+    ("mode = \"server\"\nmax_wait_ms = inf\n", "key 'max_wait_ms' must be a number of milliseconds >= 0"),
+    ("mode = \"offline\"\nduration_s = inf\n", "key 'duration_s' must be a number of seconds > 0"),
+    ("mode = \"multi-stream\"\nsamples_per_query = 1000000000000\n",
+     "key 'samples_per_query' must be an integer from 1 to 100000"),
+    ("processes = 1000\n", "key 'processes' must be an integer from 1 to 64"),
+    ("\ufeffname = \"x\"\n", "the file starts with a byte-order mark"),
+])
+def test_a_scenario_file_with_a_value_the_flags_refuse_is_refused_too(content, said, tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(content, encoding="utf-8")
+    assert main(["run", "--scenario", str(path), "--no-history"]) == 2
+    assert said in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("make, said", [
+    (lambda p: p.mkdir(), "which is a directory"),
+    (lambda p: p.write_bytes(b'name = "\xff\xfe"\n'), "is not UTF-8 text"),
+])
+def test_a_scenario_path_that_is_no_toml_text_is_refused(make, said, tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    make(path)
+    assert main(["run", "--scenario", str(path), "--no-history"]) == 2
+    assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source, said", [
+    ("raise RuntimeError('broken plugin')", "raised RuntimeError while being imported: broken plugin"),
+    ("import sys\nsys.exit(0)", "raised SystemExit while being imported"),
+    ("BACKENDS = 5", "provides 5, expected a list of backends.base.Backend subclasses"),
+])
+def test_a_plugin_that_fails_or_lists_no_list_exits_2(source, said, tmp_path, monkeypatch, capsys):
+    (tmp_path / "odd_plugin.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "odd_plugin", raising=False)
+    assert main(["doctor", "--plugin", "odd_plugin"]) == 2
+    assert said in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_path, capsys):
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    out = tmp_path / ("z" * (longest - len(".json")) + ".json")  # fits, but its files folder would not
+    too_long = tmp_path / ("x" * longest + ".json")
+    assert main(["run", "--out", str(too_long), *FAST]) == 2
+    assert "is longer than a file name may be here" in capsys.readouterr().err
+    assert main(["run", "--scenario", "single-stream", "--out", str(out), "--no-history"]) == 2
+    err = capsys.readouterr().err
+    assert "the run's files folder" in err and "is longer than a file name may be here" in err
+
+
+def test_a_cache_named_by_the_environment_that_is_a_file_exits_2_before_any_training(tmp_path,
+                                                                                   monkeypatch, capsys):
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file")
+    monkeypatch.setenv("LSTM_HARNESS_CACHE", str(not_a_folder))
+    assert main(["run", "--epochs", "1", "--hidden-size", "8", "--no-history"]) == 2
+    captured = capsys.readouterr()
+    assert "directory path for LSTM_HARNESS_CACHE" in captured.err and "epoch" not in captured.err

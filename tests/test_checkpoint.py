@@ -39,6 +39,27 @@ def test_training_is_deterministic_on_cpu(tmp_path, checkpoint):
     assert trained and fresh.sha256 == checkpoint.sha256
 
 
+def test_train_keeps_the_cached_checkpoint_until_the_new_one_is_written(tmp_path, monkeypatch,
+                                                                         capsys):
+    from harness.cli.main import main
+    from harness.core import checkpoint as checkpoints
+
+    config = TrainConfig(model=ModelConfig(hidden_size=4), epochs=1)
+    argv = ["train", "--cache-dir", str(tmp_path), "--hidden-size", "4", "--epochs", "1"]
+    assert main(argv) == 0
+    first = sha256_file(paths_for(tmp_path, config)[0])
+    seen = []  # what an interrupt during training would leave behind
+    real_train = checkpoints.train
+
+    def train(*args, **kwargs):
+        seen.append(all(path.exists() for path in paths_for(tmp_path, config)))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "train", train)
+    assert main(argv) == 0  # `train` trains afresh, and the same config gives the same weights
+    assert seen == [True] and sha256_file(paths_for(tmp_path, config)[0]) == first
+
+
 def _copy(checkpoint, tmp_path: Path) -> tuple[Path, Path]:
     weights, meta = paths_for(tmp_path, checkpoint.config)
     weights.parent.mkdir(parents=True)

@@ -117,9 +117,22 @@ def test_an_unwritable_output_is_refused_in_one_line_before_any_work(tmp_path, c
     assert not (tmp_path / "no-cache").exists()
 
 
-def test_debug_shows_the_traceback():
-    with pytest.raises(Exception, match="did you mean eager"):
-        main(["--debug", "run", "--backends", "egaer"])
+def test_debug_shows_the_traceback_and_bad_input_still_exits_2(capsys):
+    assert main(["--debug", "run", "--backends", "egaer"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "did you mean eager" in err
+    # a --debug where the subcommand takes none is bad input, not a call for tracebacks
+    assert main(["history", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "unrecognized arguments: --debug" in err
+
+
+@pytest.mark.parametrize("flag, value, said", [
+    ("--batch-sizes", "1,1", "expects each value once, got 1 twice"),
+    ("--dtype", "fp32,fp32", "expects each name once, got 'fp32' twice"),
+])
+def test_a_value_given_twice_is_refused(flag, value, said, capsys):
+    assert main(["run", flag, value]) == 2 and said in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -52,7 +52,7 @@ def test_a_scenario_lists_models_as_sizes_or_checkpoint_paths(tmp_path):
     ("[[models]]\nepochs = -1", ["'models[0].epochs'", "an integer >= 0"]),
     ("[[models]]\ncheckpoint = 'a.pt'\nhidden_size = 8", ["'models[0]'", "not both"]),
     ("[[models]]\ncheckpoint = 3", ["'models[0].checkpoint'", "a path to a checkpoint file"]),
-    ("processes = 0", ["'processes'", "an integer >= 1"]),
+    ("processes = 0", ["'processes'", "an integer from 1 to 64"]),
 ])
 def test_a_wrong_model_entry_names_the_file_and_key(tmp_path, text, fragments):
     path = _toml(tmp_path, text + "\n")

@@ -17,31 +17,36 @@ class OneLineParser(argparse.ArgumentParser):
         raise InputError(message)
 
 
-def int_at_least(flag: str, minimum: int) -> Callable[[str], int]:
-    """An integer >= ``minimum``, refused in one line otherwise."""
+def int_at_least(flag: str, minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An integer >= ``minimum`` (and <= ``maximum`` where given), refused in one line otherwise."""
+    bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} expects an integer >= {minimum}, "
+            raise argparse.ArgumentTypeError(f"{flag} expects an integer {bound}, "
                                              f"got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{flag} expects an integer >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"{flag} expects an integer {bound}, got {value}")
         return value
     return parse
 
 
-def number(flag: str, at_least: float | None = None) -> Callable[[str], float]:
-    """A finite number > 0 (>= ``at_least`` where given), refused in one line otherwise."""
-    bound = "> 0" if at_least is None else f">= {at_least:g}"
+def number(flag: str, at_least: float | None = None,
+           at_most: float | None = None) -> Callable[[str], float]:
+    """A finite number > 0 (>= ``at_least``, <= ``at_most`` where given), refused in one line
+    otherwise."""
+    bound = ("> 0" if at_least is None else f">= {at_least:g}") + \
+        ("" if at_most is None else f" and <= {at_most:g}")
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} expects a number, got {text!r}") from None
-        if not math.isfinite(value) or not (value > 0 if at_least is None else value >= at_least):
+        if not math.isfinite(value) or not (value > 0 if at_least is None else value >= at_least) \
+                or (at_most is not None and value > at_most):
             raise argparse.ArgumentTypeError(f"{flag} expects a number {bound}, got {text}")
         return value
     return parse

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,9 +25,25 @@ SIZE_FLAGS = tuple(ModelConfig().to_dict())  # input_size, hidden_size, num_laye
 
 
 def _nearest_existing(path: Path) -> Path:
-    while not path.exists():
+    while not _exists(path):
         path = path.parent
     return path
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; one the system refuses to look up (a name too long) does not."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
+def _too_long(target: Path) -> str | None:
+    """A name along ``target`` longer than its file system allows, if any."""
+    folder = _nearest_existing(target)
+    longest = os.pathconf(folder if folder.is_dir() else folder.parent, "PC_NAME_MAX")
+    return next((p.name for p in (target, *target.parents) if len(os.fsencode(p.name)) > longest),
+                None)
 
 
 def check_writable(path: Path | None, flag: str, directory: bool = False) -> None:
@@ -37,6 +54,10 @@ def check_writable(path: Path | None, flag: str, directory: bool = False) -> Non
         return
     kind = "directory" if directory else "file"
     target = path.resolve()
+    too_long = _too_long(target)
+    if too_long is not None:
+        raise InputError(f"expected a writable {kind} path for {flag}, got {path}: the name "
+                         f"{too_long[:24]}… is longer than a file name may be here")
     if target.exists() and target.is_dir() != directory:
         raise InputError(f"expected a writable {kind} path for {flag}, got {path}, which is a "
                          f"{'directory' if target.is_dir() else 'file'}")
@@ -61,6 +82,35 @@ def check_folder_path(path: Path | None, flag: str) -> None:
     existing = _nearest_existing(path.resolve())
     if not existing.is_dir():
         raise InputError(f"expected a directory path for {flag}, got {path}: {existing} is a file")
+
+
+def check_cache(args: argparse.Namespace, sources: Iterable[ModelSource], training: bool = False) -> None:
+    """Refuse, before any work, a checkpoint cache the command cannot use: a path that is a
+    file or lies under one, or, where a model is to be trained (``training``, or a config
+    with no cached checkpoint), one that cannot be written."""
+    from harness.core.checkpoint import default_cache_dir, paths_for
+
+    cache = args.cache_dir or default_cache_dir()
+    flag = "--cache-dir" if args.cache_dir else \
+        "LSTM_HARNESS_CACHE" if os.environ.get("LSTM_HARNESS_CACHE") else "the checkpoint cache"
+    check_folder_path(cache, flag)
+    configs = [s for s in sources if isinstance(s, TrainConfig)]
+    if training or any(not all(p.exists() for p in paths_for(cache, c)) for c in configs):
+        check_writable(cache, flag, directory=True)
+
+
+def check_own_files(outputs: Mapping[str, Path | None], inputs: Mapping[str, Path | None]) -> None:
+    """Refuse, before any work, an output that names a file the command reads, or another
+    output: writing it would lose that file (``inputs``: what each is, in words)."""
+    taken = {path.resolve(): what for what, path in inputs.items() if path is not None}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        target = path.resolve()
+        if target in taken:
+            raise InputError(f"expected {flag} to name a file of its own, got {path}, which is "
+                             f"{taken[target]}")
+        taken[target] = f"the {flag} file"
 
 
 def apply_settings(args: argparse.Namespace, workload: Workload | None = None) -> ProcessSettings:
@@ -113,8 +163,10 @@ def open_models(sources: tuple[ModelSource, ...], args: argparse.Namespace, err:
     return loaded
 
 
-def load_model(args: argparse.Namespace, err: Console, config: TrainConfig | None = None) -> Checkpoint:
-    """The cached checkpoint for ``config``, trained (with a progress bar) when missing."""
+def load_model(args: argparse.Namespace, err: Console, config: TrainConfig | None = None,
+               retrain: bool = False) -> Checkpoint:
+    """The cached checkpoint for ``config``, trained (with a progress bar) when missing, or
+    always with ``retrain``."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness.core.checkpoint import load_or_train
@@ -130,7 +182,8 @@ def load_model(args: argparse.Namespace, err: Console, config: TrainConfig | Non
 
     try:  # the bar appears only if training starts, so a refused checkpoint stays one line
         checkpoint, trained = load_or_train(config, args.cache_dir, on_epoch=on_epoch,
-                                            on_train_start=progress.start if config.epochs else None)
+                                            on_train_start=progress.start if config.epochs else None,
+                                            retrain=retrain)
     finally:
         progress.stop()
     state = ("trained" if trained else "cached") if config.epochs else "seeded, untrained"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,17 +17,21 @@ from rich.console import Console
 
 from harness.cli import report_commands
 from harness.cli.arguments import OneLineParser, int_at_least, number
-from harness.cli.common import apply_settings, check_writable, load_model, model_sources
+from harness.cli.common import apply_settings, check_cache, load_model, model_sources
 from harness.cli.run import EXIT_FAILED, EXIT_OK, cmd_run, interrupted_status
 from harness.cli.styles import labelled
 from harness.core.errors import CheckpointError, HarnessError, InputError
 from harness.core.model import ModelConfig
 from harness.core.targets import DTYPES
-from harness.core.timing import TimingConfig
+from harness.core.timing import MAX_PROCESSES, TimingConfig
 from harness.core.training import TrainConfig
+from harness.workloads.base import DAY_S
 from harness.workloads.forward import CHECK_GRIDS
 
 EXIT_USAGE = 2
+# Far beyond any machine the harness runs on, and far inside what torch, ONNX Runtime and
+# the operating system accept: a value past them is a typo, refused before any work.
+MAX_THREADS = 1024
 
 
 def _positive_ints(flag: str):
@@ -42,6 +47,8 @@ def _positive_ints(flag: str):
             if value < 1:
                 raise argparse.ArgumentTypeError(
                     f"{flag} expects integers >= 1, got {value}")
+            if value in values:
+                raise argparse.ArgumentTypeError(f"{flag} expects each value once, got {value} twice")
             values.append(value)
         return tuple(values)
     return parse
@@ -53,7 +60,18 @@ def _names(flag: str):
         if not names:
             raise argparse.ArgumentTypeError(f"{flag} expects one or more comma-separated names, "
                                              f"got {text!r}")
+        twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if twice is not None:
+            raise argparse.ArgumentTypeError(f"{flag} expects each name once, got {twice!r} twice")
         return names
+    return parse
+
+
+def _file_path(flag: str):
+    def parse(text: str) -> Path:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{flag} expects a path to a file, got {text!r}")
+        return Path(text)
     return parse
 
 
@@ -67,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--cache-dir", type=Path, default=None,
                         help="checkpoint cache (default: $LSTM_HARNESS_CACHE, else "
                         "$XDG_CACHE_HOME/lstm-harness, else ~/.cache/lstm-harness)")
-    common.add_argument("--threads", type=int_at_least("--threads", 1), default=None,
+    common.add_argument("--threads", type=int_at_least("--threads", 1, MAX_THREADS), default=None,
                         help="intra-op threads for torch and ORT (default: physical cores; one fewer "
                         "in server mode)")
     common.add_argument("--ort-spinning", action="store_true",
@@ -87,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "initial weights, untrained)")
     checkpoint_flag = OneLineParser(add_help=False)
     checkpoint_flag.add_argument(
-        "--checkpoint", type=Path, default=None, metavar="PATH",
+        "--checkpoint", type=_file_path("--checkpoint"), default=None, metavar="PATH",
         help="a model file: a state_dict saved with torch.save(model.state_dict(), PATH), a "
         "safetensors file, or one of the harness's own checkpoints")
 
@@ -143,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                      help="prepare and measure each backend in its own worker process, so a crash "
                      "or hang costs only its rows (default; --no-isolate runs all in this process)")
-    run.add_argument("--processes", type=int_at_least("--processes", 1), default=None,
+    run.add_argument("--processes", type=int_at_least("--processes", 1, MAX_PROCESSES), default=None,
                      help="fresh worker processes per backend whose rounds make up each row, "
                      "so the CIs span what differs between processes (default 2)")
     run.add_argument("--allow-contended", action="store_true",
@@ -156,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                      default=None, metavar="RATIO",
                      help="the canary's upper-quartile time over its lower-quartile above which "
                      f"a run is unsteady (default {TimingConfig.max_canary_spread:g})")
-    run.add_argument("--backend-timeout", type=number("--backend-timeout"), default=600.0,
+    run.add_argument("--backend-timeout", type=number("--backend-timeout", at_most=DAY_S), default=600.0,
                      metavar="SECONDS", help="longest wait for one call into an isolated backend, "
                      "preparation included (default 600)")
 
@@ -173,14 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from harness.core.checkpoint import default_cache_dir, paths_for
-
-    check_writable(args.cache_dir, "--cache-dir", directory=True)
-    apply_settings(args)
     config = (model_sources(args) or (TrainConfig(),))[0]
-    for path in paths_for(args.cache_dir or default_cache_dir(), config):
-        path.unlink(missing_ok=True)  # `train` always trains afresh
-    checkpoint = load_model(args, err, config)
+    check_cache(args, [config], training=True)
+    apply_settings(args)
+    checkpoint = load_model(args, err, config, retrain=True)  # `train` always trains afresh
     out.print_json(data=checkpoint.metadata)
     return EXIT_OK
 
@@ -246,13 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # that rich would read as style tags and drop; styles are given as Text instead.
     out = Console(width=width, markup=False)
     err = Console(stderr=True, width=width, markup=False)
-    debug = "--debug" in argv
+    debug = False  # tracebacks only once the command line asked for them and parsed
     try:
         args = build_parser().parse_args(argv)
+        debug = getattr(args, "debug", False)
         return COMMANDS[args.command](args, out, err)
     except (InputError, CheckpointError) as exc:
         if debug:
-            raise
+            traceback.print_exc()
         err.print(labelled("error:", "bold red", str(exc)), highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except HarnessError as exc:

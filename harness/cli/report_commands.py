@@ -18,6 +18,7 @@ from harness.cli.styles import labelled
 from harness.core.errors import InputError
 
 FORMATS = ("table", "md", "html")
+MAX_RUN_ID = 2**63 - 1  # SQLite's largest integer
 # `run` on a contended or unsteady run, and a gated `compare` with such a side: neither pass
 # nor fail, the numbers cannot be trusted
 EXIT_UNTRUSTED = 3
@@ -62,7 +63,7 @@ def add_parsers(sub, checkpoint_flag: argparse.ArgumentParser) -> None:
 
     history = sub.add_parser("history", help="list recorded runs, most recent first")
     add_db_flags(history, recording=False)
-    history.add_argument("--limit", type=int_at_least("--limit", 1), default=20,
+    history.add_argument("--limit", type=int_at_least("--limit", 1, 1_000_000), default=20,
                          help="how many runs (default 20)")
 
     compare = sub.add_parser("compare", help="compare two runs row by row, with significance")
@@ -117,11 +118,13 @@ def _render(data: dict, fmt: str, width: int | None, workloads: dict) -> str:
 
 
 def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from harness.cli.common import check_writable
+    from harness.cli.common import check_own_files, check_writable
     from harness.io.sources import load_results
     from harness.workloads import load_workloads
 
     check_writable(args.output, "--output")
+    check_own_files({"--output": args.output}, {"the results file it reads": args.results,
+                                                "the model file": args.checkpoint})
     workloads = load_workloads(args.plugin)
     data = load_results(args.results, workloads)
     if args.checkpoint is not None:
@@ -179,13 +182,16 @@ def _side(text: str, args: argparse.Namespace) -> tuple[dict, str]:
     from harness.io.sources import load_results
 
     path = Path(text)
-    if text.isdigit() and not path.exists():
+    if re.fullmatch(r"[0-9]+", text) and not path.exists():
         from harness.io.history import load
 
         db = db_path(args)
         if not db.exists():
             raise InputError(f"expected a results file or a run id from `harness history`, got {text!r}: "
                              f"there is no such file and no history database at {db}")
+        if int(text) > MAX_RUN_ID:
+            raise InputError(f"expected a run id from `harness history` ({db}), got {text}: "
+                             "no such run")
         return load(db, int(text)), f"run {text}"
     return load_results(path), path.name
 

@@ -13,7 +13,14 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.cli import report_commands
-from harness.cli.common import apply_settings, check_folder_path, check_writable, model_sources, open_models
+from harness.cli.common import (
+    apply_settings,
+    check_cache,
+    check_own_files,
+    check_writable,
+    model_sources,
+    open_models,
+)
 from harness.cli.progress import run_progress
 from harness.cli.styles import labelled
 from harness.core.checkpoint import Checkpoint
@@ -22,6 +29,7 @@ from harness.core.roofline import Peak
 from harness.engine.context import environment_for, machine_peak
 from harness.engine.plan import Overrides, cuda_available, plan
 from harness.engine.runner import benchmark
+from harness.io.history import check_history
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -65,7 +73,7 @@ def files_dir_for(out: Path | None, db: Path, scenario: str) -> Path:
     if out is not None:
         return out.resolve().with_name(f"{out.stem}-files")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", scenario)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", scenario)[:64]  # a folder name has its limit
     return db.resolve().parent / "files" / f"{stamp}-{slug}-{os.getpid()}"
 
 
@@ -77,11 +85,12 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from reports.table import tables_for
     from scenarios import DEFAULT, resolve
 
+    db = None if args.no_history else report_commands.db_path(args)
     check_writable(args.out, "--out")
     check_writable(args.workdir, "--workdir", directory=True)
-    check_folder_path(args.cache_dir, "--cache-dir")
-    if not args.no_history:
-        check_writable(report_commands.db_path(args), "--db")
+    if db is not None:
+        check_writable(db, "--db")
+        check_history(db)
     registry = load_registry(args.plugin)
     workloads = load_workloads(args.plugin)
     scenario = resolve(args.scenario, workloads) if args.scenario else DEFAULT
@@ -91,6 +100,13 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                         isolate=args.isolate, backend_timeout_s=args.backend_timeout,
                         files_dir=files_dir_for(args.out, report_commands.db_path(args),
                                                 scenario.name))
+        files = [m for m in the_plan.models if isinstance(m, Path)]
+        check_own_files({"--out": args.out, "--db": db}, {
+            **{f"the model file {path}": path for path in files},
+            "the scenario file": Path(scenario.source) if scenario.source else None})
+        check_cache(args, the_plan.models)
+        if the_plan.workload.keeps_files:
+            check_writable(the_plan.configs[0].files_dir, "the run's files folder", directory=True)
         settings = apply_settings(args, the_plan.workload)
 
         def accept(checkpoint: Checkpoint) -> None:
@@ -139,7 +155,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.out is not None:
         err.print(f"results written to {write_json(args.out, data)}")
     files_dir = the_plan.configs[0].files_dir
-    if files_dir is not None and files_dir.exists():
+    if the_plan.workload.keeps_files and files_dir is not None and files_dir.exists():
         err.print(f"the run's own files (LoadGen's logs) are in {files_dir}", highlight=False)
     report_commands.record_run(args, data, err)
     verdict = verdict_text(data)

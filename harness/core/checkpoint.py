@@ -161,13 +161,14 @@ def load(weights_path: Path, meta_path: Path, expected: TrainConfig | None = Non
 
 
 def load_or_train(config: TrainConfig, cache_dir: Path | None = None, on_epoch=None,
-                  on_train_start=None) -> tuple[Checkpoint, bool]:
-    """Reuse the cached checkpoint for this exact config, or train and cache one.
+                  on_train_start=None, retrain: bool = False) -> tuple[Checkpoint, bool]:
+    """Reuse the cached checkpoint for this exact config, or train and cache one (with
+    ``retrain``, always; the cached one is replaced only once the new one is written).
 
     Returns the checkpoint and whether it was freshly trained.
     """
     weights_path, meta_path = paths_for(cache_dir or default_cache_dir(), config)
-    if weights_path.exists() and meta_path.exists():
+    if not retrain and weights_path.exists() and meta_path.exists():
         return load(weights_path, meta_path, expected=config), False
     if on_train_start is not None:
         on_train_start()

@@ -19,6 +19,8 @@ from harness.core.load import LoadMeter, MeteredRound, RoundLoad
 from harness.core.results import TimingSummary
 from harness.core.stats import Summary, min_ci_samples, summarize
 
+MAX_PROCESSES = 64  # worker processes per backend: more is a typo, not a plan
+
 
 @dataclass(frozen=True)
 class TimingConfig:

@@ -94,18 +94,45 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+def _refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise InputError(f"expected a history database at schema version <= {SCHEMA_VERSION}, "
+                         f"got version {version}; it was written by a newer lstm-harness")
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to SCHEMA_VERSION; returns the version found before."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]
-    if found > SCHEMA_VERSION:
-        raise InputError(f"expected a history database at schema version <= {SCHEMA_VERSION}, "
-                         f"got version {found}; it was written by a newer lstm-harness")
+    _refuse_newer(found)
     for version in range(found, SCHEMA_VERSION):
         with _transaction(conn):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
     return found
+
+
+def check_history(path: Path) -> None:
+    """Refuse, without writing to it, a file that is not an lstm-harness history database
+    this version can record into (absent or empty: it will be created)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot open the history database {path}: {exc}") from exc
+    try:
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"expected an lstm-harness history database at {path}: {exc}") from None
+    finally:
+        conn.close()
+    _refuse_newer(found)
+    if tables and "runs" not in tables:
+        raise InputError(f"expected an lstm-harness history database at {path}, got an SQLite "
+                         f"database of other tables ({', '.join(sorted(tables))})")
 
 
 @contextmanager

@@ -27,7 +27,8 @@ def write_json(path: Path, data: dict) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        # a short name of its own: one built from a long target's would pass the limit first
+        fd, tmp = tempfile.mkstemp(prefix=".lstm-harness-", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise InputError(f"cannot write results to {path}: {exc.strerror or exc}") from exc
     try:

@@ -24,6 +24,7 @@ The engine knows no workload by name: adding one is a file here and a line in
 from __future__ import annotations
 
 import copy
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -190,7 +191,23 @@ def make_workload(cls: type[Workload], params: Mapping[str, Any]) -> Workload:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite int or float (TOML has inf and nan; no setting means either)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def at_most(check: Callable[[Any], bool], limit: float) -> Callable[[Any], bool]:
+    """``check``, and no more than ``limit``."""
+    return lambda value: check(value) and value <= limit
+
+
+# LoadGen, the dynamic batcher and the worker pipes take times as 64-bit nanosecond counts,
+# and a test of a day is far beyond any run: durations and bounds stop there.
+DAY_S = 86_400
+# Steps and windows past these would hold more than the machine has (a forecast of a million
+# steps at batch 1024 is 8 GB), long before anything useful.
+MAX_STEPS = 100_000
 
 
 def positive_number(value: Any) -> bool:
@@ -224,6 +241,8 @@ class Workload(ABC):
     # The frozen dataclasses its own fields of a row are built from; a results file's rows
     # of this mode are held to them when read back.
     row_records: ClassVar[tuple[type, ...]] = ()
+    # Whether it writes files of its own (LoadGen's logs) into the run's files folder.
+    keeps_files: ClassVar[bool] = False
 
     # -- the parent's side -------------------------------------------------------------
     @abstractmethod

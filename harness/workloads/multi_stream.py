@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from harness.core.results import RowFigure
-from harness.workloads.base import Shape, positive_int, setting
+from harness.workloads.base import MAX_STEPS, Shape, at_most, positive_int, setting
 from harness.workloads.columns import Column, fmt
 from harness.workloads.loadgen_sut import Capacity, TestResult
 from harness.workloads.serving import P50, P90, P99, LoadGenFields, OneTest, OneTestFields
@@ -28,7 +28,8 @@ class MultiStream(OneTest):
     error_mode: ClassVar[str] = "multi-stream"
     scenario: ClassVar[str] = "MultiStream"
     rank_by: ClassVar[RowFigure | None] = RowFigure("loadgen_p99_ms")
-    samples_per_query: int = setting(8, positive_int, "an integer >= 1")  # MLPerf's: 8
+    samples_per_query: int = setting(8, at_most(positive_int, MAX_STEPS),
+                                     f"an integer from 1 to {MAX_STEPS}")  # MLPerf's: 8
 
     def targets(self, capacity: Capacity, shape: Shape) -> dict[str, Any]:
         calls = math.ceil(self.samples_per_query / shape[0])

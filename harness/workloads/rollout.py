@@ -22,6 +22,7 @@ from harness.core.model import ModelConfig, validate_input
 from harness.core.results import Check
 from harness.core.timing import Measurement, Timer
 from harness.workloads.base import (
+    MAX_STEPS,
     PRIMARY,
     CheckContext,
     Checked,
@@ -30,6 +31,7 @@ from harness.workloads.base import (
     Sessions,
     Shape,
     TimedWorkload,
+    at_most,
     one_window_check,
     positive_int,
     setting,
@@ -79,7 +81,8 @@ class Rollout(TimedWorkload):
     summary: ClassVar[str] = "an autoregressive forecast of `horizon` steps, predictions fed back"
     row_records: ClassVar[tuple[type, ...]] = (RolloutSpeed, RolloutAccuracy)
     check_label: ClassVar[str | None] = "rollout"
-    horizon: int = setting(200, positive_int, "an integer >= 1")  # steps forecast
+    horizon: int = setting(200, at_most(positive_int, MAX_STEPS),  # steps forecast
+                           f"an integer from 1 to {MAX_STEPS}")
 
     def refuse_model(self, model: ModelConfig) -> None:
         if model.output_size != model.input_size:

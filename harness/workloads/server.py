@@ -20,10 +20,12 @@ from typing import ClassVar
 
 from harness.core.results import RowFigure
 from harness.workloads.base import (
+    DAY_S,
     Alone,
     AloneContext,
     Probe,
     Shape,
+    at_most,
     non_negative_number,
     positive_number,
     setting,
@@ -87,8 +89,10 @@ class Server(Serving):
     rank_by: ClassVar[RowFigure | None] = RowFigure("max_qps", higher_is_better=True)
     # Its answer times are taken at each run's own rate: runs compare by the rate.
     compare_by: ClassVar[RowFigure | None] = RowFigure("max_qps", higher_is_better=True)
-    latency_bound_ms: float = setting(5.0, positive_number, "a number of milliseconds > 0")
-    max_wait_ms: float = setting(0.5, non_negative_number, "a number of milliseconds >= 0")
+    latency_bound_ms: float = setting(5.0, at_most(positive_number, DAY_S * 1e3),
+                                      f"a number of milliseconds > 0, at most {DAY_S * 1000} (a day)")
+    max_wait_ms: float = setting(0.5, at_most(non_negative_number, DAY_S * 1e3),
+                                 f"a number of milliseconds >= 0, at most {DAY_S * 1000} (a day)")
 
     def max_wait_s(self) -> float:
         return self.max_wait_ms / 1e3

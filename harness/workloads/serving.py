@@ -30,6 +30,7 @@ import numpy as np
 from harness.core.model import validate_input
 from harness.core.results import Check
 from harness.workloads.base import (
+    DAY_S,
     Alone,
     AloneContext,
     AloneWorkload,
@@ -39,6 +40,7 @@ from harness.workloads.base import (
     Probe,
     Sessions,
     Shape,
+    at_most,
     is_bool,
     one_window_check,
     positive_number,
@@ -139,9 +141,11 @@ class Serving(AloneWorkload):
 
     scenario: ClassVar[str]  # LoadGen's name for it
     check_label: ClassVar[str | None] = "answers under load"
+    keeps_files: ClassVar[bool] = True
     # Every test's minimum length: MLPerf's own (600 s), or ``duration_s``.
     full: bool = setting(False, is_bool, "true or false")
-    duration_s: float = setting(1.0, positive_number, "a number of seconds > 0")
+    duration_s: float = setting(1.0, at_most(positive_number, DAY_S),
+                                f"a number of seconds > 0, at most {DAY_S} (a day)")
 
     # -- where the backend runs ----------------------------------------------------------
     def outputs(self, sessions: Sessions, payload: WarmUp | LoadGenTest) -> Capacity | TestResult:
