@@ -63,6 +63,11 @@ def _one_line(stderr: str) -> str:
     (["doctor", "--checkpoint", ""], "--checkpoint expects a path to a file, got ''"),
     (["report", "x.json", "--checkpoint", ""], "--checkpoint expects a path to a file, got ''"),
     (["run", "--plugin", ""], "expected a plugin module name, dotted and importable"),
+    (["run", "--cache-dir", ""], "--cache-dir expects a path to a directory, got ''"),
+    (["run", "--workdir", " "], "--workdir expects a path to a directory, got ' '"),
+    (["run", "--out", ""], "--out expects a path to a file, got ''"),
+    (["history", "--db", ""], "--db expects a path to a file, got ''"),
+    (["report", "x.json", "--output", ""], "--output expects a path to a file, got ''"),
     (["run", "--plugin", "../x.py"], "got '../x.py'"),
     (["run", "--budget", "nan"], "--budget expects a number > 0, got nan"),
     (["run", "--max-canary-spread", "0.9"], "--max-canary-spread expects a number >= 1, got 0.9"),
@@ -330,3 +335,35 @@ def test_a_cache_named_by_the_environment_that_is_a_file_exits_2_before_any_trai
     assert main(["run", "--epochs", "1", "--hidden-size", "8", "--no-history"]) == 2
     captured = capsys.readouterr()
     assert "directory path for LSTM_HARNESS_CACHE" in captured.err and "epoch" not in captured.err
+
+
+def test_results_that_are_no_regular_file_or_nest_without_end_are_refused(tmp_path, capsys):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)  # reading it would wait for a writer for ever, as /dev/zero never ends
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    for path, said in ((fifo, "which is not a regular file"), (deep, "nests deeper than any results file")):
+        for argv in (["report", str(path)], ["compare", str(path), str(path)]):
+            assert main(argv) == 2
+            assert said in capsys.readouterr().err
+
+
+def test_a_model_file_with_nan_weights_is_refused_not_blamed_on_a_backend(checkpoint, tmp_path,
+                                                                        capsys):
+    import torch
+
+    state = {k: v.clone() for k, v in checkpoint.model.state_dict().items()}
+    state["lstm.weight_hh_l0"][3, 5] = float("nan")
+    path = tmp_path / "nan.pt"
+    torch.save(state, path)
+    assert main(["run", "--checkpoint", str(path), *FAST]) == 2
+    assert "lstm.weight_hh_l0: expected finite values, found NaN or infinity" in capsys.readouterr().err
+
+
+def test_a_history_database_named_by_the_environment_is_called_so(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "history.sqlite"
+    monkeypatch.setenv("LSTM_HARNESS_DB", str(db))
+    assert main(["run", "--out", str(db), *FAST]) == 2
+    assert f"expected LSTM_HARNESS_DB to name a file of its own, got {db}, which is the --out file" \
+        in " ".join(capsys.readouterr().err.split())
+    assert not db.exists()

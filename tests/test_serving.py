@@ -202,8 +202,10 @@ def test_bad_serving_settings_exit_2_with_one_line_before_any_work(argv, fragmen
 
 
 @pytest.mark.parametrize("line, fragment", [
-    ("latency_bound_ms = 0", "key 'latency_bound_ms' must be a number of milliseconds > 0, at most 86400000 (a day), got 0"),
-    ("max_wait_ms = -0.5", "key 'max_wait_ms' must be a number of milliseconds >= 0, at most 86400000 (a day), got -0.5"),
+    ("latency_bound_ms = 0",
+     "key 'latency_bound_ms' must be a number of milliseconds > 0, at most 86400000 (a day), got 0"),
+    ("max_wait_ms = -0.5",
+     "key 'max_wait_ms' must be a number of milliseconds >= 0, at most 86400000 (a day), got -0.5"),
     ("batch_sizes = [0]", "key 'batch_sizes' must be a non-empty list of integers >= 1"),
     ("full = 1", "key 'full' must be true or false, got 1"),
 ])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 from harness.core.errors import InputError
 
@@ -49,4 +50,14 @@ def number(flag: str, at_least: float | None = None,
                 or (at_most is not None and value > at_most):
             raise argparse.ArgumentTypeError(f"{flag} expects a number {bound}, got {text}")
         return value
+    return parse
+
+
+def path_arg(flag: str, kind: str = "file") -> Callable[[str], Path]:
+    """A path; an empty one names nothing (as a Path it would mean the current folder)."""
+
+    def parse(text: str) -> Path:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{flag} expects a path to a {kind}, got {text!r}")
+        return Path(text)
     return parse

@@ -11,12 +11,11 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 
 from rich.console import Console
 
 from harness.cli import report_commands
-from harness.cli.arguments import OneLineParser, int_at_least, number
+from harness.cli.arguments import OneLineParser, int_at_least, number, path_arg
 from harness.cli.common import apply_settings, check_cache, load_model, model_sources
 from harness.cli.run import EXIT_FAILED, EXIT_OK, cmd_run, interrupted_status
 from harness.cli.styles import labelled
@@ -67,14 +66,6 @@ def _names(flag: str):
     return parse
 
 
-def _file_path(flag: str):
-    def parse(text: str) -> Path:
-        if not text.strip():
-            raise argparse.ArgumentTypeError(f"{flag} expects a path to a file, got {text!r}")
-        return Path(text)
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="harness", description="Run one trained LSTMPredictor through many "
                      "inference backends; prove they agree with a float64 reference; time them.")
@@ -82,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     common = OneLineParser(add_help=False)
-    common.add_argument("--cache-dir", type=Path, default=None,
+    common.add_argument("--cache-dir", type=path_arg("--cache-dir", "directory"), default=None,
                         help="checkpoint cache (default: $LSTM_HARNESS_CACHE, else "
                         "$XDG_CACHE_HOME/lstm-harness, else ~/.cache/lstm-harness)")
     common.add_argument("--threads", type=int_at_least("--threads", 1, MAX_THREADS), default=None,
@@ -105,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "initial weights, untrained)")
     checkpoint_flag = OneLineParser(add_help=False)
     checkpoint_flag.add_argument(
-        "--checkpoint", type=_file_path("--checkpoint"), default=None, metavar="PATH",
+        "--checkpoint", type=path_arg("--checkpoint"), default=None, metavar="PATH",
         help="a model file: a state_dict saved with torch.save(model.state_dict(), PATH), a "
         "safetensors file, or one of the harness's own checkpoints")
 
@@ -150,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--budget", type=number("--budget"), default=None,
                      help="timing budget per row in seconds, over all its worker processes "
                      "(default: the scenario's; 1.5 for `default`, 2 for most others)")
-    run.add_argument("--out", type=Path, default=None, help="write results JSON here")
-    run.add_argument("--workdir", type=Path, default=None,
+    run.add_argument("--out", type=path_arg("--out"), default=None, help="write results JSON here")
+    run.add_argument("--workdir", type=path_arg("--workdir", "directory"), default=None,
                      help="where exported artifacts go (default: a temporary directory)")
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                      help="import MODULE and register the backends in its BACKENDS list")

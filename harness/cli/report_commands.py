@@ -8,12 +8,13 @@ exit codes.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
 from rich.console import Console
 
-from harness.cli.arguments import int_at_least
+from harness.cli.arguments import int_at_least, path_arg
 from harness.cli.styles import labelled
 from harness.core.errors import InputError
 
@@ -44,7 +45,7 @@ def _confidence(text: str) -> float:
 
 
 def add_db_flags(parser: argparse.ArgumentParser, recording: bool) -> None:
-    parser.add_argument("--db", type=Path, default=None,
+    parser.add_argument("--db", type=path_arg("--db"), default=None,
                         help="history database (default: $LSTM_HARNESS_DB or "
                         "$XDG_DATA_HOME/lstm-harness/history.sqlite)")
     if recording:
@@ -57,7 +58,8 @@ def add_parsers(sub, checkpoint_flag: argparse.ArgumentParser) -> None:
                             "--checkpoint, only the rows measured on that model")
     report.add_argument("results", type=Path, help="results JSON from `run --out`")
     report.add_argument("--format", choices=FORMATS, default="table")
-    report.add_argument("--output", type=Path, default=None, help="write here (default: stdout)")
+    report.add_argument("--output", type=path_arg("--output"), default=None,
+                        help="write here (default: stdout)")
     report.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE so rows of its WORKLOADS show their own columns")
 
@@ -80,6 +82,15 @@ def db_path(args: argparse.Namespace) -> Path:
     from harness.io.history import default_db_path
 
     return args.db or default_db_path()
+
+
+def db_label(args: argparse.Namespace) -> str:
+    """What named the history database, as a message names it."""
+    from harness.io.history import ENV_VAR
+
+    if args.db is not None:
+        return "--db"
+    return ENV_VAR if os.environ.get(ENV_VAR) else "the history database"
 
 
 def record_run(args: argparse.Namespace, data: dict, err: Console) -> None:

@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     check_writable(args.out, "--out")
     check_writable(args.workdir, "--workdir", directory=True)
     if db is not None:
-        check_writable(db, "--db")
+        check_writable(db, report_commands.db_label(args))
         check_history(db)
     registry = load_registry(args.plugin)
     workloads = load_workloads(args.plugin)
@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                         files_dir=files_dir_for(args.out, report_commands.db_path(args),
                                                 scenario.name))
         files = [m for m in the_plan.models if isinstance(m, Path)]
-        check_own_files({"--out": args.out, "--db": db}, {
+        check_own_files({"--out": args.out, report_commands.db_label(args): db}, {
             **{f"the model file {path}": path for path in files},
             "the scenario file": Path(scenario.source) if scenario.source else None})
         check_cache(args, the_plan.models)

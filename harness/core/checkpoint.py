@@ -241,6 +241,8 @@ def model_from_state(state: dict[str, object], origin: Path) -> LSTMPredictor:
             problems.append(f"{key}: expected {shape}, found {_shape(value)}")
         elif not value.is_floating_point():
             problems.append(f"{key}: expected floating-point values, found {value.dtype}")
+        elif not bool(torch.isfinite(value).all()):
+            problems.append(f"{key}: expected finite values, found NaN or infinity")
     problems += [f"unexpected {key} (found {_shape(v)})" for key, v in state.items()
                  if key not in expected]
     if problems:

@@ -43,8 +43,14 @@ def write_json(path: Path, data: dict) -> Path:
 
 
 def read_json(path: Path) -> dict:
+    path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a device, a pipe: nothing to read whole
+        raise InputError(f"expected a readable JSON results file, got {path}, which is not a regular file")
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise InputError(f"expected a JSON results file, {path} nests deeper than any "
+                         "results file does") from None
     except FileNotFoundError as exc:
         raise InputError(f"results file not found: {path}") from exc
     except UnicodeDecodeError as exc:
