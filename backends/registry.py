@@ -82,7 +82,7 @@ class Registry:
 def subclasses(candidates: Iterable[object], base: type[T], origin: str) -> list[type[T]]:
     """``candidates``, each checked to be a subclass of ``base``; ``origin`` names where
     they came from in the one-line refusal."""
-    if not isinstance(candidates, list | tuple):
+    if not isinstance(candidates, list | tuple | set | frozenset):
         raise InputError(f"{origin} provides {candidates!r}, expected a list of "
                          f"{base.__module__}.{base.__qualname__} subclasses")
     found = []

@@ -5,11 +5,19 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from harness.core.compare import Comparison, RowChange
+from harness.core.compare import Comparison, RowChange, Significance
 from harness.core.targets import DEFAULT_MODE
 from harness.io.history import RunInfo
 from harness.workloads.columns import dtype_label, fmt
 from reports.columns import model_label, several_models
+
+
+def _tests_named(tests: set[Significance]) -> str:
+    """Which test gave the p column, and to which rows where both did."""
+    if len(tests) == 2:
+        return (f"{Significance.BOOTSTRAP.value} (rows timed in several processes), "
+                f"{Significance.RANK.value} (the others)")
+    return next(iter(tests)).value if tests else "no row tested"
 
 
 def history_table(runs: list[RunInfo], db: str) -> Table:
@@ -82,8 +90,8 @@ def comparison_table(comparison: Comparison, base_label: str, new_label: str,
     if any(c.figure for c in comparison.changes):
         by_figure = ("; rows shown with their own figure (a server's highest rate, say) are one "
                      "number a side: untested, and never gated")
-    tests = sorted({c.test.method.value for c in comparison.changes if c.test is not None})
-    table.caption = (f"Δ: the median's change; p: {' or '.join(tests) or 'no row tested'}, two-sided, "
+    tests = {c.test.method for c in comparison.changes if c.test is not None and c.test.p_value is not None}
+    table.caption = (f"Δ: the median's change; p: {_tests_named(tests)}, two-sided, "
                      f"significant at {comparison.confidence:.0%} confidence "
                      f"(p < {1 - comparison.confidence:.2g}); {gate_text}{by_figure}")
     return table

@@ -46,8 +46,10 @@ def _choice(allowed: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
 
 
 def _list_of(check: Callable[[Any], bool], what: str) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: isinstance(v, list) and len(v) > 0 and all(check(x) for x in v)), \
-        f"a non-empty list of {what}"
+    def ok(v: Any) -> bool:
+        return isinstance(v, list) and len(v) > 0 and all(check(x) for x in v) and \
+            len({repr(x) for x in v}) == len(v)
+    return ok, f"a non-empty list of {what}, each once"
 
 
 _POSITIVE_INTS = _list_of(lambda x: _is_int(x) and x >= 1, "integers >= 1")

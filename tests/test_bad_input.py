@@ -56,7 +56,8 @@ def _one_line(stderr: str) -> str:
      "'horizon' must be an integer from 1 to 100000, got 1000000000000"),
     (["run", "--scenario", "server", "--latency-bound-ms", "1e300"],
      "'latency_bound_ms' must be a number of milliseconds > 0, at most 86400000 (a day)"),
-    (["history", "--limit", "99999999999999999999"], "--limit expects an integer from 1 to 1000000"),
+    (["history", "--limit", "99999999999999999999"],
+     "--limit expects an integer from 1 to 9223372036854775807"),
     (["compare", "99999999999999999999", "1"], "got '99999999999999999999'"),
     (["compare", "²", "1"], "results file not found: ²"),
     # an empty path or module name is no path or module at all
@@ -77,7 +78,7 @@ def _one_line(stderr: str) -> str:
     (["run", "--seed", "-1"], "--seed expects an integer >= 0, got -1"),
     (["run", "--backends", ","], "--backends expects one or more comma-separated names, got ','"),
     (["run", "--dtype", " , "], "--dtype expects one or more comma-separated names, got ' , '"),
-    (["history", "--limit", "0"], "--limit expects an integer from 1 to 1000000, got 0"),
+    (["history", "--limit", "0"], "--limit expects an integer from 1 to 9223372036854775807, got 0"),
     (["run", "--batch-sizes", "100000000", "--seq-len", "1000"],
      "expected batch × seq_len small enough to fit in memory, got batch 100000000 × seq_len 1000"),
 ])
@@ -252,6 +253,10 @@ def test_no_output_may_overwrite_what_the_command_reads(checkpoint, tmp_path, ca
         (["report", str(results), "--format", "md", "--output", str(results)],
          f"expected --output to name a file of its own, got {results}, which is the results file", results),
     ]
+    # a harness checkpoint is read as its weights and the JSON record beside them
+    record = checkpoint.weights_path.with_suffix(".json")
+    cases.append((["run", "--checkpoint", str(checkpoint.weights_path), "--out", str(record), *FAST],
+                  f"expected --out to name a file of its own, got {record}, which is the model file", record))
     for argv, said, kept in cases:
         before = kept.read_bytes() if kept else None
         assert main(argv) == 2
@@ -283,6 +288,9 @@ def test_a_history_file_that_is_not_a_database_is_refused_before_any_work_and_ke
     ("mode = \"multi-stream\"\nsamples_per_query = 1000000000000\n",
      "key 'samples_per_query' must be an integer from 1 to 100000"),
     ("processes = 1000\n", "key 'processes' must be an integer from 1 to 64"),
+    ("batch_sizes = [1, 1]\n", "key 'batch_sizes' must be a non-empty list of integers >= 1, each once"),
+    ("backends = [\"eager\", \"eager\"]\n",
+     "key 'backends' must be a non-empty list of backend names, each once"),
     ("\ufeffname = \"x\"\n", "the file starts with a byte-order mark"),
 ])
 def test_a_scenario_file_with_a_value_the_flags_refuse_is_refused_too(content, said, tmp_path, capsys):

@@ -28,6 +28,12 @@ def test_too_few_samples_are_never_called_significant():
     assert result.ratio == 2.0 and result.p_value is None and not result.significant
 
 
+def test_many_rounds_a_side_are_tested_too():
+    # a serving row holds an answer per sample, thousands a side: C(n, k) is past any float
+    result = compare_samples(samples(1.0, 2000, 0.01, seed=6), samples(1.1, 2000, 0.01, seed=7))
+    assert result.significant and result.p_value is not None
+
+
 def test_two_rounds_against_many_can_still_be_significant():
     # all 50 base rounds faster than both new ones: the rank test's p is 2 / C(52, 2)
     result = compare_samples(samples(1.0, 50, 0.01, seed=5), [2.0, 2.1])

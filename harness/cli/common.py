@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from harness.core.checkpoint import Checkpoint, ModelSource
+from harness.core.checkpoint import Checkpoint, ModelSource, default_cache_dir, paths_for
 from harness.core.errors import InputError
 from harness.core.model import ModelConfig
 from harness.core.settings import ProcessSettings
@@ -41,7 +41,10 @@ def _exists(path: Path) -> bool:
 def _too_long(target: Path) -> str | None:
     """A name along ``target`` longer than its file system allows, if any."""
     folder = _nearest_existing(target)
-    longest = os.pathconf(folder if folder.is_dir() else folder.parent, "PC_NAME_MAX")
+    try:
+        longest = os.pathconf(folder if folder.is_dir() else folder.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):  # a file system that will not say: the write will tell
+        return None
     return next((p.name for p in (target, *target.parents) if len(os.fsencode(p.name)) > longest),
                 None)
 
@@ -88,8 +91,6 @@ def check_cache(args: argparse.Namespace, sources: Iterable[ModelSource], traini
     """Refuse, before any work, a checkpoint cache the command cannot use: a path that is a
     file or lies under one, or, where a model is to be trained (``training``, or a config
     with no cached checkpoint), one that cannot be written."""
-    from harness.core.checkpoint import default_cache_dir, paths_for
-
     cache = args.cache_dir or default_cache_dir()
     flag = "--cache-dir" if args.cache_dir else \
         "LSTM_HARNESS_CACHE" if os.environ.get("LSTM_HARNESS_CACHE") else "the checkpoint cache"

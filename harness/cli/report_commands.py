@@ -65,7 +65,7 @@ def add_parsers(sub, checkpoint_flag: argparse.ArgumentParser) -> None:
 
     history = sub.add_parser("history", help="list recorded runs, most recent first")
     add_db_flags(history, recording=False)
-    history.add_argument("--limit", type=int_at_least("--limit", 1, 1_000_000), default=20,
+    history.add_argument("--limit", type=int_at_least("--limit", 1, MAX_RUN_ID), default=20,
                          help="how many runs (default 20)")
 
     compare = sub.add_parser("compare", help="compare two runs row by row, with significance")

@@ -23,7 +23,7 @@ from harness.cli.common import (
 )
 from harness.cli.progress import run_progress
 from harness.cli.styles import labelled
-from harness.core.checkpoint import Checkpoint
+from harness.core.checkpoint import Checkpoint, files_read
 from harness.core.results import RunResult, merge_results
 from harness.core.roofline import Peak
 from harness.engine.context import environment_for, machine_peak
@@ -100,13 +100,14 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                         isolate=args.isolate, backend_timeout_s=args.backend_timeout,
                         files_dir=files_dir_for(args.out, report_commands.db_path(args),
                                                 scenario.name))
-        files = [m for m in the_plan.models if isinstance(m, Path)]
+        files = [f for m in the_plan.models if isinstance(m, Path) for f in files_read(m)]
         check_own_files({"--out": args.out, report_commands.db_label(args): db}, {
             **{f"the model file {path}": path for path in files},
             "the scenario file": Path(scenario.source) if scenario.source else None})
         check_cache(args, the_plan.models)
         if the_plan.workload.keeps_files:
-            check_writable(the_plan.configs[0].files_dir, "the run's files folder", directory=True)
+            check_writable(the_plan.configs[0].files_dir, "the run's files folder (named from --out, "
+                           "else beside the history database)", directory=True)
         settings = apply_settings(args, the_plan.workload)
 
         def accept(checkpoint: Checkpoint) -> None:

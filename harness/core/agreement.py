@@ -95,7 +95,7 @@ def compare(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> A
     NaN or Inf in ``actual`` never agrees. The relative error is taken against
     ``max(|expected|, atol / rtol)``: below that the band is atol's, and a reference crossing
     zero (as a sine does) would make the error relative to it as large as chance makes it.
-    So an answer that agrees has a relative error of at most 2 rtol.
+    So an answer that agrees has a relative error of at most 2 rtol (1 with no rtol).
     """
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)

@@ -196,6 +196,12 @@ def _harness_pair(path: Path) -> tuple[Path, Path] | None:
     return meta.with_name(name), meta
 
 
+def files_read(path: Path) -> tuple[Path, ...]:
+    """Every file ``open_checkpoint(path)`` reads: a harness checkpoint's weights and record,
+    or the one file."""
+    return _harness_pair(path) or (path,)
+
+
 def open_checkpoint(path: Path) -> Checkpoint:
     """Any checkpoint a user may point at: the harness's own (its weights or its JSON
     record), a torch.save'd state_dict, or a safetensors file. Refuses, with one line, a

@@ -98,7 +98,8 @@ def _can_be_significant(base: int, new: int, confidence: float) -> bool:
     """Whether rounds this many a side can differ significantly at all: the rank test's
     smallest two-sided p, every round of one side below every round of the other, is
     2 / C(base + new, base) (a third of 2 vs 2; 0.0015 for 2 vs 50)."""
-    return 2.0 / math.comb(base + new, base) < 1.0 - confidence
+    # an int against a float compares exactly; C(n, k) as a float overflows from ~515 a side
+    return math.comb(base + new, base) > 2.0 / (1.0 - confidence)
 
 
 def _labelled(samples: np.ndarray, processes: Sequence[int] | None) -> bool:
