@@ -33,6 +33,14 @@ EXIT_USAGE = 2
 MAX_THREADS = 1024
 
 
+def _each_once(flag: str, what: str, values: tuple) -> tuple:
+    """``values``, refused in one line where one is given twice (it would run twice)."""
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:
+        raise argparse.ArgumentTypeError(f"{flag} expects each {what} once, got {twice!r} twice")
+    return values
+
+
 def _positive_ints(flag: str):
     def parse(text: str) -> tuple[int, ...]:
         values = []
@@ -46,10 +54,8 @@ def _positive_ints(flag: str):
             if value < 1:
                 raise argparse.ArgumentTypeError(
                     f"{flag} expects integers >= 1, got {value}")
-            if value in values:
-                raise argparse.ArgumentTypeError(f"{flag} expects each value once, got {value} twice")
             values.append(value)
-        return tuple(values)
+        return _each_once(flag, "value", tuple(values))
     return parse
 
 
@@ -59,10 +65,7 @@ def _names(flag: str):
         if not names:
             raise argparse.ArgumentTypeError(f"{flag} expects one or more comma-separated names, "
                                              f"got {text!r}")
-        twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
-        if twice is not None:
-            raise argparse.ArgumentTypeError(f"{flag} expects each name once, got {twice!r} twice")
-        return names
+        return _each_once(flag, "name", names)
     return parse
 
 

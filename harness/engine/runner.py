@@ -179,16 +179,16 @@ def alone_measurement(alone: Alone, probes: list[MeteredProbe], max_foreign_core
     """A row's measurement from what an ``AloneWorkload`` found: its samples, and each probe
     run as a round of the load account (a run that outside work made contended is kept, and
     counted against the row, never taken again)."""
-    def contended(loads: list[RoundLoad]) -> tuple[RoundLoad, ...]:
-        return tuple(load for load in loads if load.foreign_cores > max_foreign_cores)
-
+    contended = [[load for load in probe.loads if load.foreign_cores > max_foreign_cores]
+                 for probe in probes]
     return Measurement(
         samples_s=alone.samples_s, calls_per_round=1, stop_reason=alone.stop_reason,
         summary=summarize(alone.samples_s, alone.processes),
         loads=tuple(load for probe in probes for load in probe.loads),
-        set_aside=tuple(load for probe in probes for load in contended(probe.loads)),
+        set_aside=tuple(load for aside in contended for load in aside),
         rounds_taken=sum(probe.runs for probe in probes), processes=alone.processes,
-        by_process=tuple(ProcessRounds(probe.runs, len(contended(probe.loads))) for probe in probes))
+        by_process=tuple(ProcessRounds(probe.runs, len(aside))
+                         for probe, aside in zip(probes, contended, strict=True)))
 
 
 class Runner:
