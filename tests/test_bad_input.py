@@ -257,6 +257,10 @@ def test_no_output_may_overwrite_what_the_command_reads(checkpoint, tmp_path, ca
     record = checkpoint.weights_path.with_suffix(".json")
     cases.append((["run", "--checkpoint", str(checkpoint.weights_path), "--out", str(record), *FAST],
                   f"expected --out to name a file of its own, got {record}, which is the model file", record))
+    cases.append((["report", str(results), "--checkpoint", str(checkpoint.weights_path), "--output",
+                   str(record)],
+                  f"expected --output to name a file of its own, got {record}, which is the model file",
+                  record))
     for argv, said, kept in cases:
         before = kept.read_bytes() if kept else None
         assert main(argv) == 2

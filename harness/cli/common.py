@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from harness.core.checkpoint import Checkpoint, ModelSource, default_cache_dir, paths_for
+from harness.core.checkpoint import (
+    Checkpoint,
+    ModelSource,
+    default_cache_dir,
+    files_read,
+    paths_for,
+)
 from harness.core.errors import InputError
 from harness.core.model import ModelConfig
 from harness.core.settings import ProcessSettings
@@ -98,6 +104,12 @@ def check_cache(args: argparse.Namespace, sources: Iterable[ModelSource], traini
     configs = [s for s in sources if isinstance(s, TrainConfig)]
     if training or any(not all(p.exists() for p in paths_for(cache, c)) for c in configs):
         check_writable(cache, flag, directory=True)
+
+
+def model_files(sources: Iterable[ModelSource | None]) -> dict[str, Path]:
+    """Every file the model sources that are files are read from, named for a message."""
+    return {f"the model file {path}": path for source in sources if isinstance(source, Path)
+            for path in files_read(source)}
 
 
 def check_own_files(outputs: Mapping[str, Path | None], inputs: Mapping[str, Path | None]) -> None:

@@ -129,13 +129,13 @@ def _render(data: dict, fmt: str, width: int | None, workloads: dict) -> str:
 
 
 def cmd_report(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from harness.cli.common import check_own_files, check_writable
+    from harness.cli.common import check_own_files, check_writable, model_files
     from harness.io.sources import load_results
     from harness.workloads import load_workloads
 
     check_writable(args.output, "--output")
     check_own_files({"--output": args.output}, {"the results file it reads": args.results,
-                                                "the model file": args.checkpoint})
+                                                **model_files([args.checkpoint])})
     workloads = load_workloads(args.plugin)
     data = load_results(args.results, workloads)
     if args.checkpoint is not None:

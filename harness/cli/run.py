@@ -18,12 +18,13 @@ from harness.cli.common import (
     check_cache,
     check_own_files,
     check_writable,
+    model_files,
     model_sources,
     open_models,
 )
 from harness.cli.progress import run_progress
 from harness.cli.styles import labelled
-from harness.core.checkpoint import Checkpoint, files_read
+from harness.core.checkpoint import Checkpoint
 from harness.core.results import RunResult, merge_results
 from harness.core.roofline import Peak
 from harness.engine.context import environment_for, machine_peak
@@ -86,10 +87,11 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from scenarios import DEFAULT, resolve
 
     db = None if args.no_history else report_commands.db_path(args)
+    db_flag = report_commands.db_label(args)
     check_writable(args.out, "--out")
     check_writable(args.workdir, "--workdir", directory=True)
     if db is not None:
-        check_writable(db, report_commands.db_label(args))
+        check_writable(db, db_flag)
         check_history(db)
     registry = load_registry(args.plugin)
     workloads = load_workloads(args.plugin)
@@ -100,9 +102,8 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                         isolate=args.isolate, backend_timeout_s=args.backend_timeout,
                         files_dir=files_dir_for(args.out, report_commands.db_path(args),
                                                 scenario.name))
-        files = [f for m in the_plan.models if isinstance(m, Path) for f in files_read(m)]
-        check_own_files({"--out": args.out, report_commands.db_label(args): db}, {
-            **{f"the model file {path}": path for path in files},
+        check_own_files({"--out": args.out, db_flag: db}, {
+            **model_files(the_plan.models),
             "the scenario file": Path(scenario.source) if scenario.source else None})
         check_cache(args, the_plan.models)
         if the_plan.workload.keeps_files:
