@@ -18,6 +18,7 @@ from harness.cli.main import main
 from harness.core.checkpoint import paths_for, sha256_file
 from harness.core.errors import BackendError, InputError
 from harness.core.memory import check_fits
+from harness.core.model import LSTMPredictor, ModelConfig
 from harness.core.training import TrainConfig
 from tests.conftest import FAST
 
@@ -101,9 +102,23 @@ def test_a_cache_dir_that_is_a_file_exits_2_before_any_training(tmp_path, capsys
 
 def test_memory_estimate_refuses_only_what_cannot_fit():
     gib = 2**30
-    check_fits([(1024, 200)], 1, 64, 5, 4, available=gib)  # ~0.05 GiB: fine
+    check_fits([(1024, 200)], ModelConfig(), 5, 4, available=gib)  # ~0.05 GiB: fine
     with pytest.raises(InputError, match="got batch 100000 × seq_len 1000, which needs about"):
-        check_fits([(100_000, 1000)], 1, 64, 5, 4, available=gib)
+        check_fits([(100_000, 1000)], ModelConfig(), 5, 4, available=gib)
+
+
+def test_memory_estimate_counts_the_weights():
+    config = ModelConfig(input_size=3, hidden_size=16, num_layers=2, output_size=2)
+    assert config.parameters == sum(p.numel() for p in LSTMPredictor(config).parameters())
+    # hidden 8192: 4·8192·(1 + 8192 + 2) + 8193 parameters, 1 GiB in float32
+    big = ModelConfig(hidden_size=8192)
+    with pytest.raises(InputError, match=r"expected a model small enough to fit in memory, got "
+                                         r"268,541,953 parameters \(hidden_size 8192, 1 layer"):
+        check_fits([(1, 50)], big, 5, 4, available=8 * 2**30)
+    # the weights beside a shape that alone would fit
+    with pytest.raises(InputError, match="got batch 1024 × seq_len 50, which needs about"):
+        check_fits([(1024, 50)], big, 1, 4, available=23 * 2**30)
+    check_fits([(1, 50)], big, 1, 4, available=23 * 2**30)
 
 
 @pytest.fixture()

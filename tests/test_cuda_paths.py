@@ -31,6 +31,7 @@ from harness.core.agreement import DEFAULT_TOLERANCES, Tolerance, compare_rollou
 from harness.core.data import random_batch, sine_batch, sine_forecast_batch
 from harness.core.environment import collect, fp32_precision
 from harness.core.errors import BackendUnavailableError, InputError
+from harness.core.model import ModelConfig
 from harness.core.settings import default_settings
 from harness.engine import doctor, handles, plan
 from harness.engine.handles import LocalHandle
@@ -335,9 +336,9 @@ def test_cached_device_memory_is_released_after_every_checked_call(monkeypatch):
 
 def test_a_cuda_run_that_cannot_fit_in_the_gpus_free_memory_is_refused(monkeypatch):
     # five backends in two processes each, at the default scenario's shapes, on an 80 GB GPU
-    memory.check_device_fits([(1024, 200)], 1, 64, 10, 4, free=80 * 2**30)
+    memory.check_device_fits([(1024, 200)], ModelConfig(), 10, 4, free=80 * 2**30)
     with pytest.raises(InputError, match="in 10 worker processes.*fewer --processes"):
-        memory.check_device_fits([(1024, 200)], 1, 64, 10, 4, free=4 * 2**30)
+        memory.check_device_fits([(1024, 200)], ModelConfig(), 10, 4, free=4 * 2**30)
     # through the planner, before anything is prepared
     monkeypatch.setattr(plan, "cuda_available", lambda: True)
     monkeypatch.setattr(memory, "device_free_bytes", lambda: 2 * 2**30)

@@ -9,8 +9,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from harness.core.errors import InputError
+
+if TYPE_CHECKING:
+    from harness.core.model import ModelConfig
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -130,15 +134,22 @@ def available_bytes() -> int | None:
         return None
 
 
-def run_bytes(batch: int, seq_len: int, input_size: int, hidden_size: int, n_backends: int,
-              n_inputs: int) -> int:
-    """A rough lower bound on the memory one timed shape needs.
+def model_bytes(parameters: int, n_backends: int) -> int:
+    """A lower bound on the memory the model's weights take: a float32 copy in the parent and
+    in each backend, and the float64 copy the reference computes with."""
+    return parameters * (4 * (n_backends + 1) + 8)
+
+
+def run_bytes(batch: int, seq_len: int, input_size: int, hidden_size: int, num_layers: int,
+              n_backends: int, n_inputs: int) -> int:
+    """A rough lower bound on the memory one timed shape needs beyond the weights.
 
     Every backend holds ``n_inputs`` float32 input batches, and one forward pass keeps, per
-    step, the hidden output and the four gate pre-activations (float64 in the reference).
+    step and layer, the hidden output and the four gate pre-activations (float64 in the
+    reference).
     """
     inputs = n_backends * n_inputs * batch * seq_len * input_size * 4
-    activations = batch * seq_len * 5 * hidden_size * 8
+    activations = batch * seq_len * 5 * hidden_size * num_layers * 8
     return inputs + activations
 
 
@@ -155,21 +166,30 @@ def _over(shapes: list[tuple[int, int]], need: Callable[[int, int], int], limit:
     return None
 
 
-def check_fits(shapes: list[tuple[int, int]], input_size: int, hidden_size: int, n_backends: int,
-               n_inputs: int, available: int | None = None) -> None:
-    """Refuse, before allocating anything, a shape whose inputs and activations cannot fit."""
+def check_fits(shapes: list[tuple[int, int]], model: ModelConfig, n_backends: int, n_inputs: int,
+               available: int | None = None) -> None:
+    """Refuse, before allocating anything, a model whose weights, or a shape whose inputs and
+    activations beside them, cannot fit."""
     available = available_bytes() if available is None else available
     if available is None:
         return
-    limit = 0.8 * available  # leave room for the libraries, the model and the OS
-    over = _over(shapes, lambda b, s: run_bytes(b, s, input_size, hidden_size, n_backends, n_inputs),
-                 limit)
+    limit = 0.8 * available  # leave room for the libraries and the OS
+    usable = f"against {_gib(limit)} usable (80% of {_gib(available)} available)"
+    weights = model_bytes(model.parameters, n_backends)
+    if weights > limit:
+        raise InputError(
+            f"expected a model small enough to fit in memory, got {model.parameters:,} "
+            f"parameters (hidden_size {model.hidden_size}, {model.num_layers} layer(s)), whose "
+            f"copies for {n_backends} backend(s) and the reference need about {_gib(weights)} "
+            f"{usable}")
+    over = _over(shapes, lambda b, s: weights + run_bytes(
+        b, s, model.input_size, model.hidden_size, model.num_layers, n_backends, n_inputs), limit)
     if over:
         batch, seq_len, need = over
         raise InputError(
             f"expected batch × seq_len small enough to fit in memory, got batch {batch} × "
-            f"seq_len {seq_len}, which needs about {_gib(need)} for inputs and activations "
-            f"against {_gib(limit)} usable (80% of {_gib(available)} available)")
+            f"seq_len {seq_len}, which needs about {_gib(need)} for the weights, inputs and "
+            f"activations {usable}")
 
 
 # What one process's CUDA context, cuBLAS and cuDNN handles and ONNX Runtime's arena take
@@ -187,18 +207,18 @@ def device_free_bytes() -> int | None:
     return torch.cuda.mem_get_info()[0]
 
 
-def check_device_fits(shapes: list[tuple[int, int]], input_size: int, hidden_size: int,
-                      workers: int, n_inputs: int, free: int | None = None) -> None:
+def check_device_fits(shapes: list[tuple[int, int]], model: ModelConfig, workers: int,
+                      n_inputs: int, free: int | None = None) -> None:
     """Refuse, before preparing anything, a CUDA run that cannot fit in the GPU's free memory:
-    ``workers`` worker processes live at once, each with its CUDA context and its inputs,
-    beside the parent's context, while one of them checks its largest batch."""
+    ``workers`` worker processes live at once, each with its CUDA context, its weights and its
+    inputs, beside the parent's context, while one of them checks its largest batch."""
     free = device_free_bytes() if free is None else free
     if free is None:
         return
     limit = 0.8 * free
-    contexts = (workers + 1) * CUDA_PROCESS_BYTES
-    over = _over(shapes, lambda b, s: contexts + run_bytes(b, s, input_size, hidden_size, workers,
-                                                           n_inputs), limit)
+    fixed = (workers + 1) * CUDA_PROCESS_BYTES + model_bytes(model.parameters, workers)
+    over = _over(shapes, lambda b, s: fixed + run_bytes(
+        b, s, model.input_size, model.hidden_size, model.num_layers, workers, n_inputs), limit)
     if over:
         batch, seq_len, need = over
         raise InputError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,6 +35,11 @@ class ModelConfig:
         sizes += [f"h{self.hidden_size}", f"L{self.num_layers}"]
         sizes += [f"out{self.output_size}"] if self.output_size != 1 else []
         return " ".join(sizes)
+
+    @property
+    def parameters(self) -> int:
+        """How many numbers the weights hold."""
+        return sum(math.prod(shape) for shape in parameter_shapes(self).values())
 
 
 def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:

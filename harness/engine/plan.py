@@ -97,17 +97,15 @@ class Plan:
                 "timing": asdict(first.timing)}
 
     def refuse_oversized(self, model: ModelConfig) -> None:
-        """InputError when a timed shape's inputs and activations for ``model`` cannot fit
-        in memory, or a CUDA run's workers in the GPU's free memory (for a model read from a
-        file, once its sizes are known)."""
+        """InputError when ``model``'s weights, or a timed shape's inputs and activations beside
+        them, cannot fit in memory, or a CUDA run's workers in the GPU's free memory (for a
+        model read from a file, once its sizes are known)."""
         first = self.configs[0]
         shapes = first.timed_shapes
-        check_fits(shapes, model.input_size, model.hidden_size,
-                   max(len(c.backends) for c in self.configs), first.timing.n_inputs)
+        check_fits(shapes, model, max(len(c.backends) for c in self.configs), first.timing.n_inputs)
         if self.gpu_workers:
-            check_device_fits(list(dict.fromkeys([*shapes, *first.check_shapes])),
-                              model.input_size, model.hidden_size, self.gpu_workers,
-                              first.timing.n_inputs)
+            check_device_fits(list(dict.fromkeys([*shapes, *first.check_shapes])), model,
+                              self.gpu_workers, first.timing.n_inputs)
 
 def cuda_available() -> bool:
     import torch
