@@ -147,12 +147,28 @@ ROW = (b'{"schema_version": 4, "rows": [{"backend": "x", "device": "cpu", "dtype
     (b'{"schema_version": 4, "rows": [], "checks": [{"backend": "x", "batch_size": 1, "seq_len": 5, '
      b'"agrees": null, "max_abs_err": null, "max_rel_err": null, "mode": null}]}',
      "agrees as true or false, got null; mode as string, got null"),
-    (b'{"schema_version": true, "rows": []}', "expected results schema_version <= 4, got true"),
+    (b'{"schema_version": true, "rows": []}',
+     "expected results schema_version as an integer from 1 to 4, got true"),
+    (b'{"schema_version": 0, "rows": []}', "schema_version as an integer from 1 to 4, got 0 in"),
     (b'{"schema_version": 2, "rows": [], "model": {"config": [1]}}',
      "expected model.config to be an object in"),
     (b'{"schema_version": 4, "rows": [], "model": {"models": [1]}}',
      "expected model.models to be a list of objects in"),
     (ROW + b'"diagnostics": ["a"]}]}', 'diagnostics as object, got ["a"]'),
+    # values of the right type that no run writes, each of which broke a report or a plot
+    (b'{"schema_version": 4, "rows": [{"backend": "", "device": "cpu", "dtype": "fp32", '
+     b'"batch_size": -3, "seq_len": 0, "status": "ok", "median_ms": -1.0}]}',
+     "backend as a string of 1 or more characters, got \"\"; batch_size as an integer from 1 to "
+     "9007199254740992, got -3; seq_len as an integer from 1 to 9007199254740992, got 0; median_ms "
+     "as a number >= 0, got -1.0"),
+    (ROW[:-len(b'"seq_len": 50, "status": "ok", ')] + b'"seq_len": 1000000000000000000000000000000, '
+     b'"status": "ok", "hidden_size": 0}]}',
+     "seq_len as an integer from 1 to 9007199254740992, got 1000000000000000000000000000000; "
+     "hidden_size as an integer from 1 to 9007199254740992, got 0"),
+    (b'{"schema_version": 4, "rows": [], "checks": [{"backend": "x", "batch_size": 1, "seq_len": 5, '
+     b'"agrees": true, "max_abs_err": -0.5, "max_rel_err": 0}]}',
+     "max_abs_err as a number >= 0, got -0.5"),
+    (ROW + b'"median_ms": NaN}]}', "whose numbers are finite, got NaN in"),
 ])
 def test_a_malformed_results_file_exits_2_with_one_line(content, fragment, tmp_path, capsys):
     bad = tmp_path / "bad.json"

@@ -15,7 +15,11 @@ from enum import StrEnum
 from typing import Any
 
 from harness.core.load import ProcessShare, canary_spread, past_limit, pooled_canaries
+from harness.core.shapes import LARGEST_COUNT, between
 from harness.core.targets import DEFAULT_MODE
+
+COUNT = between(1, LARGEST_COUNT)  # a size or a count of things, read back from JSON
+TIME = between(0)  # a duration
 
 # 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
 # one workload appear only on that workload's rows.
@@ -56,19 +60,19 @@ class RowFigure:
 
 @dataclass(frozen=True)
 class Identity:
-    backend: str
-    device: str
-    dtype: str
-    batch_size: int
-    seq_len: int
+    backend: str = field(metadata=between(1))
+    device: str = field(metadata=between(1))
+    dtype: str = field(metadata=between(1))
+    batch_size: int = field(metadata=COUNT)
+    seq_len: int = field(metadata=COUNT)
     scenario: str = "default"
     mode: str = DEFAULT_MODE
     # The model: the SHA-256 of its weights file (None where it is not known) and its sizes.
     model_sha256: str | None = None
-    input_size: int = 1
-    hidden_size: int = 64
-    num_layers: int = 1
-    output_size: int = 1
+    input_size: int = field(default=1, metadata=COUNT)
+    hidden_size: int = field(default=64, metadata=COUNT)
+    num_layers: int = field(default=1, metadata=COUNT)
+    output_size: int = field(default=1, metadata=COUNT)
     # The dtype the run asked for, where the row computes in another: eager times in fp32
     # beside int8 rows (torch has no int8 eager LSTM) and the reference in fp64 beside any,
     # and a scenario of several dtypes has such a row once per run. None: the row's own dtype.
@@ -80,19 +84,20 @@ class TimingSummary:
     """What the clock saw for a row, in milliseconds per call (per step, per rollout: the
     workload says what one call is)."""
 
-    median_ms: float
-    p90_ms: float | None  # None: the raw samples were not kept (a pytest-benchmark save)
-    p99_ms: float | None
-    min_ms: float
-    mean_ms: float
-    stdev_ms: float
-    iqr_ms: float
-    ci95_low_ms: float | None
-    ci95_high_ms: float | None
+    median_ms: float = field(metadata=TIME)
+    # None: the raw samples were not kept (a pytest-benchmark save)
+    p90_ms: float | None = field(metadata=TIME)
+    p99_ms: float | None = field(metadata=TIME)
+    min_ms: float = field(metadata=TIME)
+    mean_ms: float = field(metadata=TIME)
+    stdev_ms: float = field(metadata=TIME)
+    iqr_ms: float = field(metadata=TIME)
+    ci95_low_ms: float | None = field(metadata=TIME)
+    ci95_high_ms: float | None = field(metadata=TIME)
     noisy: bool
     stop_reason: str
-    rounds: int
-    calls_per_round: int | None
+    rounds: int = field(metadata=between(0))
+    calls_per_round: int | None = field(metadata=COUNT)
     samples_ms: list[float] = field(default_factory=list)
 
 
@@ -221,12 +226,12 @@ class Row:
 class Check:
     """One agreement check of one backend on one input batch."""
 
-    backend: str
-    batch_size: int
-    seq_len: int
+    backend: str = field(metadata=between(1))
+    batch_size: int = field(metadata=COUNT)
+    seq_len: int = field(metadata=COUNT)
     inputs: str  # "sine" or "random"
-    max_abs_err: float
-    max_rel_err: float
+    max_abs_err: float = field(metadata=between(0))
+    max_rel_err: float = field(metadata=between(0))
     agrees: bool
     mode: str = DEFAULT_MODE  # the workload whose check this is
     dtype: str = "fp32"

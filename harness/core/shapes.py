@@ -90,6 +90,31 @@ def required_keys(cls: type) -> tuple[str, ...]:
                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 
 
+# A field's metadata may bound its value beyond its type: ``field(metadata=between(1))``.
+BOUNDS = "bounds"
+LARGEST_COUNT = 2**53  # beyond it a JSON number is no longer an exact integer everywhere
+
+
+def between(low: float, high: float | None = None) -> dict[str, tuple[float, float | None]]:
+    """Metadata for a number field that must lie in [low, high], or a string field that must
+    be at least ``low`` characters long."""
+    return {BOUNDS: (low, high)}
+
+
+def _out_of_bounds(value: Any, bounds: tuple[float, float | None] | None) -> str | None:
+    """What ``value`` was expected to be, where it is outside ``bounds``; None where it is in."""
+    if bounds is None:
+        return None
+    low, high = bounds
+    if isinstance(value, str):
+        return f"a string of {low} or more characters" if len(value) < low else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value != value or value < low or (high is not None and value > high):  # NaN too
+            kind = "an integer" if isinstance(value, int) else "a number"
+            return f"{kind} from {low} to {high}" if high is not None else f"{kind} >= {low}"
+    return None
+
+
 def mismatches(record: Mapping, cls: type, *, required: Collection[str] = (),
                nullable: bool | Collection[str] = False) -> list[str]:
     """What in ``record`` does not fit dataclass ``cls``: one phrase per key, naming what was
@@ -97,6 +122,7 @@ def mismatches(record: Mapping, cls: type, *, required: Collection[str] = (),
     where ``required`` names them; null fits where the annotation allows it, and for the keys
     ``nullable`` names (True: every key)."""
     wrong = []
+    bounds = _bounds(cls)
     for name, annotation in _hints(cls).items():
         if name not in record:
             if name in required:
@@ -105,6 +131,8 @@ def mismatches(record: Mapping, cls: type, *, required: Collection[str] = (),
             continue
         elif not conforms(record[name], annotation):
             wrong.append(f"{name} as {_described(annotation)}, got {arrived(record[name])}")
+        elif expected := _out_of_bounds(record[name], bounds.get(name)):
+            wrong.append(f"{name} as {expected}, got {arrived(record[name])}")
     return wrong
 
 
@@ -113,6 +141,11 @@ def _hints(cls: type) -> dict[str, Any]:
     """Field name -> its annotation, resolved once per dataclass (a file has many rows)."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+@functools.cache
+def _bounds(cls: type) -> dict[str, tuple[float, float | None]]:
+    return {f.name: f.metadata[BOUNDS] for f in dataclasses.fields(cls) if BOUNDS in f.metadata}
 
 
 _JSON_NAMES = {bool: "true or false", int: "integer", float: "number", str: "string",

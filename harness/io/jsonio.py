@@ -42,12 +42,19 @@ def write_json(path: Path, data: dict) -> Path:
     return path
 
 
+def _refuse_constant(path: Path):
+    """Python's JSON reads NaN and Infinity, which JSON has not and no results file holds."""
+    def refuse(name: str) -> None:
+        raise InputError(f"expected a JSON results file, whose numbers are finite, got {name} in {path}")
+    return refuse
+
+
 def read_json(path: Path) -> dict:
     path = Path(path)
     if path.exists() and not path.is_file():  # a folder, a device, a pipe: nothing to read whole
         raise InputError(f"expected a readable JSON results file, got {path}, which is not a regular file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant(path))
     except RecursionError:
         raise InputError(f"expected a JSON results file, {path} nests deeper than any "
                          "results file does") from None
