@@ -92,6 +92,17 @@ def test_an_unknown_run_id_names_what_was_expected(tmp_path):
         history.load(db, 7)
 
 
+def test_reading_an_empty_file_lists_no_runs_and_leaves_it_empty(tmp_path):
+    db = tmp_path / "h.sqlite"
+    db.touch()
+    assert history.list_runs(db) == []
+    with pytest.raises(InputError, match="got 1: no such run"):
+        history.load(db, 1)
+    assert db.stat().st_size == 0  # nothing was written: reading lays no schema down
+    history.record(db, make_results())  # recording into it does
+    assert [run.id for run in history.list_runs(db)] == [1]
+
+
 def test_the_default_path_honours_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv(history.ENV_VAR)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))

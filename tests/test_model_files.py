@@ -169,9 +169,12 @@ def test_wrong_keys_name_every_key_with_the_shapes_expected_and_found(tmp_path):
 
 
 def test_a_missing_file_or_a_directory_is_refused_before_any_work(tmp_path, capsys):
-    for path, state in ((tmp_path / "nope.pt", "does not exist"), (tmp_path, "is a directory")):
+    for path, state in ((tmp_path / "nope.pt", "does not exist"), (tmp_path, "is a directory"),
+                        (Path(os.devnull), "is not a regular file")):
         assert main(["run", "--checkpoint", str(path), "--cache-dir", str(tmp_path / "c")]) == 2
         assert f"expected a checkpoint file, got {path}, which {state}" in capsys.readouterr().err
+    assert main(["doctor", "--checkpoint", os.devnull]) == 2
+    assert "which is not a regular file" in capsys.readouterr().err
 
 
 def test_checkpoint_and_sizes_together_are_refused(tmp_path, capsys):

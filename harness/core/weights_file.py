@@ -59,7 +59,8 @@ def pickled_class(path: Path) -> str | None:
 def require_file(path: Path) -> None:
     """CheckpointError unless ``path`` is a file."""
     if not path.is_file():
-        state = "is a directory" if path.is_dir() else "does not exist"
+        state = ("is a directory" if path.is_dir() else "is not a regular file" if path.exists()
+                 else "does not exist")
         raise CheckpointError(f"expected a checkpoint file, got {path}, which {state}")
 
 

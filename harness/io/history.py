@@ -198,8 +198,16 @@ def record(path: Path, result: dict) -> int:
     return run_id
 
 
+def _empty(path: Path) -> bool:
+    """Whether ``path`` is an empty file: a database no run has been written to yet, which
+    reading leaves as it is (opening it to write would lay the schema down)."""
+    return Path(path).is_file() and Path(path).stat().st_size == 0
+
+
 def list_runs(path: Path, limit: int | None = None) -> list[RunInfo]:
     """Most recent first."""
+    if _empty(path):
+        return []
     with connect(path) as conn:
         found = conn.execute("SELECT id, created_at, git_commit, device, summary, failed FROM runs "
                              "ORDER BY id DESC LIMIT ?", (-1 if limit is None else limit,)).fetchall()
@@ -209,11 +217,14 @@ def list_runs(path: Path, limit: int | None = None) -> list[RunInfo]:
 
 def load(path: Path, run_id: int) -> dict:
     """The results dict of one recorded run, as `run --out` would have written it."""
+    missing = InputError(f"expected a run id from `harness history` ({path}), got {run_id}: "
+                         "no such run")
+    if _empty(path):
+        raise missing
     with connect(path) as conn:
         found = conn.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
         if found is None:
-            raise InputError(f"expected a run id from `harness history` ({path}), got {run_id}: "
-                             "no such run")
+            raise missing
         rows = []
         for idx, data in conn.execute("SELECT idx, data FROM rows WHERE run_id = ? ORDER BY idx",
                                       (run_id,)).fetchall():

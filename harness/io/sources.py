@@ -74,9 +74,12 @@ MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}  # version -> the functi
 def migrate(data: dict, origin: str) -> dict:
     """``data`` lifted to SCHEMA_VERSION, one version at a time."""
     version = data["schema_version"]
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
-        raise InputError(f"expected results schema_version <= {SCHEMA_VERSION}, got {arrived(version)} "
-                         f"in {origin}; upgrade lstm-harness to read it")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"expected results schema_version as an integer from 1 to {SCHEMA_VERSION}, "
+                         f"got {arrived(version)} in {origin}")
+    if version > SCHEMA_VERSION:
+        raise InputError(f"expected results schema_version <= {SCHEMA_VERSION}, got {version} in "
+                         f"{origin}; upgrade lstm-harness to read it")
     while data["schema_version"] < SCHEMA_VERSION:
         data = MIGRATIONS[data["schema_version"]](data)
     return data
