@@ -102,23 +102,42 @@ def test_a_cache_dir_that_is_a_file_exits_2_before_any_training(tmp_path, capsys
 
 def test_memory_estimate_refuses_only_what_cannot_fit():
     gib = 2**30
-    check_fits([(1024, 200)], ModelConfig(), 5, 4, available=gib)  # ~0.05 GiB: fine
+    check_fits([(1024, 200)], ModelConfig(), 5, 4, available=gib)  # about 0.1 GiB: fine
     with pytest.raises(InputError, match="got batch 100000 × seq_len 1000, which needs about"):
         check_fits([(100_000, 1000)], ModelConfig(), 5, 4, available=gib)
 
 
-def test_memory_estimate_counts_the_weights():
+def test_memory_estimate_counts_the_weights_and_two_layers_activations_at_most():
     config = ModelConfig(input_size=3, hidden_size=16, num_layers=2, output_size=2)
-    assert config.parameters == sum(p.numel() for p in LSTMPredictor(config).parameters())
+    assert config.n_parameters == sum(p.numel() for p in LSTMPredictor(config).parameters())
     # hidden 8192: 4·8192·(1 + 8192 + 2) + 8193 parameters, 1 GiB in float32
     big = ModelConfig(hidden_size=8192)
     with pytest.raises(InputError, match=r"expected a model small enough to fit in memory, got "
                                          r"268,541,953 parameters \(hidden_size 8192, 1 layer"):
         check_fits([(1, 50)], big, 5, 4, available=8 * 2**30)
-    # the weights beside a shape that alone would fit
-    with pytest.raises(InputError, match="got batch 1024 × seq_len 50, which needs about"):
-        check_fits([(1024, 50)], big, 1, 4, available=23 * 2**30)
     check_fits([(1, 50)], big, 1, 4, available=23 * 2**30)
+    # the weights (4 GiB) beside a shape whose activations alone (16 GiB) would fit in 18.4
+    with pytest.raises(InputError, match="got batch 1024 × seq_len 250, which needs about"):
+        check_fits([(1024, 250)], big, 1, 4, available=23 * 2**30)
+    # the reference frees a layer's outputs once the next has read them: four layers need no
+    # more than two (hidden 512, batch 1024, seq 500: 2 GiB a layer)
+    layers = [ModelConfig(hidden_size=512, num_layers=n) for n in (2, 4)]
+    for config in layers:
+        check_fits([(1024, 500)], config, 1, 4, available=6 * 2**30)
+    with pytest.raises(InputError, match="got batch 1024 × seq_len 500"):
+        check_fits([(1024, 500)], layers[0], 1, 4, available=9 * 2**29)
+
+
+def test_train_refuses_a_model_it_cannot_hold_before_any_epoch(tmp_path, capsys):
+    assert main(["train", "--hidden-size", "100000", "--epochs", "1",
+                 "--cache-dir", str(tmp_path / "c")]) == 2
+    captured = capsys.readouterr()
+    assert ("got 40,001,300,001 parameters (hidden_size 100000, 1 layer(s)), whose weights, "
+            "gradients and optimizer state for training need about") in " ".join(captured.err.split())
+    assert "epoch" not in captured.out + captured.err
+    assert main(["run", "--hidden-size", "100000", "--batch-sizes", "1", "--no-history",
+                 "--cache-dir", str(tmp_path / "c")]) == 2
+    assert "expected a model small enough to fit in memory" in capsys.readouterr().err
 
 
 @pytest.fixture()

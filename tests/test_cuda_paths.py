@@ -339,6 +339,12 @@ def test_a_cuda_run_that_cannot_fit_in_the_gpus_free_memory_is_refused(monkeypat
     memory.check_device_fits([(1024, 200)], ModelConfig(), 10, 4, free=80 * 2**30)
     with pytest.raises(InputError, match="in 10 worker processes.*fewer --processes"):
         memory.check_device_fits([(1024, 200)], ModelConfig(), 10, 4, free=4 * 2**30)
+    # weights that alone overflow it: hidden 8192 is 1 GiB a worker, the host's copies not counted
+    big = ModelConfig(hidden_size=8192)
+    memory.check_device_fits([(1, 50)], big, 10, 4, free=20 * 2**30)
+    with pytest.raises(InputError, match=r"fit in the GPU's free memory, got 268,541,953 parameters.*"
+                                         r"copies in 12 worker processes need about 12.0 GiB"):
+        memory.check_device_fits([(1, 50)], big, 12, 4, free=14 * 2**30)
     # through the planner, before anything is prepared
     monkeypatch.setattr(plan, "cuda_available", lambda: True)
     monkeypatch.setattr(memory, "device_free_bytes", lambda: 2 * 2**30)

@@ -20,6 +20,7 @@ from harness.cli.common import apply_settings, check_cache, load_model, model_so
 from harness.cli.run import EXIT_FAILED, EXIT_OK, cmd_run, interrupted_status
 from harness.cli.styles import labelled
 from harness.core.errors import CheckpointError, HarnessError, InputError
+from harness.core.memory import check_trainable
 from harness.core.model import ModelConfig
 from harness.core.targets import DTYPES
 from harness.core.timing import MAX_PROCESSES, TimingConfig
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     config = (model_sources(args) or (TrainConfig(),))[0]
     check_cache(args, [config], training=True)
+    check_trainable(config.model)
     apply_settings(args)
     checkpoint = load_model(args, err, config, retrain=True)  # `train` always trains afresh
     out.print_json(data=checkpoint.metadata)

@@ -134,22 +134,26 @@ def available_bytes() -> int | None:
         return None
 
 
-def model_bytes(parameters: int, n_backends: int) -> int:
-    """A lower bound on the memory the model's weights take: a float32 copy in the parent and
-    in each backend, and the float64 copy the reference computes with."""
-    return parameters * (4 * (n_backends + 1) + 8)
+# Bytes per parameter: a float32 copy in the parent and in each backend, and the float64
+# copy the reference computes with; training holds the weights, their gradients and Adam's
+# two moments, all float32.
+def inference_bytes_per_parameter(n_backends: int) -> int:
+    return 4 * (n_backends + 1) + 8
+
+
+TRAINING_BYTES_PER_PARAMETER = 16
 
 
 def run_bytes(batch: int, seq_len: int, input_size: int, hidden_size: int, num_layers: int,
               n_backends: int, n_inputs: int) -> int:
     """A rough lower bound on the memory one timed shape needs beyond the weights.
 
-    Every backend holds ``n_inputs`` float32 input batches, and one forward pass keeps, per
-    step and layer, the hidden output and the four gate pre-activations (float64 in the
-    reference).
+    Every backend holds ``n_inputs`` float32 input batches, and the float64 reference keeps
+    every step's hidden output of the layer it reads and of the layer it writes (each layer's
+    is freed once the next has read it; gates live one step).
     """
     inputs = n_backends * n_inputs * batch * seq_len * input_size * 4
-    activations = batch * seq_len * 5 * hidden_size * num_layers * 8
+    activations = batch * seq_len * hidden_size * min(num_layers, 2) * 8
     return inputs + activations
 
 
@@ -166,6 +170,34 @@ def _over(shapes: list[tuple[int, int]], need: Callable[[int, int], int], limit:
     return None
 
 
+def _usable(available: int, kind: str) -> tuple[float, str]:
+    """The memory a check may count on, 80% of ``available`` (room for the libraries and the
+    OS), and how a message says it."""
+    limit = 0.8 * available
+    return limit, f"against {_gib(limit)} usable (80% of {_gib(available)} {kind})"
+
+
+def _refuse_weights(model: ModelConfig, per_parameter: int, held: str, limit: float,
+                    usable: str, where: str = "in memory") -> int:
+    """The bytes ``model``'s weights take at ``per_parameter`` each; InputError if over ``limit``."""
+    weights = model.n_parameters * per_parameter
+    if weights > limit:
+        raise InputError(
+            f"expected a model small enough to fit {where}, got {model.n_parameters:,} parameters "
+            f"(hidden_size {model.hidden_size}, {model.num_layers} layer(s)), whose {held} need "
+            f"about {_gib(weights)} {usable}")
+    return weights
+
+
+def check_trainable(model: ModelConfig, available: int | None = None) -> None:
+    """Refuse, before training, a model whose weights and optimizer state cannot fit."""
+    available = available_bytes() if available is None else available
+    if available is not None:
+        _refuse_weights(model, TRAINING_BYTES_PER_PARAMETER,
+                        "weights, gradients and optimizer state for training",
+                        *_usable(available, "available"))
+
+
 def check_fits(shapes: list[tuple[int, int]], model: ModelConfig, n_backends: int, n_inputs: int,
                available: int | None = None) -> None:
     """Refuse, before allocating anything, a model whose weights, or a shape whose inputs and
@@ -173,15 +205,9 @@ def check_fits(shapes: list[tuple[int, int]], model: ModelConfig, n_backends: in
     available = available_bytes() if available is None else available
     if available is None:
         return
-    limit = 0.8 * available  # leave room for the libraries and the OS
-    usable = f"against {_gib(limit)} usable (80% of {_gib(available)} available)"
-    weights = model_bytes(model.parameters, n_backends)
-    if weights > limit:
-        raise InputError(
-            f"expected a model small enough to fit in memory, got {model.parameters:,} "
-            f"parameters (hidden_size {model.hidden_size}, {model.num_layers} layer(s)), whose "
-            f"copies for {n_backends} backend(s) and the reference need about {_gib(weights)} "
-            f"{usable}")
+    limit, usable = _usable(available, "available")
+    weights = _refuse_weights(model, inference_bytes_per_parameter(n_backends),
+                              f"copies for {n_backends} backend(s) and the reference", limit, usable)
     over = _over(shapes, lambda b, s: weights + run_bytes(
         b, s, model.input_size, model.hidden_size, model.num_layers, n_backends, n_inputs), limit)
     if over:
@@ -210,19 +236,22 @@ def device_free_bytes() -> int | None:
 def check_device_fits(shapes: list[tuple[int, int]], model: ModelConfig, workers: int,
                       n_inputs: int, free: int | None = None) -> None:
     """Refuse, before preparing anything, a CUDA run that cannot fit in the GPU's free memory:
-    ``workers`` worker processes live at once, each with its CUDA context, its weights and its
-    inputs, beside the parent's context, while one of them checks its largest batch."""
+    ``workers`` worker processes live at once, each with its CUDA context, its float32 copy of
+    the weights and its inputs, beside the parent's context, while one of them checks its
+    largest batch."""
     free = device_free_bytes() if free is None else free
     if free is None:
         return
-    limit = 0.8 * free
-    fixed = (workers + 1) * CUDA_PROCESS_BYTES + model_bytes(model.parameters, workers)
-    over = _over(shapes, lambda b, s: fixed + run_bytes(
+    limit, usable = _usable(free, "free")
+    contexts = (workers + 1) * CUDA_PROCESS_BYTES
+    weights = _refuse_weights(model, 4 * workers, f"copies in {workers} worker processes",
+                              limit, usable, where="in the GPU's free memory")
+    over = _over(shapes, lambda b, s: contexts + weights + run_bytes(
         b, s, model.input_size, model.hidden_size, model.num_layers, workers, n_inputs), limit)
     if over:
         batch, seq_len, need = over
         raise InputError(
             f"expected the run to fit in the GPU's free memory, got batch {batch} × seq_len "
             f"{seq_len} in {workers} worker processes, which need about {_gib(need)} (with about "
-            f"{_gib(CUDA_PROCESS_BYTES)} per process for CUDA itself) against {_gib(limit)} usable "
-            f"(80% of {_gib(free)} free); use fewer --processes or --backends, or smaller batches")
+            f"{_gib(CUDA_PROCESS_BYTES)} per process for CUDA itself) {usable}; use fewer "
+            f"--processes or --backends, or smaller batches")

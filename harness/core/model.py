@@ -37,7 +37,7 @@ class ModelConfig:
         return " ".join(sizes)
 
     @property
-    def parameters(self) -> int:
+    def n_parameters(self) -> int:
         """How many numbers the weights hold."""
         return sum(math.prod(shape) for shape in parameter_shapes(self).values())
 
