@@ -403,7 +403,13 @@ def test_a_metered_rounds_turns_together_last_as_long_as_the_load_counters_need(
                        budget_s=60.0, max_rounds=3, target_ci=1e-9)
 
     def timers() -> dict[str, Timer]:
-        return {name: Timer(lambda _: time.sleep(1e-3), [0]) for name in ("a", "b")}
+        # each call takes exactly 1 ms of a clock of the test's own: a slow moment of the
+        # machine during calibration would otherwise shorten the rounds it calibrated
+        now = [0.0]
+
+        def call(_: object) -> None:
+            now[0] += 1e-3
+        return {name: Timer(call, [0], clock=lambda: now[0]) for name in ("a", "b")}
 
     def round_s(m) -> float:
         return m.calls_per_round * m.summary.median
