@@ -96,9 +96,10 @@ def throughput_bars(rows: list[dict]) -> bytes | None:
         lo_ms, hi_ms = r.get("ci95_low_ms"), r.get("ci95_high_ms")
         if not lo_ms or not hi_ms:
             return 0.0, 0.0
-        # Throughput falls as latency rises: the slow end of the latency CI is the low end.
-        return (r["throughput_seq_s"] - r["batch_size"] / (hi_ms / 1e3),
-                r["batch_size"] / (lo_ms / 1e3) - r["throughput_seq_s"])
+        # Throughput falls as latency rises: the slow end of the latency CI is the low end. A
+        # CI that misses the median (a hand-edited file) draws no bar on that side.
+        return (max(0.0, r["throughput_seq_s"] - r["batch_size"] / (hi_ms / 1e3)),
+                max(0.0, r["batch_size"] / (lo_ms / 1e3) - r["throughput_seq_s"]))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     _grouped_bars(ax, measured, lambda r: r["throughput_seq_s"], error)

@@ -85,6 +85,30 @@ def test_a_newer_schema_or_a_foreign_file_is_refused(tmp_path):
         history.list_runs(junk)
 
 
+def test_reading_another_programs_database_is_refused_without_writing_to_it(tmp_path):
+    foreign = tmp_path / "notes.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.commit()
+    conn.close()
+    before = foreign.read_bytes()
+    for read in (history.list_runs, lambda db: history.load(db, 1)):
+        with pytest.raises(InputError, match=r"got an SQLite database of other tables \(notes\)"):
+            read(foreign)
+    assert foreign.read_bytes() == before
+
+
+def test_a_nan_stored_before_runs_were_recorded_json_safe_reads_as_null(tmp_path):
+    db = tmp_path / "h.sqlite"
+    run_id = history.record(db, make_results())
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE checks SET data = replace(data, '\"max_abs_err\": ', '\"max_abs_err\": NaN, "
+                 "\"was\": ') WHERE run_id = ? AND idx = 0", (run_id,))
+    conn.commit()
+    conn.close()
+    assert history.load(db, run_id)["checks"][0]["max_abs_err"] is None
+
+
 def test_an_unknown_run_id_names_what_was_expected(tmp_path):
     db = tmp_path / "h.sqlite"
     history.record(db, make_results())

@@ -59,6 +59,14 @@ def test_page_is_self_contained_with_one_figure_per_plot():
     assert len(page.result_rows) == len(data["rows"])
 
 
+def test_a_ci_that_misses_its_median_still_draws_every_plot():
+    # a pooled bootstrap CI may miss the pooled median, and a file may be edited by hand
+    data = make_results()
+    row = next(r for r in data["rows"] if r.get("ci95_low_ms"))
+    row["ci95_low_ms"], row["ci95_high_ms"] = 3 * row["median_ms"], 4 * row["median_ms"]
+    assert len(parse(render_html(data)).images) == 3
+
+
 def test_rollout_rows_with_per_step_errors_add_the_horizon_plot():
     html = render_html(make_results(rollout=True))
     assert len(parse(html).images) == 4 and 'id="fig-rollout-error"' in html

@@ -76,6 +76,9 @@ def test_compare_gate_on_files_fails_a_significant_slowdown(tmp_path, capsys):
     (["report", "x.json", "--format", "pdf"], "invalid choice: 'pdf'"),
     (["compare", "1", "2"], "no such run"),
     (["compare", "a.json", "b.json", "--fail-on-regression", "lots"], "percentage such as 5%"),
+    (["history", "--db", "h" * 300], "expected a history database path for --db, got hhh"),
+    (["compare", "1", "2", "--db", "h" * 300], "expected a history database path for --db"),
+    (["report", "r" * 300 + ".json"], "expected a readable JSON results file, got rrr"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, fragment, history_db, tmp_path, capsys):
     from harness.io import history
@@ -169,6 +172,12 @@ ROW = (b'{"schema_version": 4, "rows": [{"backend": "x", "device": "cpu", "dtype
      b'"agrees": true, "max_abs_err": -0.5, "max_rel_err": 0}]}',
      "max_abs_err as a number >= 0, got -0.5"),
     (ROW + b'"median_ms": NaN}]}', "whose numbers are finite, got NaN in"),
+    (ROW + b'"median_ms": 1e400}]}', "whose numbers are finite, got Infinity in"),
+    (ROW + b'"samples_ms": [0.5, -1], "first_call_ms": -5, "speedup_vs_eager": -1}]}',
+     "samples_ms as a list of numbers >= 0, got [0.5, -1]; speedup_vs_eager as a number >= 0, "
+     "got -1; first_call_ms as a number >= 0, got -5"),
+    (ROW + b'"throughput_seq_s": -2.5}]}', "throughput_seq_s as a number >= 0, got -2.5"),
+    (ROW + b'"x": ' + b"9" * 5000 + b"}]}", "holds an integer of more than 4300 digits"),
 ])
 def test_a_malformed_results_file_exits_2_with_one_line(content, fragment, tmp_path, capsys):
     bad = tmp_path / "bad.json"

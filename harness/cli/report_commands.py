@@ -84,6 +84,17 @@ def db_path(args: argparse.Namespace) -> Path:
     return args.db or default_db_path()
 
 
+def existing_db(args: argparse.Namespace) -> Path | None:
+    """The history database to read, None where there is none yet; one the system will not
+    look up (a name too long) is bad input."""
+    db = db_path(args)
+    try:
+        return db if db.exists() else None
+    except OSError as exc:
+        raise InputError(f"expected a history database path for {db_label(args)}, got {db}: "
+                         f"{exc.strerror or exc}") from None
+
+
 def db_label(args: argparse.Namespace) -> str:
     """What named the history database, as a message names it."""
     from harness.io.history import ENV_VAR
@@ -180,9 +191,9 @@ def cmd_history(args: argparse.Namespace, out: Console, err: Console) -> int:
     from harness.io.history import list_runs
     from reports.runs import history_table
 
-    db = db_path(args)
-    if not db.exists():
-        err.print(f"no history yet: {db} does not exist", highlight=False)
+    db = existing_db(args)
+    if db is None:
+        err.print(f"no history yet: {db_path(args)} does not exist", highlight=False)
         return 0
     out.print(history_table(list_runs(db, args.limit), str(db)))
     return 0
@@ -196,10 +207,10 @@ def _side(text: str, args: argparse.Namespace) -> tuple[dict, str]:
     if re.fullmatch(r"[0-9]+", text) and not path.exists():
         from harness.io.history import load
 
-        db = db_path(args)
-        if not db.exists():
+        db = existing_db(args)
+        if db is None:
             raise InputError(f"expected a results file or a run id from `harness history`, got {text!r}: "
-                             f"there is no such file and no history database at {db}")
+                             f"there is no such file and no history database at {db_path(args)}")
         if int(text) > MAX_RUN_ID:
             raise InputError(f"expected a run id from `harness history` ({db}), got {text}: "
                              "no such run")

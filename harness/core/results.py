@@ -15,11 +15,8 @@ from enum import StrEnum
 from typing import Any
 
 from harness.core.load import ProcessShare, canary_spread, past_limit, pooled_canaries
-from harness.core.shapes import LARGEST_COUNT, between
+from harness.core.shapes import COUNT, NON_NEGATIVE, between
 from harness.core.targets import DEFAULT_MODE
-
-COUNT = between(1, LARGEST_COUNT)  # a size or a count of things, read back from JSON
-TIME = between(0)  # a duration
 
 # 2: backend diagnostics nested under "diagnostics" (all of them, none dropped); fields of
 # one workload appear only on that workload's rows.
@@ -84,21 +81,21 @@ class TimingSummary:
     """What the clock saw for a row, in milliseconds per call (per step, per rollout: the
     workload says what one call is)."""
 
-    median_ms: float = field(metadata=TIME)
+    median_ms: float = field(metadata=NON_NEGATIVE)
     # None: the raw samples were not kept (a pytest-benchmark save)
-    p90_ms: float | None = field(metadata=TIME)
-    p99_ms: float | None = field(metadata=TIME)
-    min_ms: float = field(metadata=TIME)
-    mean_ms: float = field(metadata=TIME)
-    stdev_ms: float = field(metadata=TIME)
-    iqr_ms: float = field(metadata=TIME)
-    ci95_low_ms: float | None = field(metadata=TIME)
-    ci95_high_ms: float | None = field(metadata=TIME)
+    p90_ms: float | None = field(metadata=NON_NEGATIVE)
+    p99_ms: float | None = field(metadata=NON_NEGATIVE)
+    min_ms: float = field(metadata=NON_NEGATIVE)
+    mean_ms: float = field(metadata=NON_NEGATIVE)
+    stdev_ms: float = field(metadata=NON_NEGATIVE)
+    iqr_ms: float = field(metadata=NON_NEGATIVE)
+    ci95_low_ms: float | None = field(metadata=NON_NEGATIVE)
+    ci95_high_ms: float | None = field(metadata=NON_NEGATIVE)
     noisy: bool
     stop_reason: str
-    rounds: int = field(metadata=between(0))
+    rounds: int = field(metadata=COUNT)
     calls_per_round: int | None = field(metadata=COUNT)
-    samples_ms: list[float] = field(default_factory=list)
+    samples_ms: list[float] = field(default_factory=list, metadata=NON_NEGATIVE)
 
 
 class Verdict(StrEnum):
@@ -142,38 +139,40 @@ class LoadSummary:
 class Speedup:
     """Eager's time over this backend's, the median of per-round ratios, with its 95% CI."""
 
-    speedup_vs_eager: float
-    speedup_ci95_low: float
-    speedup_ci95_high: float
+    speedup_vs_eager: float = field(metadata=NON_NEGATIVE)
+    speedup_ci95_low: float = field(metadata=NON_NEGATIVE)
+    speedup_ci95_high: float = field(metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class RowAgreement:
     """Agreement with the float64 reference at the row's shape, over every check there."""
 
-    max_abs_err: float
-    max_rel_err: float
+    max_abs_err: float = field(metadata=NON_NEGATIVE)
+    max_rel_err: float = field(metadata=NON_NEGATIVE)
     agrees: bool
     # the same input twice: bitwise-identical outputs, and the largest difference if not
     deterministic: bool | None = None
-    repeat_max_diff: float | None = None
+    repeat_max_diff: float | None = field(default=None, metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class ColdStart:
     """Preparing the backend, its first call, and the memory it took."""
 
-    isolation_startup_s: float | None = None  # spawning the backend's worker, when isolated
-    prepare_s: float | None = None
-    first_call_ms: float | None = None
+    # spawning the backend's worker, when isolated
+    isolation_startup_s: float | None = field(default=None, metadata=NON_NEGATIVE)
+    prepare_s: float | None = field(default=None, metadata=NON_NEGATIVE)
+    first_call_ms: float | None = field(default=None, metadata=NON_NEGATIVE)
     peak_rss_mb: float | None = None
     prepare_rss_mb: float | None = None
     infer_rss_mb: float | None = None
     cuda_max_mem_mb: float | None = None
     gpu_mem_growth_mb: float | None = None  # device-reported (NVML), sees ORT's CUDA arena
     gpu_mem_scope: str | None = None  # "process" or "device": what gpu_mem_growth_mb covers
-    h2d_ms: float | None = None  # copying one input batch to where run() wants it
-    d2h_ms: float | None = None  # reading one output batch back to the host
+    # copying one input batch to where run() wants it, and reading one output batch back
+    h2d_ms: float | None = field(default=None, metadata=NON_NEGATIVE)
+    d2h_ms: float | None = field(default=None, metadata=NON_NEGATIVE)
 
 
 ROW_PARTS = (Identity, Outcome, TimingSummary, LoadSummary, Speedup, RowAgreement, ColdStart)
@@ -230,8 +229,8 @@ class Check:
     batch_size: int = field(metadata=COUNT)
     seq_len: int = field(metadata=COUNT)
     inputs: str  # "sine" or "random"
-    max_abs_err: float = field(metadata=between(0))
-    max_rel_err: float = field(metadata=between(0))
+    max_abs_err: float = field(metadata=NON_NEGATIVE)
+    max_rel_err: float = field(metadata=NON_NEGATIVE)
     agrees: bool
     mode: str = DEFAULT_MODE  # the workload whose check this is
     dtype: str = "fp32"

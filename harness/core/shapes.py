@@ -96,23 +96,34 @@ LARGEST_COUNT = 2**53  # beyond it a JSON number is no longer an exact integer e
 
 
 def between(low: float, high: float | None = None) -> dict[str, tuple[float, float | None]]:
-    """Metadata for a number field that must lie in [low, high], or a string field that must
-    be at least ``low`` characters long."""
+    """Metadata for a number field that must lie in [low, high] (a list's every number), or a
+    string field that must be at least ``low`` characters long."""
     return {BOUNDS: (low, high)}
 
 
-def _out_of_bounds(value: Any, bounds: tuple[float, float | None] | None) -> str | None:
+COUNT = between(1, LARGEST_COUNT)  # a size or a count of things
+NON_NEGATIVE = between(0)  # a time, a rate, an error
+
+
+def _out_of_bounds(value: Any, bounds: tuple[float, float | None], annotation: Any) -> str | None:
     """What ``value`` was expected to be, where it is outside ``bounds``; None where it is in."""
-    if bounds is None:
-        return None
     low, high = bounds
     if isinstance(value, str):
         return f"a string of {low} or more characters" if len(value) < low else None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value != value or value < low or (high is not None and value > high):  # NaN too
-            kind = "an integer" if isinstance(value, int) else "a number"
-            return f"{kind} from {low} to {high}" if high is not None else f"{kind} >= {low}"
-    return None
+    numbers = value if isinstance(value, list) else [value]
+    if all(not _outside(v, low, high) for v in numbers):
+        return None
+    kind = "an integer" if "integer" in _described(annotation) else "a number"
+    expected = f"from {low} to {high}" if high is not None else f">= {low}"
+    return (f"a list of numbers {expected}" if isinstance(value, list) else f"{kind} {expected}")
+
+
+def _outside(value: Any, low: float, high: float | None) -> bool:
+    """Whether a number lies outside [low, high]; anything else (null, a list's null) is not
+    a number to bound."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return value != value or value < low or (high is not None and value > high)  # NaN too
 
 
 def mismatches(record: Mapping, cls: type, *, required: Collection[str] = (),
@@ -131,7 +142,7 @@ def mismatches(record: Mapping, cls: type, *, required: Collection[str] = (),
             continue
         elif not conforms(record[name], annotation):
             wrong.append(f"{name} as {_described(annotation)}, got {arrived(record[name])}")
-        elif expected := _out_of_bounds(record[name], bounds.get(name)):
+        elif name in bounds and (expected := _out_of_bounds(record[name], bounds[name], annotation)):
             wrong.append(f"{name} as {expected}, got {arrived(record[name])}")
     return wrong
 

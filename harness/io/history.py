@@ -112,11 +112,17 @@ def migrate(conn: sqlite3.Connection) -> int:
     return found
 
 
+def _empty(path: Path) -> bool:
+    """Whether ``path`` is an empty file: a database no run has been written to yet, which
+    reading leaves as it is (opening it to write would lay the schema down)."""
+    return Path(path).is_file() and Path(path).stat().st_size == 0
+
+
 def check_history(path: Path) -> None:
     """Refuse, without writing to it, a file that is not an lstm-harness history database
     this version can record into (absent or empty: it will be created)."""
     path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
+    if not path.is_file() or _empty(path):
         return
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -198,14 +204,9 @@ def record(path: Path, result: dict) -> int:
     return run_id
 
 
-def _empty(path: Path) -> bool:
-    """Whether ``path`` is an empty file: a database no run has been written to yet, which
-    reading leaves as it is (opening it to write would lay the schema down)."""
-    return Path(path).is_file() and Path(path).stat().st_size == 0
-
-
 def list_runs(path: Path, limit: int | None = None) -> list[RunInfo]:
     """Most recent first."""
+    check_history(path)
     if _empty(path):
         return []
     with connect(path) as conn:
@@ -215,10 +216,17 @@ def list_runs(path: Path, limit: int | None = None) -> list[RunInfo]:
             for i, created, commit, device, summary, failed in found]
 
 
+def _decoded(text: str) -> object:
+    """A stored record, its NaN and Infinity (which runs recorded before they were written as
+    null hold) read as null, as they are written now."""
+    return json.loads(text, parse_constant=lambda _: None)
+
+
 def load(path: Path, run_id: int) -> dict:
     """The results dict of one recorded run, as `run --out` would have written it."""
     missing = InputError(f"expected a run id from `harness history` ({path}), got {run_id}: "
                          "no such run")
+    check_history(path)
     if _empty(path):
         raise missing
     with connect(path) as conn:
@@ -228,11 +236,11 @@ def load(path: Path, run_id: int) -> dict:
         rows = []
         for idx, data in conn.execute("SELECT idx, data FROM rows WHERE run_id = ? ORDER BY idx",
                                       (run_id,)).fetchall():
-            row = json.loads(data)
+            row = _decoded(data)
             row["samples_ms"] = [ms for (ms,) in conn.execute(
                 "SELECT ms FROM samples WHERE run_id = ? AND row_idx = ? ORDER BY i", (run_id, idx))]
             rows.append(row)
-        checks = [json.loads(d) for (d,) in conn.execute(
+        checks = [_decoded(d) for (d,) in conn.execute(
             "SELECT data FROM checks WHERE run_id = ? ORDER BY idx", (run_id,))]
-    meta = json.loads(found[0])
+    meta = _decoded(found[0])
     return as_results({**meta, "rows": rows, "checks": checks}, f"run {run_id} of {path}")

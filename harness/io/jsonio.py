@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from harness.core.errors import InputError
+from harness.core.shapes import arrived
 
 
 def json_safe(value):
@@ -42,19 +44,28 @@ def write_json(path: Path, data: dict) -> Path:
     return path
 
 
-def _refuse_constant(path: Path):
-    """Python's JSON reads NaN and Infinity, which JSON has not and no results file holds."""
-    def refuse(name: str) -> None:
-        raise InputError(f"expected a JSON results file, whose numbers are finite, got {name} in {path}")
-    return refuse
+def _finite_numbers(path: Path) -> dict:
+    """``json.loads`` hooks that refuse what no results file holds: NaN and Infinity, which
+    Python reads though JSON has neither, and a number too large for a float."""
+    def refuse(text: str) -> float:
+        raise InputError(f"expected a JSON results file, whose numbers are finite, got "
+                         f"{arrived(float(text))} in {path}")
+
+    def finite(text: str) -> float:
+        value = float(text)
+        return value if math.isfinite(value) else refuse(text)
+    return {"parse_constant": refuse, "parse_float": finite}
 
 
 def read_json(path: Path) -> dict:
     path = Path(path)
-    if path.exists() and not path.is_file():  # a folder, a device, a pipe: nothing to read whole
-        raise InputError(f"expected a readable JSON results file, got {path}, which is not a regular file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant(path))
+        if path.exists() and not path.is_file():  # a folder, a device, a pipe: nothing to read whole
+            raise InputError(f"expected a readable JSON results file, got {path}, which is not a "
+                             "regular file")
+        return json.loads(path.read_text(encoding="utf-8"), **_finite_numbers(path))
+    except InputError:  # a number the hooks refused
+        raise
     except RecursionError:
         raise InputError(f"expected a JSON results file, {path} nests deeper than any "
                          "results file does") from None
@@ -67,3 +78,6 @@ def read_json(path: Path) -> dict:
                          f"{exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"expected a JSON results file, {path} is not valid JSON: {exc}") from exc
+    except ValueError:  # an integer of more digits than Python converts
+        raise InputError(f"expected a JSON results file, {path} holds an integer of more than "
+                         f"{sys.get_int_max_str_digits()} digits") from None

@@ -78,7 +78,7 @@ def migrate(data: dict, origin: str) -> dict:
         raise InputError(f"expected results schema_version as an integer from 1 to {SCHEMA_VERSION}, "
                          f"got {arrived(version)} in {origin}")
     if version > SCHEMA_VERSION:
-        raise InputError(f"expected results schema_version <= {SCHEMA_VERSION}, got {version} in "
+        raise InputError(f"expected results schema_version <= {SCHEMA_VERSION}, got {arrived(version)} in "
                          f"{origin}; upgrade lstm-harness to read it")
     while data["schema_version"] < SCHEMA_VERSION:
         data = MIGRATIONS[data["schema_version"]](data)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from harness.core.model import ModelConfig, validate_input
 from harness.core.roofline import lstm_forward_flops
+from harness.core.shapes import NON_NEGATIVE
 from harness.core.stats import throughput
 from harness.core.targets import DEFAULT_MODE
 from harness.core.timing import Measurement, Timer
@@ -66,10 +67,11 @@ REST = (
 class ForwardFields:
     """What a forward row adds: its throughput, and its speed against the machine's peak."""
 
-    throughput_seq_s: float  # windows answered per second
-    throughput_steps_s: float  # time steps read per second
-    gflops: float  # the LSTM's floating-point work per second
-    pct_peak: float | None  # gflops against the machine's peak GEMM rate; None: no peak
+    throughput_seq_s: float = field(metadata=NON_NEGATIVE)  # windows answered per second
+    throughput_steps_s: float = field(metadata=NON_NEGATIVE)  # time steps read per second
+    gflops: float = field(metadata=NON_NEGATIVE)  # the LSTM's floating-point work per second
+    # gflops against the machine's peak GEMM rate; None: no peak
+    pct_peak: float | None = field(metadata=NON_NEGATIVE)
 
 
 def forward_fields(model: ModelConfig, shape: Shape, median_s: float,

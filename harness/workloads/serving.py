@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from harness.core.model import validate_input
 from harness.core.results import Check
+from harness.core.shapes import NON_NEGATIVE
 from harness.workloads.base import (
     DAY_S,
     Alone,
@@ -107,18 +108,19 @@ class LoadGenFields:
     """What every serving row adds: its reported LoadGen test, and the answers checked."""
 
     loadgen_scenario: str
-    max_wait_ms: float  # how long the batcher held a query for others to join it
+    # how long the batcher held a query for others to join it
+    max_wait_ms: float = field(metadata=NON_NEGATIVE)
     full: bool  # MLPerf's own minimum duration and query count
     min_duration_s: float | None  # LoadGen's effective minimums
     min_query_count: int | None
     loadgen_valid: bool
     loadgen_invalid_reason: str | None
-    loadgen_p50_ms: float | None
-    loadgen_p90_ms: float | None
-    loadgen_p99_ms: float | None
-    loadgen_p999_ms: float | None
-    loadgen_mean_ms: float | None
-    completed_qps: float | None
+    loadgen_p50_ms: float | None = field(metadata=NON_NEGATIVE)
+    loadgen_p90_ms: float | None = field(metadata=NON_NEGATIVE)
+    loadgen_p99_ms: float | None = field(metadata=NON_NEGATIVE)
+    loadgen_p999_ms: float | None = field(metadata=NON_NEGATIVE)
+    loadgen_mean_ms: float | None = field(metadata=NON_NEGATIVE)
+    completed_qps: float | None = field(metadata=NON_NEGATIVE)
     batches_formed: list[tuple[int, int]]  # [batch size, batches formed of that size]
     mean_batch: float | None
     responses_checked: int  # over every test of the row

@@ -9,7 +9,7 @@ whole window on the same backend.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,6 +19,7 @@ from harness.core.agreement import worst
 from harness.core.data import sine_batch
 from harness.core.model import validate_input
 from harness.core.results import Check
+from harness.core.shapes import NON_NEGATIVE
 from harness.core.timing import Measurement, Timer
 from harness.workloads.base import (
     CheckContext,
@@ -68,10 +69,10 @@ class LiveStream:
 class StreamingFields:
     """What a streaming row adds: a step's time beside re-running the window for it."""
 
-    step_ms: float  # one sample into the live stream (median)
-    window_ms: float  # the whole window run again instead (median)
-    step_vs_window: float  # step_ms / window_ms
-    throughput_steps_s: float  # samples taken in per second, over the batch
+    step_ms: float = field(metadata=NON_NEGATIVE)  # one sample into the live stream (median)
+    window_ms: float = field(metadata=NON_NEGATIVE)  # the whole window run again instead (median)
+    step_vs_window: float = field(metadata=NON_NEGATIVE)  # step_ms / window_ms
+    throughput_steps_s: float = field(metadata=NON_NEGATIVE)  # samples taken in per second, over the batch
 
 
 @dataclass(frozen=True)
