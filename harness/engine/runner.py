@@ -175,6 +175,14 @@ class MeteredProbe:
         return value
 
 
+def speedup_over(base: Measurement, own: Measurement) -> Speedup:
+    """The baseline's time over this backend's, round by round (the rounds of one process are
+    interleaved, so each pair shares the machine's drift), with a CI drawn over the processes
+    as well as their rounds."""
+    ratio = paired_ratio(np.array(base.samples_s), np.array(own.samples_s), own.processes)
+    return Speedup(ratio.median, ratio.ci95_low, ratio.ci95_high)
+
+
 def alone_measurement(alone: Alone, probes: list[MeteredProbe], max_foreign_cores: float) -> Measurement:
     """A row's measurement from what an ``AloneWorkload`` found: its samples, and each probe
     run as a round of the load account (a run that outside work made contended is kept, and
@@ -410,10 +418,7 @@ class Runner:
             primary = mine[workload.primary]
             speedup = None
             if BASELINE in measured and live[name].backend.interleaved:
-                base = measured[BASELINE][workload.primary]
-                ratio = paired_ratio(np.array(base.samples_s), np.array(primary.samples_s),
-                                     primary.processes)
-                speedup = Speedup(ratio.median, ratio.ci95_low, ratio.ci95_high)
+                speedup = speedup_over(measured[BASELINE][workload.primary], primary)
             found[name] = _Found(primary, workload.row_fields(shape, mine, context), speedup)
         return found
 
