@@ -23,6 +23,10 @@ def test_sync_brackets_the_clock():
                   clock=lambda: (events.append("clock"), next(ticks))[1])
     timer.time_calls(2)
     assert events == ["sync", "clock", "run", "run", "sync", "clock"]
+    # however many calls a round holds: the loop adds no clock read or sync between them
+    events.clear()
+    timer.time_calls(1000)
+    assert events == ["sync", "clock", *["run"] * 1000, "sync", "clock"]
 
 
 def test_calibration_grows_rounds_past_the_target():
@@ -107,14 +111,6 @@ def test_the_budget_ends_no_row_before_it_has_the_rounds_of_a_95_percent_ci():
     slow = _ScriptedTimer(np.linspace(1.0, 2.0, 100), wall_s=0.02)  # each round past the budget
     m = measure_interleaved({"a": slow}, cfg)["a"]
     assert m.stop_reason == "budget" and len(m.samples_s) == min_ci_samples() == 6
-
-
-def test_harness_overhead_per_call_is_small():
-    """The loop around ``run`` must cost far less than the fastest backend call (~0.1 ms)."""
-    timer = Timer(lambda x: x, [0, 1, 2, 3])
-    n = timer.calibrate(min_round_s=5e-3)
-    best = min(timer.time_calls(n) for _ in range(20))
-    assert best < 5e-6, f"overhead {best * 1e6:.2f} µs per call"
 
 
 @pytest.mark.slow
