@@ -169,14 +169,15 @@ def test_the_canary_runs_on_as_many_threads_as_the_backends_compute_with():
                 torch.set_num_threads(threads)
                 assert canary_threads() == threads
                 canary_s()
-                cpu_s, wall_s = thread_cpu_s(os.getpid()), time.perf_counter()
-                for _ in range(50):
+                cpu_s, began = thread_cpu_s(os.getpid()), time.perf_counter()
+                while time.perf_counter() < began + 0.5:
                     canary_s()
-                wall_s = time.perf_counter() - wall_s
+                wall_s = time.perf_counter() - began
                 spent = {tid: s - cpu_s.get(tid, 0.0) for tid, s in thread_cpu_s(os.getpid()).items()}
-                # a thread that worked for a fifth of the time or more: one a busy neighbour
-                # shares its core with still does, where the process's total would fall short
-                working[threads] = sum(s >= 0.2 * wall_s for s in spent.values())
+                # a thread that worked for 40% of the time or more: one a busy neighbour shares
+                # its core with still does (the process's total would fall short), and a pool
+                # another test left spinning for its last 0.1 s does not
+                working[threads] = sum(s >= 0.4 * wall_s for s in spent.values())
     finally:
         torch.set_num_threads(before)
     assert working == {1: 1, 2: 2}
@@ -199,12 +200,12 @@ def test_the_valid_verdict_says_what_the_canary_made_of_the_host(verdict, said):
 
 @pytest.mark.skipif(not LINUX, reason="load accounting reads /proc, which only Linux has")
 def test_the_runs_own_cpu_time_counts_every_thread_in_nanoseconds():
-    start = process_cpu_s(os.getpid())
-    end_at = time.perf_counter() + 0.2
-    while time.perf_counter() < end_at:
+    start, cpu_start = process_cpu_s(os.getpid()), time.process_time()
+    while time.process_time() < cpu_start + 0.2:  # 0.2 s of CPU, however long the wall takes
         pass
-    spent = process_cpu_s(os.getpid()) - start
-    assert 0.15 < spent < 0.6
+    spent, cpu_spent = process_cpu_s(os.getpid()) - start, time.process_time() - cpu_start
+    # schedstat (every thread, in nanoseconds) counts the CPU the kernel's process clock does
+    assert spent == pytest.approx(cpu_spent, abs=0.02)
     assert process_cpu_s(2**22 + 12345) == 0.0  # a pid that cannot exist: nothing, no error
     assert os.getpid() in process_times()
 

@@ -1,4 +1,5 @@
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -29,22 +30,27 @@ def test_sync_brackets_the_clock():
     assert events == ["sync", "clock", *["run"] * 1000, "sync", "clock"]
 
 
-def test_calibration_grows_rounds_past_the_target():
-    timer = Timer(lambda x: None, [0])
-    n = timer.calibrate(min_round_s=1e-3)
-    assert n > 64 and timer.time_calls(n) * n >= 0.5e-3
+def _ticking(now: list[float], seconds: float, then: Callable[[], None] = lambda: None
+             ) -> Timer:
+    """A timer whose every call takes exactly ``seconds`` of the clock ``now[0]``."""
+    def run(_: object) -> None:
+        then()
+        now[0] += seconds
+    return Timer(run, [0], clock=lambda: now[0])
+
+
+def test_calibration_doubles_the_calls_per_round_until_a_round_reaches_the_target():
+    timer = _ticking([0.0], 10e-6)
+    assert timer.calibrate(min_round_s=1e-3) == 128  # 64 calls are 0.64 ms, 128 are 1.28
+    assert timer.round() == pytest.approx(10e-6)
 
 
 def test_interleaved_measurement_pairs_rounds_and_reports_stop_reason():
-    order = []
+    order: list[str] = []
+    now = [0.0]
 
-    def make(name, seconds):
-        def run(_):
-            order.append(name)
-            end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
-                pass
-        return Timer(run, [0])
+    def make(name: str, seconds: float) -> Timer:
+        return _ticking(now, seconds, lambda: order.append(name))
 
     cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-4, min_rounds=5, budget_s=0.3, target_ci=0.5)
     out = measure_interleaved({"slow": make("slow", 4e-4), "fast": make("fast", 1e-4)}, cfg)
@@ -65,9 +71,8 @@ def test_budget_ends_a_measurement_that_cannot_converge():
             pass
 
     cfg = TimingConfig(warmup_s=0.0, min_round_s=1e-5, budget_s=0.2, target_ci=1e-6)
-    start = time.perf_counter()
     out = measure_interleaved({"j": Timer(jittery, [0])}, cfg)
-    assert out["j"].stop_reason == "budget" and time.perf_counter() - start < 2.0
+    assert out["j"].stop_reason == "budget" and len(out["j"].samples_s) < cfg.max_rounds
 
 
 class _ScriptedTimer:
