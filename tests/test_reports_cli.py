@@ -53,7 +53,7 @@ def test_two_runs_then_history_compare_and_every_report_format(cached, history_d
 
 @pytest.mark.slow
 def test_no_history_records_nothing(cached, history_db, capsys):
-    assert main([*RUN[:4], "1", *RUN[5:], "--no-history"]) == 0
+    assert main([*RUN[:4], "1", *RUN[5:], "--processes", "1", "--no-history"]) == 0
     assert not history_db.exists() and "recorded" not in capsys.readouterr().err
 
 
