@@ -113,7 +113,7 @@ def _out_of_bounds(value: Any, bounds: tuple[float, float | None], annotation: A
     numbers = value if isinstance(value, list) else [value]
     if all(not _outside(v, low, high) for v in numbers):
         return None
-    kind = "an integer" if "integer" in _described(annotation) else "a number"
+    kind = "an integer" if int in (annotation, *typing.get_args(annotation)) else "a number"
     expected = f"from {low} to {high}" if high is not None else f">= {low}"
     return (f"a list of numbers {expected}" if isinstance(value, list) else f"{kind} {expected}")
 

@@ -113,9 +113,16 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _empty(path: Path) -> bool:
-    """Whether ``path`` is an empty file: a database no run has been written to yet, which
-    reading leaves as it is (opening it to write would lay the schema down)."""
+    """Whether ``path`` is an empty file: a database no run has been written to yet."""
     return Path(path).is_file() and Path(path).stat().st_size == 0
+
+
+def _has_runs(path: Path) -> bool:
+    """Whether a history database may be read for runs: InputError for another program's or a
+    newer one, False for an empty file, which reading leaves as it is (opening it to write
+    would lay the schema down)."""
+    check_history(path)
+    return not _empty(path)
 
 
 def check_history(path: Path) -> None:
@@ -206,8 +213,7 @@ def record(path: Path, result: dict) -> int:
 
 def list_runs(path: Path, limit: int | None = None) -> list[RunInfo]:
     """Most recent first."""
-    check_history(path)
-    if _empty(path):
+    if not _has_runs(path):
         return []
     with connect(path) as conn:
         found = conn.execute("SELECT id, created_at, git_commit, device, summary, failed FROM runs "
@@ -226,8 +232,7 @@ def load(path: Path, run_id: int) -> dict:
     """The results dict of one recorded run, as `run --out` would have written it."""
     missing = InputError(f"expected a run id from `harness history` ({path}), got {run_id}: "
                          "no such run")
-    check_history(path)
-    if _empty(path):
+    if not _has_runs(path):
         raise missing
     with connect(path) as conn:
         found = conn.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
